@@ -1,0 +1,456 @@
+"""The protocol: transformations, their state, the step they see, and the errors they raise.
+
+A transformation has two methods, duck-compatible with optax (flax's ``TrainState`` and
+``nnx.Optimizer``, and ``optax.chain``, call nothing else)::
+
+    state = tx.init(params)
+    updates, state = tx.update(updates, state, params=None, **extra_args)
+
+A transformation is a :class:`~gradxform._src.module.Module`: an immutable value whose float
+hyperparameters are pytree leaves.
+
+**Where the step count lives.** ``init`` wraps the transformation's own state in an
+:class:`OptState` that holds one step counter for the whole tree of transformations (only if some
+part of it needs one: a schedule, a bias correction). Links of a chain and inner optimizers of
+wrappers do not keep counters of their own; they read the shared count from the :class:`Step`
+passed to :meth:`GradientTransformation.apply`. Wrappers that run their inner transformation on
+a different clock (accumulation, skipping non-finite steps) hand it a different ``Step``.
+
+**What the state remembers.** ``OptState.spec`` records, as static metadata that costs nothing
+at run time, the leaf paths, shapes and dtypes of the params the state was built for. ``update``
+rejects updates (and params) that differ, naming the first leaf that differs and showing both.
+Nothing is broadcast. This holds for stateless transformations too.
+
+Writing a transformation means subclassing :class:`GradientTransformation` and implementing
+``init_state(params)`` (arrays only; ``()`` when stateless) and ``apply(updates, state, params,
+step)``. ``apply`` must return a state of the same structure, shapes and dtypes it received.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradxform._src import dtypes, tree
+from gradxform._src.module import Module, static
+
+__all__ = [
+    "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
+    "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
+]
+
+PyTree = Any
+
+
+class StructureMismatchError(ValueError):
+    """Updates or params do not match the tree the optimizer state was created for."""
+
+
+# --------------------------------------------------------------------------------------------
+# What a state remembers of its params.
+
+
+def _path_key(path: tuple) -> tuple:
+    """A leaf path with transparent boxes removed (``.value`` of flax nnx Variables)."""
+    return tuple(k for k in path if not (isinstance(k, jax.tree_util.GetAttrKey)
+                                         and k.name == "value"))
+
+
+def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:
+    return tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape), dtypes.leaf_dtype(x)
+
+
+def _describe(shape: tuple, dtype: np.dtype) -> str:
+    return f"{dtype.name}[{', '.join(map(str, shape))}]"
+
+
+class ParamSpec:
+    """Leaf paths, shapes and dtypes of a params tree; hashable, compared once per trace."""
+
+    __slots__ = ("paths", "shapes", "dtypes", "_hash")
+
+    def __init__(self, paths: tuple, shapes: tuple, dtypes_: tuple):
+        self.paths, self.shapes, self.dtypes = paths, shapes, dtypes_
+        self._hash = hash((paths, shapes, dtypes_))
+
+    @classmethod
+    def of(cls, params: PyTree) -> ParamSpec:
+        flat, _ = jax.tree_util.tree_flatten_with_path(params)
+        paths = tuple(_path_key(p) for p, _ in flat)
+        shapes, dts = zip(*(_shape_dtype(x) for _, x in flat)) if flat else ((), ())
+        return cls(paths, tuple(shapes), tuple(dts))
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, ParamSpec) and self._hash == other._hash
+            and (self.paths, self.shapes, self.dtypes)
+            == (other.paths, other.shapes, other.dtypes)
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"ParamSpec({len(self.paths)} leaves)"
+
+    def check(self, tree_: PyTree, where: str, what: str) -> None:
+        """Raise :class:`StructureMismatchError` if ``tree_`` differs from these params."""
+        other = ParamSpec.of(tree_)
+        if other == self:
+            return
+        header = (f"{where}: the {what} do not match the params this optimizer state was "
+                  f"created for (init)")
+        fix = (f"The {what} must have the same tree structure, shapes and dtypes as the params "
+               "given to init; nothing is broadcast or cast. Build the state again with init "
+               "if the model changed, or cast the gradients to the params' dtypes.")
+        if other.paths != self.paths:
+            mine, theirs = set(self.paths), set(other.paths)
+            missing = [jax.tree_util.keystr(p) for p in self.paths if p not in theirs][:5]
+            extra = [jax.tree_util.keystr(p) for p in other.paths if p not in mine][:5]
+            lines = [header + ": the tree structures differ."]
+            if missing:
+                lines.append(f"  leaves missing from the {what}: {', '.join(missing)}")
+            if extra:
+                lines.append(f"  leaves not in the params: {', '.join(extra)}")
+            if not missing and not extra:
+                lines.append("  the same leaves in a different order or nesting")
+            lines.append(f"  params ({len(self.paths)} leaves): "
+                         f"{_abbrev([jax.tree_util.keystr(p) for p in self.paths])}")
+            lines.append(f"  {what} ({len(other.paths)} leaves): "
+                         f"{_abbrev([jax.tree_util.keystr(p) for p in other.paths])}")
+            lines.append(fix)
+            raise StructureMismatchError("\n".join(lines))
+        for path, s1, d1, s2, d2 in zip(self.paths, self.shapes, self.dtypes,
+                                        other.shapes, other.dtypes):
+            if s1 != s2 or d1 != d2:
+                raise StructureMismatchError(
+                    f"{header}: at {jax.tree_util.keystr(path) or 'the root'} the params are "
+                    f"{_describe(s1, d1)} but the {what} are {_describe(s2, d2)}.\n{fix}"
+                )
+
+
+def _abbrev(items: list[str], n: int = 8) -> str:
+    shown = ", ".join(items[:n])
+    return f"[{shown}{', ...' if len(items) > n else ''}]"
+
+
+# --------------------------------------------------------------------------------------------
+# The state and the step.
+
+
+class OptState:
+    """The state ``init`` returns: one step counter, the transformation's state, the param spec.
+
+    Attributes:
+      count: int32 number of updates applied so far, or ``None`` if nothing in the
+        transformation needs a count.
+      inner: the state of the transformation itself (a NamedTuple, tuple, dict or ``()``).
+      spec: static :class:`ParamSpec` of the params given to ``init``.
+    """
+
+    __slots__ = ("count", "inner", "spec")
+
+    def __init__(self, count: jax.Array | None, inner: PyTree, spec: ParamSpec):
+        self.count, self.inner, self.spec = count, inner, spec
+
+    def __repr__(self) -> str:
+        return f"OptState(count={self.count!r}, inner={self.inner!r})"
+
+    def replace(self, **changes: Any) -> OptState:
+        values = {"count": self.count, "inner": self.inner, "spec": self.spec, **changes}
+        return OptState(**values)
+
+
+jax.tree_util.register_pytree_with_keys(
+    OptState,
+    lambda s: (((jax.tree_util.GetAttrKey("count"), s.count),
+                (jax.tree_util.GetAttrKey("inner"), s.inner)), s.spec),
+    lambda spec, children: OptState(children[0], children[1], spec),
+    lambda s: ((s.count, s.inner), s.spec),
+)
+
+
+class Step(NamedTuple):
+    """What a transformation sees of the current step besides updates, state and params.
+
+    Attributes:
+      count: int32 number of updates completed before this one (0 on the first update), or
+        ``None`` if no part of the transformation declared it needs it.
+      extra: the keyword arguments given to ``update`` (``value=loss``, ``key=...``).
+    """
+
+    count: jax.Array | None
+    extra: Mapping[str, Any]
+
+    def value(self, hyperparameter: Any) -> Any:
+        """The current value of a hyperparameter (a schedule is evaluated at ``count``)."""
+        from gradxform._src.schedules import Schedule
+
+        if isinstance(hyperparameter, Schedule):
+            if self.count is None:
+                raise RuntimeError("a schedule was evaluated without a step count")
+            return hyperparameter(self.count)
+        return hyperparameter
+
+    @property
+    def number(self) -> jax.Array:
+        """The 1-based number of this update (``count + 1``), as used by bias corrections."""
+        return tree.safe_increment(self.count)
+
+
+# --------------------------------------------------------------------------------------------
+# The transformation.
+
+
+class GradientTransformation(Module):
+    """Base of every gradxform transformation. See the module docstring for the protocol."""
+
+    #: True if ``apply`` reads ``step.count`` (bias corrections, schedules of its own).
+    uses_count = False
+
+    # -- to implement ------------------------------------------------------------------------
+
+    def init_state(self, params: PyTree) -> PyTree:
+        """This transformation's own state for ``params`` (arrays only). Default: ``()``."""
+        del params
+        return ()
+
+    def apply(self, updates: PyTree, state: PyTree, params: PyTree | None, step: Step):
+        """Transform ``updates``; return ``(new_updates, new_state)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement apply")
+
+    def links(self, state: PyTree, step: Step) -> Iterator[tuple[str, Any, PyTree, Step]]:
+        """The nested transformations as ``(label, transformation, state, step)``.
+
+        Used to read hyperparameters; wrappers that run an inner transformation override it.
+        """
+        del state, step
+        return iter(())
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name used in messages (a chain built by ``adam`` is called ``adam``)."""
+        return type(self).__name__
+
+    @property
+    def needs_count(self) -> bool:
+        """True if some part of this transformation reads the step count."""
+        from gradxform._src.schedules import Schedule
+
+        for m in self.submodules():
+            if isinstance(m, Schedule) or (
+                isinstance(m, GradientTransformation) and m.uses_count
+            ):
+                return True
+        return False
+
+    def init(self, params: PyTree) -> OptState:
+        """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
+        count = jnp.zeros([], jnp.int32) if self.needs_count else None
+        return OptState(count, self.init_state(params), ParamSpec.of(params))
+
+    def update(self, updates: PyTree, state: OptState, params: PyTree | None = None,
+               **extra_args: Any) -> tuple[PyTree, OptState]:
+        """Transform ``updates`` (usually gradients); return ``(updates, new_state)``."""
+        where = f"{self.name}.update"
+        if not isinstance(state, OptState):
+            raise TypeError(
+                f"{where}: state must be the OptState returned by {self.name}.init, got "
+                f"{type(state).__name__}. Was the state built by another optimizer?"
+            )
+        state.spec.check(updates, where, "updates")
+        if params is not None:
+            state.spec.check(params, where, "params")
+        step = Step(state.count, extra_args)
+        new_updates, inner = self.apply(updates, state.inner, params, step)
+        count = None if state.count is None else tree.safe_increment(state.count)
+        return new_updates, OptState(count, inner, state.spec)
+
+    def require_params(self, params: PyTree | None) -> PyTree:
+        """``params``, or an error naming this transformation if they were not given."""
+        if params is None:
+            raise self.error("needs the current params: call update(updates, state, params)",
+                             exc=ValueError)
+        return params
+
+
+# --------------------------------------------------------------------------------------------
+# Small transformations every chain needs.
+
+
+class stateless(GradientTransformation):
+    """A transformation without state from ``fn(updates, params) -> updates``.
+
+    Two ``stateless`` values are equal when they wrap the same function object.
+
+    Example::
+
+        halve = gx.stateless(lambda u, p: jax.tree.map(lambda g: g / 2, u))
+    """
+
+    fn: Callable[[PyTree, PyTree | None], PyTree] = static()
+
+    def check(self):
+        if not callable(self.fn):
+            raise self.error(f"must be callable, got {self.fn!r}", "fn", TypeError)
+
+    def apply(self, updates, state, params, step):
+        return self.fn(updates, params), state
+
+
+class identity(GradientTransformation):
+    """Leave updates unchanged: ``u <- u``."""
+
+    def apply(self, updates, state, params, step):
+        return updates, state
+
+
+class set_to_zero(GradientTransformation):
+    """Replace every update by zeros of the same shape and dtype: ``u <- 0``.
+
+    With :func:`~gradxform.masked` or :func:`~gradxform.partition` this freezes leaves.
+    """
+
+    def apply(self, updates, state, params, step):
+        return jax.tree.map(jnp.zeros_like, updates), state
+
+
+class Foreign(GradientTransformation):
+    """An optax (or any duck-typed) transformation used as a link of a gradxform chain.
+
+    It keeps its own state (and its own step counter, if it has one). Keyword arguments given to
+    ``update`` are passed on if its ``update`` accepts them.
+    """
+
+    tx: Any = static()
+
+    def check(self):
+        if not (hasattr(self.tx, "init") and hasattr(self.tx, "update")):
+            raise self.error(f"needs an object with init and update, got {self.tx!r}", "tx",
+                             TypeError)
+
+    @property
+    def name(self) -> str:
+        return f"Foreign({type(self.tx).__name__})"
+
+    def init_state(self, params):
+        return self.tx.init(params)
+
+    def apply(self, updates, state, params, step):
+        try:
+            sig = inspect.signature(self.tx.update)
+            takes_extra = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        except (TypeError, ValueError):
+            takes_extra = False
+        if takes_extra:
+            return self.tx.update(updates, state, params, **step.extra)
+        return self.tx.update(updates, state, params)
+
+    def foreign_hyperparams(self, state) -> Mapping[str, Any]:
+        """Hyperparameters an optax ``inject_hyperparams`` state exposes, if any."""
+        found = getattr(state, "hyperparams", None)
+        return dict(found) if isinstance(found, Mapping) else {}
+
+
+def as_transformation(tx: Any) -> GradientTransformation:
+    """``tx`` itself if it is a gradxform transformation, else wrapped as :class:`Foreign`."""
+    if isinstance(tx, GradientTransformation):
+        return tx
+    if hasattr(tx, "init") and hasattr(tx, "update"):
+        return Foreign(tx)
+    raise TypeError(f"expected a transformation (an object with init and update), got {tx!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Applying updates and reading hyperparameters.
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """``p <- p + u`` leaf by leaf; each result has the dtype of its param.
+
+    The sum is formed in the wider of the two dtypes and cast back, so low-precision params
+    lose no more than one rounding. ``None`` leaves stay ``None``.
+    """
+
+    def one(p, u):
+        p = jnp.asarray(p)
+        wide = dtypes.wider(p.dtype, u.dtype)
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
+
+    try:
+        return jax.tree.map(one, params, updates)
+    except ValueError as e:
+        raise StructureMismatchError(
+            f"apply_updates: params and updates have different tree structures.\n"
+            f"  params:  {jax.tree.structure(params)}\n  updates: {jax.tree.structure(updates)}"
+        ) from e
+
+
+def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Array]:
+    """The current value of every hyperparameter of ``tx``, schedules evaluated at the step.
+
+    Keys are field names (``"learning_rate"``, ``"b1"``, ...). A name that occurs in more than
+    one link is prefixed by the link's label, for example ``"scale_by_adam.eps"``. Works inside
+    jit and with vmapped optimizers (values gain the batch axis).
+
+    Example::
+
+        lr = gx.hyperparams(opt, opt_state)["learning_rate"]
+    """
+    if not isinstance(state, OptState):
+        raise TypeError(f"hyperparams: state must be an OptState, got {type(state).__name__}")
+    found: list[tuple[tuple[str, ...], str, Any]] = []
+
+    def visit(t, st, step, path):
+        if isinstance(t, Foreign):
+            for k, v in t.foreign_hyperparams(st).items():
+                found.append((path, k, jnp.asarray(v)))
+            return
+        for name in t._hyper_fields:
+            value = getattr(t, name)
+            if value is not None:
+                found.append((path, name, jnp.asarray(step.value(value))))
+        for label, sub, sub_state, sub_step in t.links(st, step):
+            visit(sub, sub_state, sub_step, path + (label,))
+
+    visit(tx, state.inner, Step(state.count, {}), ())
+    counts: dict[str, int] = {}
+    for _, name, _ in found:
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for path, name, value in found:
+        key = name if counts[name] == 1 or not path else ".".join(path + (name,))
+        out[key] = value
+    return out
+
+
+def stack(values: Any) -> Any:
+    """Stack values (transformations, schedules) that differ only in their numbers.
+
+    Every numeric leaf gains a leading axis, so the result can be passed to ``jax.vmap`` with
+    ``in_axes=0`` to train all of them in one program.
+
+    Example::
+
+        opts = gx.stack([gx.adam(lr) for lr in (1e-3, 3e-3, 1e-2)])
+        losses = jax.vmap(train)(opts)
+    """
+    values = list(values)
+    if not values:
+        raise ValueError("stack: needs at least one value")
+    structures = [jax.tree.structure(v) for v in values]
+    for i, s in enumerate(structures[1:], 1):
+        if s != structures[0]:
+            raise ValueError(
+                "stack: the values differ in structure (flags, dtypes, sizes or schedule kinds), "
+                "not only in numbers, so they cannot share one program.\n"
+                f"  values[0]: {values[0]!r}\n  values[{i}]: {values[i]!r}"
+            )
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *values)

@@ -1,0 +1,67 @@
+"""Clipping: elementwise (``clip``) and by the global norm of the whole tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.module import hyper, static
+
+__all__ = ["clip", "clip_by_global_norm"]
+
+
+class clip(GradientTransformation):
+    r"""Clip every coordinate to ``[-max_delta, max_delta]``.
+
+    .. math:: u \leftarrow \min(\max(u, -\delta), \delta)
+
+    Args:
+      max_delta: :math:`\delta` > 0 (a number, array or schedule).
+    """
+
+    max_delta: Any = hyper(interval="(0, inf)")
+
+    def apply(self, updates, state, params, step):
+        delta = step.value(self.max_delta)
+
+        def one(u):
+            d = tree.scalar(delta, u.dtype)
+            return jnp.clip(u, -d, d)
+
+        return jax.tree.map(one, updates), state
+
+
+class clip_by_global_norm(GradientTransformation):
+    r"""Rescale the whole tree so that its global l2 norm is at most ``max_norm``.
+
+    .. math:: u \leftarrow u \cdot \frac{c}{\max(\lVert u \rVert_2, c)},
+              \qquad \lVert u \rVert_2 = \sqrt{\textstyle\sum_{\text{leaves}} \sum u^2}
+
+    The norm is accumulated in float32 (float64 if a leaf is float64), so bfloat16 trees do not
+    overflow or lose the sum. The form :math:`c / \max(\lVert u\rVert, c)` never divides by
+    zero: an all-zero tree stays zero, and derivatives with respect to ``max_norm`` and the
+    updates stay finite (meta-gradients). A non-finite gradient gives a non-finite norm and so
+    non-finite updates; combine with ``skip_non_finite`` to drop such steps.
+
+    Args:
+      max_norm: :math:`c` > 0 (a number, array or schedule).
+      axis_name: inside ``shard_map``/``pmap`` over leaves that are shards of one tree, the
+        mapped axis name(s) to sum the squared norm over, so every shard sees the global norm.
+
+    References:
+      Pascanu, Mikolov, Bengio, *On the difficulty of training recurrent neural networks*,
+      ICML 2013.
+    """
+
+    max_norm: Any = hyper(interval="(0, inf)")
+    axis_name: Any = static(None)
+
+    def apply(self, updates, state, params, step):
+        norm = tree.global_norm(updates, self.axis_name)
+        c = tree.scalar(step.value(self.max_norm), norm.dtype)
+        factor = c / jnp.maximum(norm, c)
+        return jax.tree.map(lambda u: tree.scale_by(u, factor), updates), state

@@ -1,0 +1,132 @@
+r"""Regularisation: decoupled weight decay and the coupled L2 and L1 penalties.
+
+The two kinds differ in *where* they enter a chain. A coupled penalty is part of the objective:
+its gradient is added to the gradient *before* adaptive scaling (``chain(add_l2_penalty(l),
+scale_by_adam(), ...)``), so Adam rescales it like the loss gradient. Decoupled weight decay
+(Loshchilov & Hutter) is added *after* adaptive scaling (``chain(scale_by_adam(),
+add_decayed_weights(wd), scale_by_learning_rate(lr))``), so every weight shrinks at the same
+rate. For plain SGD the two coincide: with :math:`L' = L + \tfrac{\lambda}{2}\lVert\theta\rVert^2`
+one SGD step is :math:`\theta - \eta\nabla L - \eta\lambda\theta`, i.e. weight decay by
+:math:`\eta\lambda`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import docs, tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.combine import mask_leaves
+from gradxform._src.module import freeze, hyper, static
+
+__all__ = ["add_decayed_weights", "add_l2_penalty", "add_l1_penalty"]
+
+
+class _AddPenaltyGradient(GradientTransformation):
+    """Shared machinery: ``u <- u + c * d(p)`` on the masked leaves, ``d`` set by subclasses.
+
+    Subclasses declare their coefficient field and a ``mask`` static field.
+    """
+
+    def __post_init__(self):
+        object.__setattr__(self, "mask", freeze(self.mask))
+        super().__post_init__()
+
+    def coefficient(self):
+        raise NotImplementedError
+
+    def direction(self, p):
+        raise NotImplementedError
+
+    def apply(self, updates, state, params, step):
+        params = self.require_params(params)
+        c = step.value(self.coefficient())
+        keep = (jax.tree.map(lambda _: True, params) if self.mask is None
+                else mask_leaves(self.mask, params, self.name))
+
+        def one(u, p, k):
+            if not k:
+                return u
+            d = self.direction(jnp.asarray(p)).astype(u.dtype)
+            return u + tree.scalar(c, u.dtype) * d
+
+        return jax.tree.map(one, updates, params, keep), state
+
+
+@docs.args
+class add_decayed_weights(_AddPenaltyGradient):
+    r"""Add decoupled weight decay: :math:`u \leftarrow u + \lambda\,\theta`.
+
+    Placed after the adaptive scaling and before the learning rate, the step becomes
+    :math:`-\eta(u + \lambda\theta)`: the decay is multiplied by the learning rate (and its
+    schedule), as in optax's and torch's AdamW. Loshchilov & Hutter's algorithm multiplies the
+    decay by the schedule multiplier only; to get that form with a constant base rate
+    :math:`\alpha`, pass ``weight_decay = lambda / alpha``.
+
+    Args:
+      <<weight_decay>>
+      <<mask>>
+
+    References:
+      Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
+    """
+
+    weight_decay: Any = hyper(0.0, "[0, inf)")
+    mask: Any = static(None)
+
+    def coefficient(self):
+        return self.weight_decay
+
+    def direction(self, p):
+        return p
+
+
+@docs.args
+class add_l2_penalty(_AddPenaltyGradient):
+    r"""Add the gradient of the L2 penalty :math:`\tfrac{\lambda}{2}\lVert\theta\rVert_2^2`.
+
+    .. math:: u \leftarrow u + \lambda\,\theta
+
+    Place it *first* in a chain (it is part of the objective, coupled with adaptive scaling).
+    For SGD this equals weight decay; for Adam it does not (see the module docs).
+
+    Args:
+      l2: :math:`\lambda` >= 0.
+      <<mask>>
+    """
+
+    l2: Any = hyper(interval="[0, inf)")
+    mask: Any = static(None)
+
+    def coefficient(self):
+        return self.l2
+
+    def direction(self, p):
+        return p
+
+
+@docs.args
+class add_l1_penalty(_AddPenaltyGradient):
+    r"""Add a subgradient of the L1 penalty :math:`\lambda\lVert\theta\rVert_1`.
+
+    .. math:: u \leftarrow u + \lambda\,\operatorname{sign}(\theta)
+
+    with :math:`\operatorname{sign}(0) = 0`. Plain subgradient steps make weights oscillate
+    around zero rather than reach it exactly; for exact sparsity use a proximal step.
+
+    Args:
+      l1: :math:`\lambda` >= 0.
+      <<mask>>
+    """
+
+    l1: Any = hyper(interval="[0, inf)")
+    mask: Any = static(None)
+
+    def coefficient(self):
+        return self.l1
+
+    def direction(self, p):
+        return jnp.sign(p)

@@ -1,0 +1,54 @@
+"""Scaling by constants: ``scale`` and ``scale_by_learning_rate``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from gradxform._src import docs, tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.module import hyper, static
+
+__all__ = ["scale", "scale_by_learning_rate"]
+
+
+class scale(GradientTransformation):
+    r"""Multiply the updates by a constant factor.
+
+    .. math:: u \leftarrow s\,u
+
+    Args:
+      step_size: the factor :math:`s`, any finite number (negative flips the direction), array
+        or schedule.
+
+    Example::
+
+        gx.chain(gx.scale_by_adam(), gx.scale(-1e-3))   # adam(1e-3)
+    """
+
+    step_size: Any = hyper()
+
+    def apply(self, updates, state, params, step):
+        s = step.value(self.step_size)
+        return jax.tree.map(lambda u: u * tree.scalar(s, u.dtype), updates), state
+
+
+@docs.args
+class scale_by_learning_rate(GradientTransformation):
+    r"""Scale by the negative learning rate (gradient *descent*).
+
+    .. math:: u \leftarrow -\eta\,u \qquad (u \leftarrow \eta\,u \text{ with } flip\_sign=False)
+
+    Args:
+      <<learning_rate>>
+      flip_sign: multiply by :math:`-\eta` (default) so that the result is added to the params.
+    """
+
+    learning_rate: Any = hyper(interval="[0, inf)")
+    flip_sign: bool = static(True)
+
+    def apply(self, updates, state, params, step):
+        lr = step.value(self.learning_rate)
+        sign = -1 if self.flip_sign else 1
+        return jax.tree.map(lambda u: u * (sign * tree.scalar(lr, u.dtype)), updates), state

@@ -1,0 +1,54 @@
+"""Test problems for the conformance table.
+
+* ``quadratic``: an ill-conditioned (condition number 20) separable quadratic spread over a
+  nested tree; minimum 0 at the origin.
+* ``rosenbrock``: Rosenbrock's banana function (Rosenbrock 1960; problem 1 of Moré, Garbow &
+  Hillstrom 1981) ``(1 - x)^2 + 100 (y - x^2)^2`` from the standard start ``(-1.2, 1)``;
+  minimum 0 at ``(1, 1)``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def quadratic_init(dtype):
+    return {"a": jnp.asarray([1.0, -2.0, 0.5], dtype),
+            "b": [jnp.asarray([[1.5, -0.5], [0.25, 2.0]], dtype)]}
+
+
+def quadratic_loss(params):
+    a, b = params["a"], params["b"][0]
+    ca = jnp.asarray([1.0, 5.0, 20.0], a.dtype)
+    cb = jnp.asarray([[2.0, 3.0], [10.0, 1.0]], b.dtype)
+    return 0.5 * (jnp.sum(ca * a * a) + jnp.sum(cb * b * b))
+
+
+def rosenbrock_init(dtype):
+    return {"x": jnp.asarray(-1.2, dtype), "y": jnp.asarray(1.0, dtype)}
+
+
+def rosenbrock_loss(params):
+    x, y = params["x"], params["y"]
+    return (1 - x) ** 2 + 100 * (y - x * x) ** 2
+
+
+TARGETS = {
+    "quadratic": (quadratic_init, quadratic_loss),
+    "rosenbrock": (rosenbrock_init, rosenbrock_loss),
+}
+
+
+def gabor_data(seed: int = 0, n: int = 28, noise: float = 0.2):
+    """The textbook's Gabor-model data: 28 points, x uniform in [-15, 15], phi = (0, 16.6)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-15, 15, size=n)
+    y = gabor_model(np.array([0.0, 16.6]), x) + noise * rng.normal(size=n)
+    return x, y
+
+
+def gabor_model(phi, x):
+    z = phi[0] + 0.06 * phi[1] * x
+    return np.sin(z) * np.exp(-(z**2) / 32.0) if isinstance(x, np.ndarray) and isinstance(
+        phi, np.ndarray) else jnp.sin(z) * jnp.exp(-(z**2) / 32.0)
