@@ -64,16 +64,23 @@ def run(tx, params, grads, *, jit: bool = True, use_optax_apply: bool = False,
     return history
 
 
-def assert_trees_close(actual, expected, rtol=1e-6, atol=0.0, what=""):
-    """Leafwise ``assert_allclose`` with the leaf path in the message."""
+def assert_trees_close(actual, expected, rtol=1e-6, atol=0.0, what="", leaf_scale=False):
+    """Leafwise ``assert_allclose`` with the leaf path in the message.
+
+    ``leaf_scale=True`` measures ``atol`` relative to the largest magnitude in each expected leaf
+    (so a parameter passing through zero is judged against its leaf's scale, not against 0).
+    """
     flat_a, tree_a = jax.tree_util.tree_flatten_with_path(actual)
     flat_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
     assert len(flat_a) == len(flat_e), f"{what}: {tree_a} != {tree_e}"
     for (path, a), (_, e) in zip(flat_a, flat_e):
+        leaf_atol = atol
+        if leaf_scale and np.size(e):
+            leaf_atol = atol * max(float(np.max(np.abs(np.asarray(e)))), 1e-30)
         np.testing.assert_allclose(
             np.asarray(a, np.float64) if not np.iscomplexobj(a) else np.asarray(a),
             np.asarray(e, np.float64) if not np.iscomplexobj(e) else np.asarray(e),
-            rtol=rtol, atol=atol, err_msg=f"{what} at {jax.tree_util.keystr(path)}")
+            rtol=rtol, atol=leaf_atol, err_msg=f"{what} at {jax.tree_util.keystr(path)}")
 
 
 def max_rel_err(actual, expected) -> float:

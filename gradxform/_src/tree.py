@@ -17,7 +17,7 @@ from gradxform._src import dtypes
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
-    "unzip2", "scale_by",
+    "unzip2", "scale_by", "complement",
 ]
 
 PyTree = Any
@@ -70,13 +70,24 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return x * x
 
 
+def complement(decay: Any) -> tuple[Any, Any]:
+    """``(decay, 1 - decay)``, the complement formed before any cast.
+
+    For a Python number ``1 - decay`` is computed in double precision and rounded once, so
+    ``1 - 0.999`` is the float32 nearest 0.001 rather than ``1 - float32(0.999)`` (which is 5e-5
+    off, relatively). This is also what optax computes.
+    """
+    return decay, 1 - decay
+
+
 def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int = 1) -> PyTree:
     """``m <- (1 - decay) * g**order + decay * m``, in the moment's dtype."""
 
+    keep, fresh = complement(decay)
+
     def one(g, m):
-        d = scalar(decay, m.dtype)
         g = dtypes.cast(g, m.dtype)
-        return (1 - d) * (g**order) + d * m
+        return scalar(fresh, m.dtype) * (g**order) + scalar(keep, m.dtype) * m
 
     return jax.tree.map(one, updates, moments)
 
@@ -86,14 +97,15 @@ def update_moment_per_elem_norm(
 ) -> PyTree:
     """``v <- (1 - decay) * |g|**order + decay * v``, in the (real) moment's dtype."""
 
+    keep, fresh = complement(decay)
+
     def one(g, v):
-        d = scalar(decay, v.dtype)
         if jnp.iscomplexobj(g):  # |g|^2 of a complex gradient is real
             norm = abs_sq(g.astype(dtypes.wider(g.dtype, jnp.complex64)))
             norm = norm.astype(v.dtype) if order == 2 else jnp.sqrt(norm).astype(v.dtype) ** order
         else:
             norm = dtypes.cast(g, v.dtype) ** order
-        return (1 - d) * norm + d * v
+        return scalar(fresh, v.dtype) * norm + scalar(keep, v.dtype) * v
 
     return jax.tree.map(one, updates, moments)
 

@@ -87,8 +87,9 @@ class scale_by_adam(GradientTransformation):
         t = step.number
         if self.nesterov:
             g_hat = tree.bias_correction(tree.cast_like(updates, mu), b1, t)
+            keep, fresh = tree.complement(b1)
             mu_hat = jax.tree.map(
-                lambda m, g: tree.scalar(b1, m.dtype) * m + (1 - tree.scalar(b1, m.dtype)) * g,
+                lambda m, g: tree.scalar(keep, m.dtype) * m + tree.scalar(fresh, m.dtype) * g,
                 tree.bias_correction(mu, b1, tree.safe_increment(t)), g_hat)
         else:
             mu_hat = tree.bias_correction(mu, b1, t)

@@ -55,13 +55,14 @@ class trace(GradientTransformation):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
 
     def apply(self, updates, state, params, step):
-        decay, damp = step.value(self.decay), step.value(self.dampening)
+        decay = step.value(self.decay)
+        _, undamped = tree.complement(step.value(self.dampening))
 
         def one(g, m):
-            b, d = tree.scalar(decay, m.dtype), tree.scalar(damp, m.dtype)
+            b, w = tree.scalar(decay, m.dtype), tree.scalar(undamped, m.dtype)
             g32 = dtypes.cast(g, m.dtype)
-            m = (1 - d) * g32 + b * m
-            u = (1 - d) * g32 + b * m if self.nesterov else m
+            m = w * g32 + b * m
+            u = w * g32 + b * m if self.nesterov else m
             return u.astype(g.dtype), m
 
         u, m = tree.unzip2(updates, jax.tree.map(one, updates, state.trace))
