@@ -5,6 +5,11 @@
 * ``rosenbrock``: Rosenbrock's banana function (Rosenbrock 1960; problem 1 of Moré, Garbow &
   Hillstrom 1981) ``(1 - x)^2 + 100 (y - x^2)^2`` from the standard start ``(-1.2, 1)``;
   minimum 0 at ``(1, 1)``.
+* ``gabor``: least squares of the Gabor model ``sin(z) exp(-z^2/32)``, ``z = phi0 + 0.06 phi1
+  x``, on the 28 noisy points of the textbook's example (x uniform in [-15, 15], true phi =
+  (0, 16.6)), started in the valley of the global minimum at ``(-1, 14)``. A grid search over
+  [-10, 10] x [0, 40] puts the global minimum at loss 1.0026 near (-0.16, 17.2); local minima
+  have loss >= 3.1.
 """
 
 from __future__ import annotations
@@ -34,9 +39,22 @@ def rosenbrock_loss(params):
     return (1 - x) ** 2 + 100 * (y - x * x) ** 2
 
 
+def gabor_init(dtype):
+    return {"phi0": jnp.asarray(-1.0, dtype), "phi1": jnp.asarray(14.0, dtype)}
+
+
+def gabor_loss(params):
+    x, y = _GABOR
+    dtype = params["phi0"].dtype
+    z = params["phi0"] + jnp.asarray(0.06, dtype) * params["phi1"] * jnp.asarray(x, dtype)
+    return jnp.sum((jnp.sin(z) * jnp.exp(-(z * z) / jnp.asarray(32.0, dtype))
+                    - jnp.asarray(y, dtype)) ** 2)
+
+
 TARGETS = {
     "quadratic": (quadratic_init, quadratic_loss),
     "rosenbrock": (rosenbrock_init, rosenbrock_loss),
+    "gabor": (gabor_init, gabor_loss),
 }
 
 
@@ -49,6 +67,9 @@ def gabor_data(seed: int = 0, n: int = 28, noise: float = 0.2):
 
 
 def gabor_model(phi, x):
+    """The Gabor model of the textbook's section 6.1.2 (NumPy)."""
     z = phi[0] + 0.06 * phi[1] * x
-    return np.sin(z) * np.exp(-(z**2) / 32.0) if isinstance(x, np.ndarray) and isinstance(
-        phi, np.ndarray) else jnp.sin(z) * jnp.exp(-(z**2) / 32.0)
+    return np.sin(z) * np.exp(-(z**2) / 32.0)
+
+
+_GABOR = gabor_data()

@@ -1,6 +1,6 @@
 """The conformance table: every registered optimizer crossed with targets, dtypes, jit/eager.
 
-For each entry (``tests/registry``) and each target (quadratic, Rosenbrock) and dtype (float32,
+For each entry (``tests/registry``) and each target (quadratic, Rosenbrock, Gabor) and dtype (float32,
 float64):
 
 * it converges under ``jit`` + ``lax.scan`` (which also proves the state keeps its structure,

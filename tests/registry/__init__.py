@@ -15,6 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 
+DEFAULT_LR = {"quadratic": 0.1, "rosenbrock": 1e-3, "gabor": 0.01}
+DEFAULT_STEPS = {"quadratic": 300, "rosenbrock": 3000, "gabor": 2000}
+DEFAULT_TOL = {"quadratic": 1e-3, "rosenbrock": 1e-2, "gabor": 1.01}
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One optimizer in the conformance table.
@@ -23,9 +28,9 @@ class Entry:
       name: a unique id (used in test ids).
       factory: the public constructor, called as ``factory(learning_rate, **kwargs)``.
       kwargs: further arguments.
-      lr: learning rate per target, ``{"quadratic": ..., "rosenbrock": ...}``.
-      steps: steps per target.
-      tol: the target's final loss must be below ``tol`` (per target).
+      lr: learning rate per target (overrides of :data:`DEFAULT_LR`).
+      steps: steps per target (overrides of :data:`DEFAULT_STEPS`).
+      tol: the target's final loss must be below ``tol`` (overrides of :data:`DEFAULT_TOL`).
       extra: keyword arguments every ``update`` call must receive (``value=`` for
         loss-aware optimizers); the runner fills ``value`` with the current loss if present.
       needs_key: the optimizer takes a PRNG key through ``update(..., key=...)``.
@@ -34,13 +39,16 @@ class Entry:
     name: str
     factory: Callable[..., Any]
     kwargs: dict = dataclasses.field(default_factory=dict)
-    lr: dict = dataclasses.field(default_factory=lambda: {"quadratic": 0.1, "rosenbrock": 1e-3})
-    steps: dict = dataclasses.field(default_factory=lambda: {"quadratic": 300,
-                                                             "rosenbrock": 3000})
-    tol: dict = dataclasses.field(default_factory=lambda: {"quadratic": 1e-3,
-                                                           "rosenbrock": 1e-2})
+    lr: dict = dataclasses.field(default_factory=dict)
+    steps: dict = dataclasses.field(default_factory=dict)
+    tol: dict = dataclasses.field(default_factory=dict)
     extra: tuple = ()
     needs_key: bool = False
+
+    def __post_init__(self):
+        for name, defaults in (("lr", DEFAULT_LR), ("steps", DEFAULT_STEPS),
+                               ("tol", DEFAULT_TOL)):
+            object.__setattr__(self, name, {**defaults, **getattr(self, name)})
 
     def make(self, learning_rate: Any = None, target: str = "quadratic"):
         lr = self.lr[target] if learning_rate is None else learning_rate
