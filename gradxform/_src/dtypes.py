@@ -14,8 +14,9 @@
    and every scalar hyperparameter to the accumulator's dtype explicitly, computes, stores the
    accumulator, and casts the result back to the update's dtype. Scalars are never left to
    implicit promotion; the test suite runs with ``jax_numpy_dtype_promotion="strict"``.
-5. **eps is safe for the dtype it is used in**: an ``eps`` that would round to zero in that dtype
-   is replaced by the dtype's smallest normal number, so a zero gradient never gives 0/0.
+5. **eps is safe for the dtype it is used in**: an ``eps`` below the dtype's smallest normal
+   number (in float16, 1e-8 rounds to 0 and 1e-7 to a subnormal whose reciprocal overflows) is
+   raised to that smallest normal, so a zero gradient never gives 0/0 or 0 * inf.
 """
 
 from __future__ import annotations
@@ -82,16 +83,21 @@ def real_dtype(dtype: Any) -> np.dtype:
 
 
 def safe_eps(eps: Any, dtype: Any) -> jax.Array:
-    """``eps`` cast to ``dtype``; if that rounds a positive eps to zero, the smallest normal."""
+    """``eps`` cast to ``dtype``, raised to the dtype's smallest normal number if below it.
+
+    In float16, ``1e-8`` rounds to 0 (a zero gradient gives 0/0) and ``1e-7`` to a subnormal
+    whose reciprocal overflows to inf (0 * inf = nan); the smallest normal (6.1e-5) is safe.
+    """
     dtype = real_dtype(dtype)
+    tiny = np.asarray(jnp.finfo(dtype).tiny, dtype)
     if isinstance(eps, (int, float)):
         cast_eps = np.asarray(eps, dtype)
-        if eps > 0 and cast_eps == 0:
-            cast_eps = np.asarray(jnp.finfo(dtype).tiny, dtype)
+        if eps > 0 and cast_eps < tiny:
+            cast_eps = tiny
         return jnp.asarray(cast_eps, dtype)
     cast_eps = jnp.asarray(eps, dtype)
-    tiny = jnp.asarray(jnp.finfo(dtype).tiny, dtype)
-    return jnp.where((cast_eps == 0) & (jnp.asarray(eps) > 0), tiny, cast_eps)
+    return jnp.where((cast_eps < tiny) & (jnp.asarray(eps) > 0), jnp.asarray(tiny, dtype),
+                     cast_eps)
 
 
 def cast(x: jax.Array, dtype: Any) -> jax.Array:
