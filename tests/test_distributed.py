@@ -305,3 +305,26 @@ def test_state_shardings_errors():
     with pytest.raises(ValueError, match="init_sharded: the shardings are PartitionSpecs; pass "
                                          "mesh="):
         gx.init_sharded(tx, params, specs)
+
+
+def test_state_shardings_placement_errors():
+    mesh, specs, params = _mesh_params()
+    tx = gx.adam(0.1)
+    other = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+    two_meshes = {"w": NamedSharding(mesh, P()), "v": NamedSharding(other, P()),
+                  "s": NamedSharding(mesh, P())}
+    with pytest.raises(ValueError, match="state_shardings: the params live on 2 different "
+                                         "meshes; pass mesh="):
+        gx.state_shardings(tx, params, two_meshes)
+    with pytest.raises(TypeError, match=r"state_shardings: the sharding of the param at \['s'\] "
+                                        r"is a str"):
+        gx.state_shardings(tx, params, {"w": P(), "v": P(), "s": "replicated"})
+    devices = jax.devices()
+    on_two = {"w": jax.device_put(params["w"], devices[0]),
+              "v": jax.device_put(params["v"], devices[1]), "s": params["s"]}
+    with pytest.raises(ValueError, match="state_shardings: cannot place state leaves that "
+                                         "mirror no param"):
+        gx.state_shardings(tx, on_two)
+    with pytest.raises(ValueError, match=r"state_shardings: rule returned a PartitionSpec for "
+                                         r"\.count but there is no mesh"):
+        gx.state_shardings(tx, {"w": jnp.ones(3)}, rule=lambda path, leaf: P())

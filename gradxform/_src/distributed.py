@@ -157,20 +157,24 @@ def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis
         leaf (``path`` its key path in the state, ``leaf`` a ``jax.ShapeDtypeStruct``);
         ``None`` keeps the default.
 
+    Conventions. ZeRO stage 1 shards only the optimizer state; the params (and gradients)
+    keep the shardings you give them, so stages 2 and 3 are a matter of sharding the gradients
+    and params themselves. Which dimension is split is chosen per leaf as above; pass ``rule``
+    to split another one.
+
     Example::
 
         shardings = gx.state_shardings(opt, params, zero_axis="data")
         opt_state = jax.jit(opt.init, out_shardings=shardings)(params)
+
+    References:
+      Rajbhandari, Rasley, Ruwase, He, *ZeRO: Memory Optimizations Toward Training Trillion
+      Parameter Models*, SC 2020 (stage 1: optimizer state partitioning).
     """
     where = "state_shardings"
     if not (hasattr(tx, "init") and hasattr(tx, "update")):
         raise TypeError(f"{where}: tx must be a transformation with init and update, got {tx!r}")
     param_list = _param_shardings(params, shardings, where)
-    kinds = {type(s) for _, _, s in param_list}
-    as_specs = PartitionSpec in kinds
-    if as_specs and len(kinds) > 1:
-        raise TypeError(f"{where}: shardings must be all PartitionSpecs or all shardings, got "
-                        f"{sorted(k.__name__ for k in kinds)}")
     for path, _, s in param_list:
         if not isinstance(s, (PartitionSpec, NamedSharding, SingleDeviceSharding)):
             raise TypeError(
@@ -178,6 +182,11 @@ def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis
                 f"{type(s).__name__}; supported are NamedSharding, SingleDeviceSharding and "
                 "PartitionSpec (with mesh=)."
             )
+    kinds = {type(s) for _, _, s in param_list}
+    as_specs = PartitionSpec in kinds
+    if as_specs and len(kinds) > 1:
+        raise TypeError(f"{where}: shardings must be all PartitionSpecs or all shardings, got "
+                        f"{sorted({'PartitionSpec' if k is PartitionSpec else k.__name__ for k in kinds})}")
     if mesh is None:
         meshes = {s.mesh for _, _, s in param_list if isinstance(s, NamedSharding)}
         if len(meshes) > 1:
@@ -284,6 +293,10 @@ def init_sharded(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis: A
 
         abstract = jax.eval_shape(model.init, key)          # shapes only
         opt_state = gx.init_sharded(opt, abstract, param_shardings, zero_axis="data")
+
+    References:
+      Rajbhandari, Rasley, Ruwase, He, *ZeRO: Memory Optimizations Toward Training Trillion
+      Parameter Models*, SC 2020.
     """
     where = "init_sharded"
     out = state_shardings(tx, params, shardings, zero_axis=zero_axis, mesh=mesh, rule=rule)
@@ -440,6 +453,11 @@ def data_parallel_grad(loss_fn: Callable, axis_name: Any, *, argnums: int | Sequ
     hides it, being scale invariant; SGD does not). Under ``pmap`` and
     ``shard_map(check_vma=False)`` the per-device gradients are not summed and ``pmean`` is
     right. This helper does the right thing in each.
+
+    Conventions. The loss is averaged over devices, as the single-device loss is averaged over
+    examples (the ``pmean`` convention of data parallelism); a loss summed over examples wants a
+    sum over devices instead: multiply the result by the axis size. With ``check_vma=True``
+    the gradient of params sharded over the axis is also that of the mean loss.
 
     Args:
       loss_fn: ``loss_fn(params, *args) -> scalar`` (or ``(scalar, aux)`` with
