@@ -227,6 +227,28 @@ def test_state_shardings_mirror_only_leaves_of_the_same_shape():
     assert out.inner[1][0].trace["w"] == sh["w"]
 
 
+class _row_stats(gx.GradientTransformation):
+    """A stand-in for factored statistics: one vector per leaf, of the leaf's first dimension."""
+
+    def init_state(self, params):
+        return jax.tree.map(lambda p: jnp.zeros(p.shape[:1], p.dtype), params)
+
+    def apply(self, updates, state, params, step):
+        return updates, state
+
+
+def test_state_shardings_other_shapes_mirror_nothing():
+    mesh = jax.make_mesh((N,), ("data",), axis_types=(AxisType.Auto,))
+    params = {"a": {"w": jnp.ones((8, 4))}, "w": jnp.ones((8,))}
+    sh = {"a": {"w": NamedSharding(mesh, P(None, "data"))}, "w": NamedSharding(mesh, P("data"))}
+    out = gx.state_shardings(_row_stats(), params, sh)
+    # ['a']['w'] mirrors the [8, 4] param, not the [8] param at ['w'] whose path also ends it.
+    assert out.inner["a"]["w"] == NamedSharding(mesh, P())
+    assert out.inner["w"] == sh["w"]
+    zero = gx.state_shardings(_row_stats(), params, sh, zero_axis="data")
+    assert zero.inner["a"]["w"] == NamedSharding(mesh, P("data"))
+
+
 def test_state_shardings_masked_state_and_single_device():
     params = {"w": jnp.ones((8, 2)), "b": jnp.ones((2,))}
     tx = gx.masked(gx.adam(0.1), {"w": True, "b": False})

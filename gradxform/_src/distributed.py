@@ -116,22 +116,25 @@ def _zero_spec(spec: PartitionSpec, shape: tuple, zero_axis: Any, mesh: Any) -> 
     return spec
 
 
-def _mirror(path: tuple, shape: tuple, params: list) -> Any:
-    """The sharding of the param this state leaf mirrors (same shape, longest path suffix)."""
-    best, best_len = None, -1
-    for p_path, p_shape, p_sharding in params:
-        n = len(p_path)
-        if p_shape == shape and n > best_len and (n == 0 or path[-n:] == p_path):
-            best, best_len = p_sharding, n
-    return best
+def _mirror(path: tuple, shape: tuple, params: dict) -> Any:
+    """The sharding of the param this state leaf mirrors, if any.
+
+    That param is the one whose path is the longest suffix of the leaf's path; it is mirrored
+    only if the shapes are equal (a factored statistic of another shape mirrors nothing).
+    """
+    for n in range(len(path), -1, -1):
+        found = params.get(path[len(path) - n:])
+        if found is not None:
+            return found[1] if found[0] == shape else None
+    return None
 
 
 def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis: Any = None,
                     mesh: Any = None, rule: Rule | None = None) -> PyTree:
     """The sharding of every leaf of ``tx.init(params)``, derived from the params' shardings.
 
-    Each state leaf that mirrors a param (moments, traces, copies: same shape, its path ends
-    with the param's path) gets that param's sharding. Other leaves (the step count, factored
+    Each state leaf that mirrors a param (moments, traces, copies: its path ends with the
+    param's path, the longest such, and the shapes are equal) gets that param's sharding. Other leaves (the step count, factored
     statistics of another shape) are replicated. With ``zero_axis`` (ZeRO stage 1), every
     state leaf is in addition split along that mesh axis, independently of the params: on the
     first dimension that is not already sharded and whose size the axis size divides; leaves
@@ -217,9 +220,11 @@ def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis
         lambda x: jax.ShapeDtypeStruct(jnp.shape(x), getattr(x, "dtype", jnp.result_type(x))),
         params))
 
+    by_path = {p: (shape, s) for p, shape, s in param_list}
+
     def one(path, leaf):
         shape = tuple(leaf.shape)
-        chosen = _mirror(path, shape, param_list) if shape else None
+        chosen = _mirror(tuple(path), shape, by_path) if shape else None
         if chosen is None:
             chosen = replicated()
         if zero_axis is not None and shape:
