@@ -299,6 +299,10 @@ def test_init_sharded_optax_transformations():
         with pytest.raises(ValueError, match=r"init_sharded: .*reads the values of the params "
                                              r"\(the state leaves \.inner\.params0"):
             gx.init_sharded(prodigy, abstract)
+        # D-Adaptation's state needs only shapes (optax's own init fails on them).
+        dadapt = gx.init_sharded(gx.Foreign(optax.contrib.dadapt_adamw()), abstract,
+                                 zero_axis="data")
+        assert dadapt.inner.grad_sum["w"].sharding.spec == P("data", "model")
         placed = jax.device_put(params, sh)
         state = gx.init_sharded(prodigy, placed, zero_axis="data")
         assert state.inner.params0["w"].sharding.spec == P("data", "model")

@@ -140,6 +140,23 @@ def test_data_parallel_grad_argnums_and_errors():
         gx.data_parallel_grad("loss", "data")
 
 
+def test_data_parallel_grad_of_params_sharded_over_the_axis():
+    """ZeRO-3/FSDP style: params split over "data" and gathered in the loss."""
+    params = prob.make_params()
+    xs, ys = prob.make_data()
+    specs = {"w1": P("data"), "b1": P("data"), "w2": P("data"), "b2": P(), "scale": P()}
+
+    def fsdp_loss(p, x, y):
+        full = {k: jax.lax.all_gather(v, "data", tiled=True) if specs[k] != P() else v
+                for k, v in p.items()}
+        return prob.loss(full, x, y)
+
+    grads = jax.jit(jax.shard_map(gx.data_parallel_grad(fsdp_loss, "data"), mesh=data_mesh(),
+                                  in_specs=(specs, P("data"), P("data")),
+                                  out_specs=specs))(params, xs[0], ys[0])
+    assert_trees_close(grads, jax.grad(prob.loss)(params, xs[0], ys[0]), **TOL)
+
+
 @pytest.mark.parametrize("name", IDS)
 def test_shard_map_data_parallel_matches_single_device(name):
     tx = OPTIMIZERS[name]

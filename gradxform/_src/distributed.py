@@ -281,9 +281,10 @@ def init_sharded(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis: A
     Works from the params themselves or from their shapes alone (``jax.ShapeDtypeStruct``
     leaves, with a ``sharding=`` or with ``shardings=``): then no param is ever materialised,
     and the state of a model too large for one device is created in place, each device holding
-    its shards. Optimizers whose state holds a copy of the initial params (Prodigy,
-    D-Adaptation, anything keeping :math:`x_0`) need the values: from shapes they raise an error
-    that says so.
+    its shards. Optimizers whose state holds a copy of the initial params (Prodigy keeps
+    :math:`x_0`) need the values: from shapes they raise an error that says so. Whether the
+    state depends on the values is read from the traced ``init``, not guessed from the
+    optimizer's name (optax's D-Adaptation, whose state needs only shapes, works from shapes).
 
     Args:
       tx: the transformation.
@@ -328,8 +329,8 @@ def init_sharded(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis: A
         name = getattr(tx, "name", type(tx).__name__)
         raise ValueError(
             f"{where}: {name}.init reads the values of the params (the state leaves {shown} "
-            "are computed from them, as Prodigy and D-Adaptation keep the initial params), so "
-            "its state cannot be created from jax.ShapeDtypeStruct shapes. Pass the params "
+            "are computed from them, as Prodigy keeps the initial params), so its state "
+            "cannot be created from jax.ShapeDtypeStruct shapes. Pass the params "
             "themselves (already sharded), or create them first."
         )
     if shardings is not None:
