@@ -54,6 +54,15 @@ from gradxform._src.transforms.regularisation import (
 from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
 from gradxform._src.tree import global_norm
 
+# Distributed training: sharded state, data-parallel gradients, updates on shards.
+from gradxform._src.distributed import (
+    data_parallel_grad,
+    data_parallel_value_and_grad,
+    init_sharded,
+    state_shardings,
+    update_shards,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -76,4 +85,10 @@ __all__ = [
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "join_schedules",
+]
+
+# distributed training
+__all__ += [
+    "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
+    "data_parallel_value_and_grad",
 ]

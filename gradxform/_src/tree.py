@@ -17,7 +17,7 @@ from gradxform._src import dtypes
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
-    "unzip2", "scale_by", "complement",
+    "unzip2", "scale_by", "complement", "varying_axes", "sum_over_shards",
 ]
 
 PyTree = Any
@@ -130,7 +130,8 @@ def global_norm(tree: PyTree, axis_name: Any = None) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
 
     With ``axis_name`` the squared norms are summed over that mapped axis as well (inside
-    ``shard_map`` or ``pmap`` when the leaves are shards of one tree).
+    ``shard_map`` or ``pmap`` when the leaves are shards of one tree); leaves replicated over
+    the axis are counted once (see :func:`sum_over_shards`).
     """
     leaves = jax.tree.leaves(tree)
     if not leaves:
@@ -138,10 +139,9 @@ def global_norm(tree: PyTree, axis_name: Any = None) -> jax.Array:
     work = jnp.float32
     for x in leaves:
         work = dtypes.wider(work, dtypes.real_dtype(x.dtype))
-    total = sum(jnp.sum(abs_sq(x.astype(dtypes.wider(x.dtype, work))).astype(work))
-                for x in leaves)
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
+    squares = [jnp.sum(abs_sq(x.astype(dtypes.wider(x.dtype, work))).astype(work))
+               for x in leaves]
+    total = sum(squares) if axis_name is None else sum_over_shards(squares, axis_name)
     return safe_sqrt(total)
 
 
@@ -156,3 +156,67 @@ def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the dtype's maximum instead of wrapping around."""
     top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
     return jnp.where(count < top, count + jnp.asarray(1, count.dtype), top)
+
+
+# --------------------------------------------------------------------------------------------
+# Sums over the shards of a tree (inside shard_map or pmap).
+
+
+def _axis_tuple(axis_name: Any) -> tuple:
+    return axis_name if isinstance(axis_name, tuple) else (axis_name,)
+
+
+def _vma(x: Any) -> frozenset | None:
+    """The manual mesh axes along which ``x`` varies, or None if JAX does not say."""
+    aval = jax.typeof(x)
+    found = getattr(aval, "vma", None)
+    if found is None:
+        found = getattr(getattr(aval, "mat", None), "varying", None)
+    return None if found is None else frozenset(found)
+
+
+def varying_axes(x: Any, axis_name: Any) -> tuple | None:
+    """The axes of ``axis_name`` along which ``x`` differs from device to device.
+
+    Inside ``jax.shard_map`` with ``check_vma=True`` (the default) JAX tracks which values vary
+    along which mesh axes: a leaf given the in_spec ``P("model")`` varies along ``"model"``, a
+    leaf given ``P()`` is replicated (invariant). Returns those of the named axes along which
+    ``x`` varies, or ``None`` where JAX does not track it (``pmap``, ``check_vma=False``).
+    """
+    axes = _axis_tuple(axis_name)
+    if not _tracks_variance(axes):
+        return None
+    vma = _vma(x) or frozenset()
+    return tuple(a for a in axes if a in vma)
+
+
+def _tracks_variance(axes: tuple) -> bool:
+    """True inside ``shard_map(check_vma=True)`` over ``axes``: the device index varies there."""
+    probe = _vma(jax.lax.axis_index(axes))
+    return probe is not None and set(axes) <= probe
+
+
+def sum_over_shards(values: list, axis_name: Any) -> jax.Array:
+    """Add per-leaf partial sums of a sharded tree into the sum over the whole tree.
+
+    Each value is a reduction (a sum of squares, say) of one leaf's local shard. A value that
+    varies along some of the named axes is ``psum``-ed over exactly those axes; a value that is
+    replicated over an axis is counted once, not once per device (``psum`` of a replicated value
+    multiplies it by the axis size). Values varying along the same axes share one ``psum``.
+    Where JAX does not track replication (``pmap``, ``shard_map(check_vma=False)``) every value
+    is summed over all the named axes, so every leaf must then be a shard.
+    """
+    axes = _axis_tuple(axis_name)
+    tracked = _tracks_variance(axes)
+    groups: dict[tuple | None, Any] = {}
+    for v in values:
+        key = tuple(a for a in axes if a in (_vma(v) or ())) if tracked else None
+        groups[key] = v if key not in groups else groups[key] + v
+    total = None
+    for key, v in groups.items():
+        if key is None:
+            v = jax.lax.psum(v, axis_name)
+        elif key:
+            v = jax.lax.psum(v, key if len(key) > 1 else key[0])
+        total = v if total is None else total + v
+    return total
