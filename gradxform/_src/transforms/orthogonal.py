@@ -347,6 +347,7 @@ class scale_by_muon(GradientTransformation):
         super().__post_init__()
 
     def check(self):
+        dtypes.check_decay_fits(self, "beta", "mu_dtype")
         if isinstance(self.ns_steps, bool) or not isinstance(self.ns_steps, int) or (
                 self.ns_steps < 1):
             raise self.error(f"must be a whole number >= 1, got {self.ns_steps!r}", "ns_steps")

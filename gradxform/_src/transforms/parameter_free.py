@@ -112,6 +112,12 @@ class scale_by_prodigy(GradientTransformation):
     params given to ``init``, or, when ``init`` got ``jax.ShapeDtypeStruct`` leaves, the params
     of the first ``update``.
 
+    Low-precision params. The first steps have size about :math:`d_0`: bfloat16 params near 1
+    (spacing :math:`2^{-7}`) cannot represent steps below about 4e-3, so with the default
+    :math:`d_0` = 1e-6 they never move, :math:`\langle g, x_0 - x\rangle` stays 0 and the
+    estimate never grows. Keep float32 params (bfloat16 compute copies) or raise
+    ``estim_lr0`` (1e-3 is still an under-estimate for weights of order 1).
+
     Args:
       learning_rate: the multiplier :math:`\lambda_k` >= 0 of the estimated step (a number,
         array or schedule); 1 uses the estimate as is.
@@ -145,6 +151,10 @@ class scale_by_prodigy(GradientTransformation):
     bias_correction: bool = static(True)
     accumulator_dtype: Any = static(None)
     uses_count = True
+
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "accumulator_dtype")
+        dtypes.check_decay_fits(self, "b2", "accumulator_dtype")
 
     def init_state(self, params):
         _reject_complex(self, params)
@@ -263,6 +273,10 @@ class scale_by_dadapt_adamw(GradientTransformation):
     bias_correction: bool = static(True)
     accumulator_dtype: Any = static(None)
     uses_count = True
+
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "accumulator_dtype")
+        dtypes.check_decay_fits(self, "b2", "accumulator_dtype")
 
     def init_state(self, params):
         _reject_complex(self, params)

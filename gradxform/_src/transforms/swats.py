@@ -57,7 +57,8 @@ class scale_by_swats(GradientTransformation):
 
     The returned updates are the step itself (the learning rate and the sign are included:
     the switch compares rates in absolute units, so the rate cannot be a separate link).
-    The switch is jit-safe (a ``lax.cond`` on a state flag; the state keeps one structure).
+    The switch is jit-safe (a flag in the state selects the phase; the state keeps one
+    structure).
     After the switch, Adam's first-moment buffer holds SGD's momentum and ``learning_rate``
     (and its schedule) no longer applies, as in the paper: :math:`\Lambda` is fixed.
 
@@ -91,6 +92,10 @@ class scale_by_swats(GradientTransformation):
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
+
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "mu_dtype")
+        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         sd = tree.real_accumulator_dtype(params)
@@ -144,7 +149,15 @@ class scale_by_swats(GradientTransformation):
             u, v = tree.unzip2(updates, jax.tree.map(one, updates, state.mu))
             return u, state._replace(mu=v)
 
-        return jax.lax.cond(state.switched, sgd_phase, adam_phase, state)
+        # Both phases are computed and one is selected (elementwise work only, so this costs
+        # little, and it runs eagerly without compiling a conditional at every call).
+        u_adam, s_adam = adam_phase(state)
+        u_sgd, s_sgd = sgd_phase(state)
+
+        def pick(a, b):
+            return jnp.where(state.switched, a, b)
+
+        return jax.tree.map(pick, u_sgd, u_adam), jax.tree.map(pick, s_sgd, s_adam)
 
 
 def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
