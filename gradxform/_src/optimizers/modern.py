@@ -7,9 +7,11 @@ Each is a short chain (or a wrapper); the math lives in the transforms it links:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gradxform._src import docs
+from gradxform._src import docs, module
 from gradxform._src.combine import chain, masked
 from gradxform._src.module import api
 from gradxform._src.optimizers.classic import sgd
@@ -30,6 +32,24 @@ from gradxform._src.transforms.swats import scale_by_swats
 
 __all__ = ["muon", "schedule_free_sgd", "schedule_free_adamw", "prodigy", "dadapt_adamw",
            "swats"]
+
+
+@contextlib.contextmanager
+def _renamed(rename: Mapping[tuple[str, str], str]) -> Iterator[None]:
+    """Inside a public call, name some arguments of the links built here differently.
+
+    ``muon`` builds two ``add_decayed_weights`` (``weight_decay``, ``adam_weight_decay``) and
+    possibly two ``scale_by_learning_rate``; errors must name the argument the user passed.
+    """
+    current = module._API.get()
+    if current is None:
+        yield
+        return
+    token = module._API.set((current[0], {**current[1], **rename}))
+    try:
+        yield
+    finally:
+        module._API.reset(token)
 
 
 @docs.args
@@ -103,17 +123,19 @@ def muon(learning_rate: Any, ns_coeffs: Any = NS_COEFFS, ns_steps: int = 5, beta
         scale_by_shape(dims, consistent_rms),
         add_decayed_weights(weight_decay, weight_decay_mask),
     ]
-    adam_links = [
-        scale_by_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, None, nesterov),
-        add_decayed_weights(adam_weight_decay),
-    ]
-    names = ("muon", "adam")
-    tail = []
+    with _renamed({("add_decayed_weights", "weight_decay"): "adam_weight_decay",
+                   ("scale_by_learning_rate", "learning_rate"): "adam_learning_rate"}):
+        adam_links = [
+            scale_by_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, None, nesterov),
+            add_decayed_weights(adam_weight_decay),
+        ]
+        if adam_learning_rate is not None:
+            adam_links.append(scale_by_learning_rate(adam_learning_rate))
+    names, tail = ("muon", "adam"), []
     if adam_learning_rate is None:
         names, tail = names + ("learning_rate",), [scale_by_learning_rate(learning_rate)]
     else:
         muon_links.append(scale_by_learning_rate(learning_rate))
-        adam_links.append(scale_by_learning_rate(adam_learning_rate))
     return chain(masked(chain(*muon_links), MuonLeaves(dims, True)),
                  masked(chain(*adam_links), MuonLeaves(dims, False)),
                  *tail, name="muon", names=names)
@@ -157,6 +179,7 @@ def schedule_free_sgd(learning_rate: Any = 1.0, warmup_steps: int | None = None,
     References:
       Defazio et al., *The Road Less Scheduled*, NeurIPS 2024, Algorithm 1.
     """
+    scale_by_learning_rate(learning_rate)  # range-checked here: a warm-up schedule is not
     lr = _warmup_constant(learning_rate, warmup_steps)
     base = sgd(lr)
     if weight_decay is not None:
@@ -196,6 +219,7 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = 
       Defazio et al., *The Road Less Scheduled*, NeurIPS 2024 (AdamW variant, Algorithm 1 of
       the appendix and the authors' ``AdamWScheduleFree``).
     """
+    scale_by_learning_rate(learning_rate)  # range-checked here: a warm-up schedule is not
     lr = _warmup_constant(learning_rate, warmup_steps)
     base = chain(scale_by_rms(b2, eps, 0.0, eps_in_sqrt=False, bias_correction=True),
                  add_decayed_weights(weight_decay), scale_by_learning_rate(lr))

@@ -89,7 +89,11 @@ class schedule_free(GradientTransformation):
     label: str | None = static(None)
 
     def __post_init__(self):
-        object.__setattr__(self, "base_optimizer", as_transformation(self.base_optimizer))
+        inner = self.base_optimizer
+        if not (hasattr(inner, "init") and hasattr(inner, "update")):
+            raise self.error(f"must be a transformation (gradxform or optax: an object with "
+                             f"init and update), got {inner!r}", "base_optimizer", TypeError)
+        object.__setattr__(self, "base_optimizer", as_transformation(inner))
         super().__post_init__()
 
     def check(self):

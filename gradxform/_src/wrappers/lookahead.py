@@ -76,7 +76,11 @@ class lookahead(GradientTransformation):
     uses_count = True
 
     def __post_init__(self):
-        object.__setattr__(self, "fast_optimizer", as_transformation(self.fast_optimizer))
+        inner = self.fast_optimizer
+        if not (hasattr(inner, "init") and hasattr(inner, "update")):
+            raise self.error(f"must be a transformation (gradxform or optax: an object with "
+                             f"init and update), got {inner!r}", "fast_optimizer", TypeError)
+        object.__setattr__(self, "fast_optimizer", as_transformation(inner))
         super().__post_init__()
 
     def init_state(self, params):
