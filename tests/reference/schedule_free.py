@@ -4,8 +4,6 @@ gradxform."""
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def schedule_free_sgd(grad, x1, lr, beta, steps):
     """Returns the gradient points y_{t+1} and the averages x_{t+1} after every step."""
