@@ -216,8 +216,8 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = 
       state_dtype: dtype of :math:`z` (default by the dtype policy).
 
     References:
-      Defazio et al., *The Road Less Scheduled*, NeurIPS 2024 (AdamW variant, Algorithm 1 of
-      the appendix and the authors' ``AdamWScheduleFree``).
+      Defazio et al., *The Road Less Scheduled*, NeurIPS 2024 (the AdamW variant, as in the
+      authors' ``AdamWScheduleFree``).
     """
     scale_by_learning_rate(learning_rate)  # range-checked here: a warm-up schedule is not
     lr = _warmup_constant(learning_rate, warmup_steps)

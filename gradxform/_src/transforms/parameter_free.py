@@ -105,7 +105,7 @@ class scale_by_prodigy(GradientTransformation):
     the ratio.
 
     Conventions. ``bias_correction=True`` (the factor :math:`\sqrt{1-\beta_2^k}/(1-\beta_1^k)`
-    in :math:`\eta_k`) follows optax; the paper's Algorithm and the authors' PyTorch code (its
+    in :math:`\eta_k`) follows optax; the paper's algorithm and the authors' PyTorch code (its
     default ``use_bias_correction=False``) have no correction: pass ``bias_correction=False``.
     While :math:`\lVert s_k\rVert_1 = 0` (all gradients zero so far) the estimate is kept;
     optax divides 0 by 0 and its estimate becomes NaN. The initial point :math:`x_0` is the
@@ -136,7 +136,7 @@ class scale_by_prodigy(GradientTransformation):
 
     References:
       Mishchenko & Defazio, *Prodigy: An Expeditiously Adaptive Parameter-Free Learner*,
-      ICML 2024 (arXiv 2306.06101), Algorithm 4 (Adam version).
+      ICML 2024 (arXiv 2306.06101), the Adam version of the algorithm.
     """
 
     learning_rate: Any = hyper(1.0, "[0, inf)")
@@ -243,7 +243,7 @@ class scale_by_dadapt_adamw(GradientTransformation):
 
     The step size is inside :math:`m_k`, so a change of :math:`d` takes effect gradually.
 
-    Conventions. ``bias_correction=True`` follows optax; the paper's Algorithm and the
+    Conventions. ``bias_correction=True`` follows optax; the paper's algorithm and the
     authors' PyTorch code (default ``use_bias_correction=False``) have none: pass
     ``bias_correction=False``. While :math:`\lVert s_k\rVert_1 = 0` the estimate is kept (optax:
     NaN). It needs no copy of the initial point, so ``init`` takes abstract params as is.
@@ -261,7 +261,7 @@ class scale_by_dadapt_adamw(GradientTransformation):
 
     References:
       Defazio & Mishchenko, *Learning-Rate-Free Learning by D-Adaptation*, ICML 2023 (arXiv
-      2301.07733), Algorithm 6 (Adam version).
+      2301.07733), the Adam version (D-Adapted Adam).
     """
 
     learning_rate: Any = hyper(1.0, "[0, inf)")
