@@ -63,6 +63,36 @@ from gradxform._src.distributed import (
     update_shards,
 )
 
+# -- modern optimizers, SWATS and lookahead ----------------------------------------------------
+from gradxform._src.optimizers.modern import (
+    dadapt_adamw,
+    muon,
+    prodigy,
+    schedule_free_adamw,
+    schedule_free_sgd,
+    swats,
+)
+from gradxform._src.transforms.orthogonal import (
+    MuonDimensionNumbers,
+    MuonState,
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+    scale_by_shape,
+)
+from gradxform._src.transforms.parameter_free import (
+    DAdaptAdamWState,
+    ProdigyState,
+    scale_by_dadapt_adamw,
+    scale_by_prodigy,
+)
+from gradxform._src.transforms.schedule_free import (
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_eval_params,
+)
+from gradxform._src.transforms.swats import SwatsState, scale_by_swats
+from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -91,4 +121,16 @@ __all__ = [
 __all__ += [
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
+]
+
+__all__ += [
+    # modern optimizers, SWATS and lookahead
+    "muon", "scale_by_muon", "scale_by_shape", "orthogonalize_via_newton_schulz",
+    "MuonDimensionNumbers", "MuonState",
+    "schedule_free", "schedule_free_sgd", "schedule_free_adamw", "schedule_free_eval_params",
+    "ScheduleFreeState",
+    "prodigy", "scale_by_prodigy", "ProdigyState",
+    "dadapt_adamw", "scale_by_dadapt_adamw", "DAdaptAdamWState",
+    "swats", "scale_by_swats", "SwatsState",
+    "lookahead", "lookahead_slow_params", "LookaheadState",
 ]

@@ -220,3 +220,42 @@ def sum_over_shards(values: list, axis_name: Any) -> jax.Array:
             v = jax.lax.psum(v, key if len(key) > 1 else key[0])
         total = v if total is None else total + v
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# Copies of the params kept in a state (initial point, slow weights, averaged iterates).
+
+
+def is_abstract(params: PyTree) -> bool:
+    """True if some leaf of ``params`` is a ``jax.ShapeDtypeStruct`` (no values to copy)."""
+    return any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params))
+
+
+def params_copy(params: PyTree, dtype: Any = None) -> tuple[PyTree, jax.Array]:
+    """A copy of ``params`` to keep in a state, and a bool scalar: whether it holds values.
+
+    Leaves are in the accumulator dtype of each param (or ``dtype``). Abstract params
+    (``jax.ShapeDtypeStruct``, as in ``jax.eval_shape`` or when a state is sharded before the
+    params exist) give zeros and ``False``: the copy is taken by :func:`fill_params_copy` at the
+    first update instead. The state has the same structure, shapes and dtypes either way.
+    """
+    if is_abstract(params):
+        return zeros_like(params, dtype), jnp.zeros([], jnp.bool_)
+    copy = jax.tree.map(
+        lambda p: jnp.array(p, dtypes.accumulator_dtype(dtypes.leaf_dtype(p), dtype)), params)
+    return copy, jnp.ones([], jnp.bool_)
+
+
+def fill_params_copy(copy: PyTree, known: jax.Array, params: PyTree) -> PyTree:
+    """``copy`` if it holds values (``known``), else ``params`` cast to the copy's dtypes."""
+    return jax.tree.map(lambda c, p: jnp.where(known, c, dtypes.cast(jnp.asarray(p), c.dtype)),
+                        copy, params)
+
+
+def real_accumulator_dtype(params: PyTree, dtype: Any = None) -> Any:
+    """The real dtype for scalar statistics of ``params``: float32, or float64 if a leaf is."""
+    work = dtypes.canonical(jnp.float32)
+    for p in jax.tree.leaves(params):
+        acc = dtypes.accumulator_dtype(dtypes.leaf_dtype(p), dtype)
+        work = dtypes.wider(work, dtypes.real_dtype(acc))
+    return work

@@ -1,0 +1,204 @@
+r"""Schedule-Free learning: interpolation and averaging in place of momentum and a schedule.
+
+The wrapper keeps the base optimizer's own iterate :math:`z` in its state; the params the user
+holds (and takes gradients at) are the interpolation :math:`y`; the params to *evaluate* are the
+average :math:`x`, recovered from :math:`y` and :math:`z` by :func:`schedule_free_eval_params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import dtypes, tree
+from gradxform._src.base import GradientTransformation, OptState, Step, as_transformation
+from gradxform._src.module import child, hyper, static
+from gradxform._src.schedules import Schedule
+
+__all__ = ["schedule_free", "ScheduleFreeState", "schedule_free_eval_params", "find_link"]
+
+
+class ScheduleFreeState(NamedTuple):
+    """State of :class:`schedule_free`: the base iterate z (and whether it is known yet), the
+    sum of averaging weights, the largest learning rate so far, the base optimizer's state."""
+
+    z: Any
+    z_known: jax.Array
+    weight_sum: jax.Array
+    max_lr: jax.Array
+    base: Any
+
+
+class schedule_free(GradientTransformation):
+    r"""Make ``base_optimizer`` schedule-free (Defazio et al. 2024).
+
+    With :math:`\beta` = ``b1``, :math:`\gamma_t` = ``learning_rate`` and the base optimizer's
+    step :math:`\Delta_t` (for SGD :math:`-\gamma_t \nabla f(y_t)`):
+
+    .. math::
+        z_{t+1} &= z_t + \Delta_t(\nabla f(y_t)), \qquad
+        c_{t+1} = \frac{w_t}{\sum_{i \le t} w_i}, \quad
+        w_t = \big(\max_{i\le t}\gamma_i\big)^{p}, \\
+        x_{t+1} &= (1 - c_{t+1})\, x_t + c_{t+1} z_{t+1}, \qquad
+        y_{t+1} = \beta x_{t+1} + (1-\beta)\, z_{t+1}
+
+    The params are :math:`y` (gradients are taken there); :math:`x_t = (y_t - (1-\beta)
+    z_t)/\beta` is not stored but recovered by :func:`schedule_free_eval_params`: evaluate and
+    checkpoint for inference with those. :math:`z_1 = x_1 = y_1` are the params given to
+    ``init`` (or, for ``jax.ShapeDtypeStruct`` leaves, those of the first ``update``). The base
+    optimizer should have no momentum of its own (``b1=0`` for Adam): the interpolation replaces
+    it.
+
+    Conventions. As optax's ``contrib.schedule_free``: the averaging weight uses the running
+    maximum of the learning rate raised to ``weight_lr_power`` (the authors' code; the paper's
+    Algorithm 1 uses :math:`\gamma_t^2`, the same for a warm-up followed by a constant), and a
+    scheduled ``learning_rate`` is read for the weight at the 1-based step number while the base
+    optimizer reads its own at the 0-based count (with a constant rate the two agree). ``z``
+    and the scalar statistics are kept in float32 for bfloat16/float16 params (the dtype
+    policy; optax keeps them in the params' dtype), or in ``state_dtype``.
+
+    Args:
+      base_optimizer: the optimizer whose steps move :math:`z` (gradxform or optax). It sees
+        the same step count and the current params :math:`y`.
+      learning_rate: :math:`\gamma_t` >= 0 for the averaging weights (the base optimizer's
+        learning rate: the same number or schedule).
+      b1: the interpolation :math:`\beta` in (0, 1], a constant (the evaluation params are
+        recovered with it).
+      weight_lr_power: :math:`p` >= 0.
+      state_dtype: dtype of :math:`z` and the statistics (default by the dtype policy).
+
+    Example::
+
+        opt = gx.schedule_free(gx.sgd(1.0), learning_rate=1.0, b1=0.9)
+        ...
+        eval_params = gx.schedule_free_eval_params(opt, state, params)
+
+    References:
+      Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road Less Scheduled*, NeurIPS
+      2024 (arXiv 2405.15682), Algorithm 1.
+    """
+
+    base_optimizer: Any = child()
+    learning_rate: Any = hyper(interval="[0, inf)")
+    b1: Any = hyper(0.9, "(0, 1]")
+    weight_lr_power: Any = hyper(2.0, "[0, inf)")
+    state_dtype: Any = static(None)
+    label: str | None = static(None)
+
+    def __post_init__(self):
+        inner = self.base_optimizer
+        if not (hasattr(inner, "init") and hasattr(inner, "update")):
+            raise self.error(f"must be a transformation (gradxform or optax: an object with "
+                             f"init and update), got {inner!r}", "base_optimizer", TypeError)
+        object.__setattr__(self, "base_optimizer", as_transformation(inner))
+        super().__post_init__()
+
+    def check(self):
+        if isinstance(self.b1, Schedule):
+            raise self.error("must be a constant, not a schedule: the evaluation params are "
+                             "recovered from y and z with it", "b1")
+
+    @property
+    def name(self) -> str:
+        return self.label or "schedule_free"
+
+    def init_state(self, params):
+        z, known = tree.params_copy(params, self.state_dtype)
+        scalar_dtype = tree.real_accumulator_dtype(params, self.state_dtype)
+        zero = jnp.zeros([], scalar_dtype)
+        return ScheduleFreeState(z, known, zero, zero, self.base_optimizer.init_state(params))
+
+    def apply(self, updates, state, params, step):
+        y = self.require_params(params)
+        z = tree.fill_params_copy(state.z, state.z_known, y)
+        sd = state.max_lr.dtype
+        lr = self.learning_rate
+        if isinstance(lr, Schedule):
+            lr = lr(step.number)
+        max_lr = jnp.maximum(state.max_lr, tree.scalar(lr, sd))
+        weight = max_lr ** tree.scalar(step.value(self.weight_lr_power), sd)
+        total = state.weight_sum + weight
+        positive = total > 0
+        ratio = jnp.nan_to_num(weight / jnp.where(positive, total, jnp.ones_like(total)),
+                               nan=0.0, posinf=jnp.inf)
+        ck = jnp.where(jnp.isnan(weight) | jnp.isnan(total), jnp.full([], jnp.nan, sd),
+                       jnp.where(positive, ratio, jnp.zeros_like(ratio)))
+
+        base_updates, base_state = self.base_optimizer.apply(updates, state.base, y, step)
+        b1, rest = tree.complement(self.b1)
+
+        def one(u, yi, zi, step_i):
+            c = lambda v: tree.scalar(v, zi.dtype)  # noqa: E731
+            yw = dtypes.cast(jnp.asarray(yi), zi.dtype)
+            z_new = zi + dtypes.cast(step_i, zi.dtype)
+            x_prev = (yw - c(rest) * zi) / c(b1)
+            x = (1 - ck.astype(zi.dtype)) * x_prev + ck.astype(zi.dtype) * z_new
+            y_new = c(b1) * x + c(rest) * z_new
+            return (y_new - yw).astype(u.dtype), z_new
+
+        out, z_new = tree.unzip2(updates, jax.tree.map(one, updates, y, z, base_updates))
+        return out, ScheduleFreeState(z_new, jnp.ones([], jnp.bool_), total, max_lr, base_state)
+
+    def links(self, state, step):
+        return iter([("base_optimizer", self.base_optimizer, state.base, step)])
+
+    def eval_params(self, state: ScheduleFreeState, params: Any) -> Any:
+        r"""The average :math:`x = (y - (1-\beta) z)/\beta` from :math:`y` = ``params``."""
+        z = tree.fill_params_copy(state.z, state.z_known, params)
+        b1, rest = tree.complement(self.b1)
+
+        def one(yi, zi):
+            yi = jnp.asarray(yi)
+            work = dtypes.wider(yi.dtype, zi.dtype)
+            x = (yi.astype(work) - tree.scalar(rest, work) * zi.astype(work)) / tree.scalar(
+                b1, work)
+            return x.astype(yi.dtype)
+
+        return jax.tree.map(one, params, z)
+
+
+def find_link(tx: GradientTransformation, state: OptState, cls: type,
+              where: str) -> tuple[Any, Any]:
+    """The first transformation of type ``cls`` inside ``tx`` and its part of ``state``."""
+    if not isinstance(state, OptState):
+        raise TypeError(f"{where}: state must be the OptState returned by the optimizer's init "
+                        f"or update, got {type(state).__name__}")
+
+    def visit(t, st, step) -> Iterator[tuple[Any, Any]]:
+        if isinstance(t, cls):
+            yield t, st
+        for _, sub, sub_state, sub_step in t.links(st, step):
+            yield from visit(sub, sub_state, sub_step)
+
+    for found in visit(tx, state.inner, Step(state.count, {})):
+        return found
+    raise ValueError(f"{where}: the optimizer {tx.name!r} contains no {cls.__name__} "
+                     f"transformation, so there is nothing to read from its state")
+
+
+def schedule_free_eval_params(tx: GradientTransformation, state: OptState, params: Any) -> Any:
+    r"""The params to evaluate a schedule-free optimizer at: the average :math:`x`.
+
+    Training keeps the interpolation :math:`y` in ``params``; this recovers
+    :math:`x = (y - (1-\beta) z)/\beta` with the :math:`z` of ``state``. Use it for validation,
+    testing and the checkpoint used for inference. Works inside jit.
+
+    Args:
+      tx: the optimizer (a :class:`schedule_free`, or a chain or wrapper containing one).
+      state: its state.
+      params: the current (training) params :math:`y`.
+
+    Returns:
+      A tree like ``params`` (same dtypes).
+
+    Example::
+
+        opt = gx.schedule_free_adamw(1e-3)
+        ...
+        loss = eval_loss(gx.schedule_free_eval_params(opt, opt_state, params))
+    """
+    sf, sf_state = find_link(tx, state, schedule_free, "schedule_free_eval_params")
+    return sf.eval_params(sf_state, params)
