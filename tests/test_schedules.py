@@ -75,8 +75,8 @@ OPTAX_CASES = [
      optax.cosine_onecycle_schedule(333, 2.0, 0.45, 5.0, 50.0)),
     ("sgdr_doubling", gx.sgdr_schedule(1.0, 10, 2.0, alpha=0.1),
      optax.sgdr_schedule(_sgdr_cycles(1.0, 10, 2, 0.1, 8))),
-    ("sgdr_constant_period", gx.sgdr_schedule(0.5, 7, 1.0),
-     optax.sgdr_schedule(_sgdr_cycles(0.5, 7, 1, 0.0, 200))),
+    ("sgdr_constant_period", gx.sgdr_schedule(0.5, 70, 1.0),
+     optax.sgdr_schedule(_sgdr_cycles(0.5, 70, 1, 0.0, 20))),
     ("sgdr_tripling", gx.sgdr_schedule(1.0, 4, 3.0, alpha=0.2),
      optax.sgdr_schedule(_sgdr_cycles(1.0, 4, 3, 0.2, 7))),
 ]

@@ -288,7 +288,8 @@ def _as_bool(value: Any, path: tuple, where: str, what: str) -> bool:
                         "the structure of the program and must be concrete Python bools")
     if hasattr(value, "dtype") and np.ndim(value) == 0 and np.dtype(value.dtype) == np.bool_:
         return bool(value)
-    raise TypeError(f"{where}: the {what} must hold bools, got {value!r} at {_show(path)}")
+    raise TypeError(f"{where}: the {what} must hold bools, got {value!r} for the leaf at "
+                    f"{_show(path)}")
 
 
 def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
@@ -313,10 +314,10 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
                 break
         else:
             raise ValueError(
-                f"{where}: the {what} has no entry for the leaf at {_show(path)}. It must be a "
-                f"tree with the params' structure (or a prefix of it), a callable returning one, "
-                f"or a by_regex/by_path rule.\n  {what}: {jax.tree.structure(spec)}\n"
-                f"  params: {jax.tree.structure(params)}")
+                f"{where}: no entry of the {what} covers the leaf at {_show(path)}. The {what} "
+                f"must be a tree with the params' structure (or a prefix of it), a callable "
+                f"returning one, or a by_regex/by_path rule.\n  {what}: "
+                f"{jax.tree.structure(spec)}\n  params: {jax.tree.structure(params)}")
     unused = set(table) - used
     if unused:  # entries where the params hold None (an empty subtree) are fine
         known = {_plain_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(
@@ -324,8 +325,8 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
         for key in sorted(unused, key=str):
             if not any(k[:len(key)] == key for k in known):
                 raise ValueError(
-                    f"{where}: the {what} has an entry at {_show(table[key][0])} that is not in "
-                    f"the params (a misspelt key?).\n  {what}: {jax.tree.structure(spec)}\n"
+                    f"{where}: the entry of the {what} at {_show(table[key][0])} is not in the "
+                    f"params (a misspelt key?).\n  {what}: {jax.tree.structure(spec)}\n"
                     f"  params: {jax.tree.structure(params)}")
     if what == "mask":
         values = [_as_bool(v, p, where, what) for (p, _), v in zip(flat, values)]
@@ -473,7 +474,7 @@ class freeze(GradientTransformation):
         super().__post_init__()
 
     def _trainable(self, tree_):
-        return [not f for f in route(self.frozen, tree_, self.name, "frozen mask")]
+        return [not f for f in route(self.frozen, tree_, self.name, "mask")]
 
     def init_state(self, params):
         keep = self._trainable(params)
