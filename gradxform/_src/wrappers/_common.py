@@ -28,20 +28,52 @@ def inner_step(step: Step, applied: jax.Array | None) -> Step:
     return Step(applied.astype(step.count.dtype), step.extra)
 
 
+def _varying(aval: Any) -> frozenset:
+    """The mapped axes a value varies over inside ``shard_map`` (empty outside)."""
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(getattr(manual, "varying", ()))
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _vary(x: jax.Array, axes: frozenset) -> jax.Array:
+    """``x`` marked as varying over ``axes`` too (so both branches of a cond have one type)."""
+    missing = tuple(sorted(axes - _varying(jax.typeof(x))))
+    if not missing:
+        return x
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(x, missing, to="varying")
+    return jax.lax.pvary(x, missing)
+
+
 def cond_apply(run: jax.Array, fn: Callable[[], tuple[PyTree, PyTree]],
                state: PyTree) -> tuple[PyTree, PyTree]:
     """``fn()`` (updates, new inner state) if ``run``, else zero updates and ``state`` unchanged.
 
     Only the chosen branch executes (``lax.cond``); under ``vmap`` with a batched ``run`` both are
-    computed and one is selected.
+    computed and one is selected. Inside ``shard_map`` both branches are given the same
+    varying-axes type.
     """
+    shapes = jax.eval_shape(fn)
+    updates_axes = [_varying(s) for s in jax.tree.leaves(shapes[0])]
+    state_leaves, state_def = jax.tree.flatten(state)
+    state_axes = [_varying(s) | _varying(jax.typeof(x))
+                  for s, x in zip(jax.tree.leaves(shapes[1]), state_leaves)]
+
+    def typed(updates, new_state):
+        u_leaves, u_def = jax.tree.flatten(updates)
+        s_leaves = state_def.flatten_up_to(new_state)
+        return (u_def.unflatten([_vary(x, a) for x, a in zip(u_leaves, updates_axes)]),
+                state_def.unflatten([_vary(x, a) for x, a in zip(s_leaves, state_axes)]))
+
+    def apply():
+        return typed(*fn())
 
     def skip():
-        shapes, _ = jax.eval_shape(fn)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return zeros, state
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
+        return typed(zeros, state)
 
-    return jax.lax.cond(run, fn, skip)
+    return jax.lax.cond(run, apply, skip)
 
 
 def reject_schedule(module: Module, *fields: str) -> None:
