@@ -87,8 +87,9 @@ def test_inner_hyperparams_at_the_inner_clock():
     tx = gx.skip_non_finite(gx.sgd(gx.linear_schedule(1.0, 0.0, 10)))
     params = {"x": jnp.zeros(())}
     state = tx.init(params)
+    step = jax.jit(tx.update)
     for v in (1.0, jnp.nan, 1.0, jnp.inf, jnp.nan, 1.0):
-        _, state = tx.update({"x": jnp.asarray(v)}, state, params)
+        _, state = step({"x": jnp.asarray(v)}, state, params)
     np.testing.assert_allclose(gx.hyperparams(tx, state)["learning_rate"], 0.7)  # 3 applied
 
 
@@ -186,12 +187,15 @@ def test_loss_scale_stays_finite_and_above_its_floor():
     tx = gx.dynamic_loss_scale(gx.sgd(0.1), initial_scale=2.0**120, growth_interval=1,
                                min_scale=4.0)
     params = {"x": jnp.zeros(())}
-    state = tx.init(params)
-    for _ in range(12):
-        _, state = tx.update({"x": jnp.asarray(0.0)}, state, params)
+
+    @jax.jit
+    def repeat(state, value, n):
+        g = {"x": jnp.asarray(value)}
+        return jax.lax.fori_loop(0, n, lambda i, s: tx.update(g, s, params)[1], state)
+
+    state = repeat(tx.init(params), 0.0, 12)
     assert np.isfinite(float(state.inner.scale))
-    for _ in range(200):
-        _, state = tx.update({"x": jnp.asarray(jnp.nan)}, state, params)
+    state = repeat(state, jnp.nan, 200)
     assert float(state.inner.scale) == 4.0
 
 
