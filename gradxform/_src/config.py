@@ -14,7 +14,8 @@ dataclass field. Values are written as:
 * dtypes: ``{"dtype": "bfloat16", "kind": "jax" | "numpy" | "dtype" | "builtin"}`` (the kind
   keeps ``jnp.bfloat16`` and ``np.dtype("bfloat16")`` apart);
 * arrays (hyperparameters given as arrays, masks of array bools): ``{"array": nested lists,
-  "dtype": "float32", "jax": true}``, up to 4096 entries;
+  "dtype": "float32", "jax": true}`` (``"scalar": true`` for NumPy scalars), up to 4096
+  entries;
 * masks and label trees frozen in static fields: ``{"frozen": <tree>}``;
 * nested modules: as above.
 
@@ -130,6 +131,8 @@ def _encode(x: Any, where: _Where, table) -> Any:
         out = {"array": _encode_list(arr), "dtype": arr.dtype.name}
         if isinstance(x, jax.Array):
             out["jax"] = True
+        elif isinstance(x, np.generic):
+            out["scalar"] = True
         return out
     if isinstance(x, tuple) and not hasattr(x, "_fields"):
         return [_encode(v, where, table) for v in x]
@@ -206,6 +209,8 @@ def _decode(x: Any, table) -> Any:
         return getattr(jnp, name)
     if "array" in x:
         arr = np.asarray(x["array"], np.dtype(x["dtype"]))
+        if x.get("scalar"):
+            return arr[()]
         return jnp.asarray(arr) if x.get("jax") else arr
     if "float" in x:
         return float(x["float"])
