@@ -24,8 +24,8 @@ COUNTS = np.arange(STEPS + 1)
 
 
 def _sgdr_cycles(init, first, t_mul, alpha, n):
-    return [dict(init_value=init, peak_value=init, warmup_steps=0,
-                 decay_steps=int(first * t_mul**i), end_value=alpha * init) for i in range(n)]
+    return [{"init_value": init, "peak_value": init, "warmup_steps": 0,
+             "decay_steps": int(first * t_mul**i), "end_value": alpha * init} for i in range(n)]
 
 
 # (id, gradxform schedule, optax schedule)
@@ -174,8 +174,8 @@ CHECKS = [
     (lambda: gx.warmup_exponential_decay_schedule(0.0, 1.0, 10.5, 10, 0.5),
      "warmup_exponential_decay_schedule: warmup_steps must be a whole number, got 10.5"),
     (lambda: gx.piecewise_interpolate_schedule("quadratic", 1.0, {10: 0.1}),
-     "piecewise_interpolate_schedule: interpolate_type must be 'linear' or 'cosine', "
-     "got 'quadratic'"),
+     ("piecewise_interpolate_schedule: interpolate_type must be 'linear' or 'cosine', "
+      "got 'quadratic'")),
     (lambda: gx.piecewise_interpolate_schedule("linear", 1.0, {10: -0.1}),
      "piecewise_interpolate_schedule: boundaries_and_scales values must be finite scales >= 0"),
     (lambda: gx.piecewise_interpolate_schedule("linear", 1.0, {-5: 0.1}),
@@ -183,13 +183,13 @@ CHECKS = [
     (lambda: gx.linear_onecycle_schedule(0, 1.0),
      "linear_onecycle_schedule: transition_steps must be >= 1, got 0"),
     (lambda: gx.linear_onecycle_schedule(10, 1.0, pct_start=0.05),
-     "linear_onecycle_schedule: pct_start times transition_steps must be at least one step: "
-     "with transition_steps=10, pct_start=0.05 the increasing phase would be empty"),
+     ("linear_onecycle_schedule: pct_start times transition_steps must be at least one step: "
+      "with transition_steps=10, pct_start=0.05 the increasing phase would be empty")),
     (lambda: gx.linear_onecycle_schedule(100, 1.0, pct_start=0.5, pct_final=0.4),
      "linear_onecycle_schedule: pct_final must be greater than pct_start (0.5), got 0.4"),
     (lambda: gx.linear_onecycle_schedule(10, 1.0, pct_start=0.3, pct_final=0.35),
-     "linear_onecycle_schedule: pct_final must leave the decreasing phase at least one step: "
-     "with transition_steps=10, pct_start=0.3 and pct_final=0.35 both phases end at step 3"),
+     ("linear_onecycle_schedule: pct_final must leave the decreasing phase at least one step: "
+      "with transition_steps=10, pct_start=0.3 and pct_final=0.35 both phases end at step 3")),
     (lambda: gx.linear_onecycle_schedule(10, 1.0, pct_start=1.0),
      "linear_onecycle_schedule: pct_start must be in (0, 1), got 1.0"),
     (lambda: gx.linear_onecycle_schedule(10, 1.0, div_factor=0.0),

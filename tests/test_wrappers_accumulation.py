@@ -63,9 +63,9 @@ INNER = {
 @pytest.mark.parametrize("name", INNER)
 def test_equals_one_big_batch_step(name):
     x, y = _data()
-    big_p, big_s, big_history = _train(INNER[name](), _params(), x, y)
+    _, big_s, big_history = _train(INNER[name](), _params(), x, y)
     tx = gx.accumulate(INNER[name](), K)
-    p, s, history = _train(tx, _params(), *_micro_batches(x, y))
+    _, s, history = _train(tx, _params(), *_micro_batches(x, y))
     # params after each window, and unchanged inside a window
     per_window = jax.tree.map(lambda h: h[K - 1::K], history)
     assert_trees_close(per_window, big_history, rtol=2e-6, atol=2e-6, leaf_scale=True)
@@ -99,7 +99,7 @@ def test_a_non_finite_micro_batch_is_dropped():
     x, y = _data()
     xs, ys = _micro_batches(x, y)
     tx = gx.accumulate(gx.adam(0.05), K)
-    p, s, history = _train(tx, _params(), xs, ys, _poison([5]))  # window 1, micro-batch 1
+    p, s, _ = _train(tx, _params(), xs, ys, _poison([5]))  # window 1, micro-batch 1
     assert int(s.inner.dropped) == 1 and int(s.inner.skipped) == 0
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(p))
     # window 1 is the mean of its 3 other micro-batches: the same as feeding only those

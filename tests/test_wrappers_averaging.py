@@ -28,7 +28,7 @@ def _history(tx, params, grads):
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *grads)
     (_, s), hist = jax.jit(lambda c, g: jax.lax.scan(body, c, g))((params, tx.init(params)),
                                                                  stacked)
-    return [jax.tree.map(lambda h: h[t], hist) for t in range(len(grads))], s
+    return [jax.tree.map(lambda h, t=t: h[t], hist) for t in range(len(grads))], s
 
 
 def _np(tree_):
@@ -59,7 +59,7 @@ def test_ema_with_a_decay_schedule():
     avg = _np(params)
     for t, theta in enumerate(plain):
         b = 0.9 * min(t, 10) / 10
-        avg = jax.tree.map(lambda a, p: b * a + (1 - b) * p, avg, _np(theta))
+        avg = jax.tree.map(lambda a, p, b=b: b * a + (1 - b) * p, avg, _np(theta))
     assert_trees_close(gx.averaged_params(tx, state), avg, rtol=1e-6, atol=1e-6,
                        leaf_scale=True)
 
@@ -86,8 +86,8 @@ def test_swa_equals_a_hand_computation(name, start, every):
                                     *[_np(c) for c in chosen])
         else:
             expected = _np(plain[n - 1])  # before start the average follows the params
-        assert_trees_close(jax.tree.map(lambda a: a[n - 1], averages), expected, rtol=1e-6,
-                           atol=1e-6, leaf_scale=True, what=f"after {n} updates")
+        assert_trees_close(jax.tree.map(lambda a, n=n: a[n - 1], averages), expected,
+                           rtol=1e-6, atol=1e-6, leaf_scale=True, what=f"after {n} updates")
 
 
 def test_averaged_params_come_back_in_the_params_dtypes():

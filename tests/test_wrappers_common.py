@@ -65,7 +65,7 @@ def _train(tx, steps=300):
         u, s = tx.update(g, s, p, value=value)
         return (gx.apply_updates(p, u), s), value
 
-    (params, state), losses = jax.lax.scan(body, (params, state), None, length=steps)
+    (params, state), _ = jax.lax.scan(body, (params, state), None, length=steps)
     return params, state, quadratic_loss(params)
 
 
@@ -106,8 +106,8 @@ def test_vmap_over_stacked_values(case):
     train = jax.jit(lambda tx: _train(tx, steps=12)[0])
     batched = jax.jit(jax.vmap(lambda tx: _train(tx, steps=12)[0]))(gx.stack(values))
     for i, tx in enumerate(values):
-        assert_trees_close(jax.tree.map(lambda x: x[i], batched), train(tx), rtol=1e-6,
-                           atol=1e-7, what=f"member {i}")
+        member = jax.tree.map(lambda x, i=i: x[i], batched)
+        assert_trees_close(member, train(tx), rtol=1e-6, atol=1e-7, what=f"member {i}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -123,5 +123,5 @@ def test_cond_equality_and_hyperparams(case):
     assert _build(case, v=2) != tx or case[0][0] in ("freeze", "maximize")  # no own numbers
     hp = gx.hyperparams(tx, new_state)
     assert any(k.endswith("learning_rate") for k in hp), hp
-    np.testing.assert_allclose(
-        [v for k, v in hp.items() if k.endswith("learning_rate")][0], LR[case[1]], rtol=1e-6)
+    lr = next(v for k, v in hp.items() if k.endswith("learning_rate"))
+    np.testing.assert_allclose(lr, LR[case[1]], rtol=1e-6)

@@ -44,12 +44,13 @@ def _scales(tx, values):
 
 
 CASES = [
-    ("positive", dict(patience=3)),
-    ("positive_cooldown_floor", dict(patience=2, cooldown=4, factor=0.5, min_scale=0.05)),
-    ("positive_windows", dict(patience=1, accumulation_size=5, rtol=1e-3)),
-    ("negative", dict(patience=4, rtol=1e-3)),
-    ("flat_negative", dict(patience=5, factor=0.5)),
-    ("accuracy", dict(patience=3, maximize=True, atol=1e-3)),
+    ("positive", {"patience": 3}),
+    ("positive_cooldown_floor",
+     {"patience": 2, "cooldown": 4, "factor": 0.5, "min_scale": 0.05}),
+    ("positive_windows", {"patience": 1, "accumulation_size": 5, "rtol": 1e-3}),
+    ("negative", {"patience": 4, "rtol": 1e-3}),
+    ("flat_negative", {"patience": 5, "factor": 0.5}),
+    ("accuracy", {"patience": 3, "maximize": True, "atol": 1e-3}),
 ]
 
 
@@ -73,15 +74,16 @@ def test_negative_losses_reduce_on_a_plateau():
 
 def test_matches_optax_on_positive_losses():
     values = np.asarray(_stream("positive", 200, seed=3), np.float32)
-    for kwargs in (dict(patience=3), dict(patience=2, cooldown=3, factor=0.5, rtol=1e-3,
-                                          atol=1e-3, min_scale=0.01, accumulation_size=4)):
+    for kwargs in ({"patience": 3},
+                   {"patience": 2, "cooldown": 3, "factor": 0.5, "rtol": 1e-3, "atol": 1e-3,
+                    "min_scale": 0.01, "accumulation_size": 4}):
         got = _scales(gx.reduce_on_plateau(**kwargs), values)
         ox_kwargs = dict(kwargs, patience=kwargs["patience"] + 1)
         if "rtol" not in ox_kwargs:
             ox_kwargs["rtol"] = 1e-4
         ox = optax.contrib.reduce_on_plateau(**ox_kwargs)
         with standard_promotion():
-            def body(state, v):
+            def body(state, v, ox=ox):
                 _, state = ox.update({"x": jnp.ones(())}, state, value=v)
                 return state, state.scale
 
@@ -120,14 +122,14 @@ def test_missing_or_bad_value():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(factor=1.0), "reduce_on_plateau: factor must be in (0, 1), got 1.0"),
-    (dict(patience=-1), "reduce_on_plateau: patience must be >= 0, got -1"),
-    (dict(rtol=2.0), "reduce_on_plateau: rtol must be in [0, 1], got 2.0"),
-    (dict(atol=-1e-3), "reduce_on_plateau: atol must be >= 0, got -0.001"),
-    (dict(accumulation_size=0), "reduce_on_plateau: accumulation_size must be >= 1, got 0"),
-    (dict(cooldown=gx.constant_schedule(1)),
+    ({"factor": 1.0}, "reduce_on_plateau: factor must be in (0, 1), got 1.0"),
+    ({"patience": -1}, "reduce_on_plateau: patience must be >= 0, got -1"),
+    ({"rtol": 2.0}, "reduce_on_plateau: rtol must be in [0, 1], got 2.0"),
+    ({"atol": -1e-3}, "reduce_on_plateau: atol must be >= 0, got -0.001"),
+    ({"accumulation_size": 0}, "reduce_on_plateau: accumulation_size must be >= 1, got 0"),
+    ({"cooldown": gx.constant_schedule(1)},
      "reduce_on_plateau: cooldown must be a whole number or an array, not a schedule"),
-    (dict(min_scale=1.5), "reduce_on_plateau: min_scale must be in [0, 1], got 1.5"),
+    ({"min_scale": 1.5}, "reduce_on_plateau: min_scale must be in [0, 1], got 1.5"),
 ])
 def test_argument_checks(kwargs, message):
     with pytest.raises((ValueError, TypeError)) as info:

@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._src import dtypes
 from gradxform._src.base import (
     GradientTransformation,
     _path_key,
@@ -456,8 +455,9 @@ class freeze(GradientTransformation):
         bools matched by path (or a prefix), a callable ``params -> tree``, a regex string, or a
         :class:`by_regex`/:class:`by_path` rule.
 
-    Conventions. optax's ``masked(set_to_zero(), ...)`` recipe keeps the inner state for every
-    leaf; optax's ``freeze`` is this transformation.
+    Conventions. optax's ``freeze(mask)`` only zeroes the frozen updates: chained with Adam, Adam
+    still keeps moments for every leaf. This is optax's ``selective_transform(opt,
+    freeze_mask=...)``, with the mask in any of the forms above.
 
     Example::
 

@@ -776,6 +776,10 @@ class multiply_schedules(Schedule):
 
     ``schedule * other`` and ``number * schedule`` build this value.
 
+    Args:
+      first: a schedule, a number or an array.
+      second: a schedule, a number or an array.
+
     Example::
 
         # a cosine decay modulated by a restart pattern
