@@ -100,13 +100,16 @@ def test_apply_if_finite_is_optax_spelling():
         gx.apply_if_finite(gx.adam(0.1), -1)
 
 
+@pytest.mark.parametrize("wrapper", ["skip_non_finite", "dynamic_loss_scale"])
 @pytest.mark.parametrize("agree", [True, False])
-def test_axis_name_agrees_across_shards(agree):
+def test_axis_name_agrees_across_shards(agree, wrapper):
     mesh = jax.make_mesh((8,), ("d",))
     rows = jax.sharding.NamedSharding(mesh, P("d"))
     params = jax.device_put({"w": jnp.ones((8, 4))}, rows)
     grads = jax.device_put({"w": jnp.ones((8, 4)).at[3, 1].set(jnp.inf)}, rows)
-    tx = gx.skip_non_finite(gx.sgd(0.1), axis_name="d" if agree else None)
+    axis = "d" if agree else None
+    tx = (gx.skip_non_finite(gx.sgd(0.1), axis_name=axis) if wrapper == "skip_non_finite" else
+          gx.dynamic_loss_scale(gx.sgd(0.1), initial_scale=1.0, axis_name=axis))
 
     def shard(p, g):
         s = tx.init(p)
