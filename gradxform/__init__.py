@@ -93,6 +93,33 @@ from gradxform._src.transforms.schedule_free import (
 from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
 
+# schedules (complete set), routing, wrappers, configs
+from gradxform._src.combine import by_path, by_regex, freeze, partition, path_string
+from gradxform._src.config import from_config, to_config
+from gradxform._src.schedules import (
+    cosine_onecycle_schedule,
+    cyclic_schedule,
+    inverse_sqrt_schedule,
+    inverse_time_decay,
+    linear_onecycle_schedule,
+    multiply_schedules,
+    piecewise_interpolate_schedule,
+    sgdr_schedule,
+    warmup_constant_schedule,
+    warmup_exponential_decay_schedule,
+)
+from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
+from gradxform._src.wrappers.ascent import maximize
+from gradxform._src.wrappers.averaging import (
+    AveragedParamsState,
+    averaged_params,
+    ema_params,
+    swa_params,
+)
+from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
+from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
+from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -115,6 +142,17 @@ __all__ = [
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "join_schedules",
+    # schedules (complete set), routing, wrappers, configs
+    "warmup_constant_schedule", "warmup_exponential_decay_schedule",
+    "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
+    "sgdr_schedule", "cyclic_schedule", "inverse_time_decay", "inverse_sqrt_schedule",
+    "multiply_schedules",
+    "freeze", "partition", "by_regex", "by_path", "path_string",
+    "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
+    "swa_params", "averaged_params", "reduce_on_plateau", "maximize",
+    "AccumulateState", "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState",
+    "ReduceOnPlateauState",
+    "to_config", "from_config",
 ]
 
 # distributed training

@@ -232,6 +232,15 @@ class GradientTransformation(Module):
         del state, step
         return iter(())
 
+    def state_hyperparams(self, state: PyTree) -> Mapping[str, Any]:
+        """Values this transformation adapts at run time and keeps in ``state``.
+
+        ``hyperparams`` reports them beside the fields (the scale of ``reduce_on_plateau``, the
+        current loss scale). Default: none.
+        """
+        del state
+        return {}
+
     # -- the protocol ------------------------------------------------------------------------
 
     @property
@@ -417,6 +426,8 @@ def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Ar
             value = getattr(t, name)
             if value is not None:
                 found.append((path, name, jnp.asarray(step.value(value))))
+        for name, value in t.state_hyperparams(st).items():
+            found.append((path, name, jnp.asarray(value)))
         for label, sub, sub_state, sub_step in t.links(st, step):
             visit(sub, sub_state, sub_step, path + (label,))
 

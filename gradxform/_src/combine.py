@@ -1,21 +1,60 @@
-"""Combining transformations: ``chain``, ``named_chain`` and ``masked``.
+"""Combining transformations: ``chain``, ``named_chain``; routing leaves: ``masked``,
+``freeze``, ``partition``.
 
 A chain runs its links one after the other on the updates. All links share the chain's single
 step counter (see :mod:`gradxform._src.base`); the state of a chain is the tuple of its links'
 states (a dict for ``named_chain``). Links may be optax transformations: they keep their own
 state and counters.
+
+**Routing leaves.** ``masked``, ``freeze`` and ``partition`` send each leaf of the params to a
+transformation. Which leaf goes where is given by a *mask* (bools) or *labels*, in one of four
+forms:
+
+* a tree with the params' structure, or a prefix of it (``{"encoder": False, "head": True}``).
+  It is matched to the params **by key path**, not by container type, so a plain ``dict`` mask
+  works for flax ``FrozenDict`` params or an nnx ``State``; ``None`` leaves of the params are
+  empty and need no entry;
+* a callable ``params -> tree`` (as optax);
+* :class:`by_regex`: regular expressions searched (``re.search``) in each leaf's *path string*;
+  a plain string given as a mask is such a regex;
+* :class:`by_path`: a callable ``fn(path_string, leaf) -> label``.
+
+The *path string* of a leaf is ``jax.tree_util.keystr`` of its key path, with the ``.value`` of
+flax nnx Variables left out: ``"['params']['Dense_0']['bias']"`` for nested dicts (flax linen),
+``".layers[0].weight"`` for attributes and sequences (equinox), ``"[1][0]"`` for lists and
+tuples. :func:`path_string` computes it.
+
+A routed transformation sees only its own leaves; the others appear to it as ``None`` (an empty
+subtree), so it keeps **no state at all** for them. Routers nest: a mask inside a partition is
+matched against the partition's sub-tree, whose other leaves are ``None``.
+
+Equinox modules hold non-array leaves (activation functions); give optimizers
+``eqx.filter(model, eqx.is_array)`` (non-arrays become ``None``), as with optax. Integer and
+boolean array leaves can only be routed to ``set_to_zero`` or ``identity`` (or frozen).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import api, child, freeze, static, thaw
+from gradxform._src.base import (
+    GradientTransformation,
+    _path_key,
+    as_transformation,
+    identity,
+    set_to_zero,
+)
+from gradxform._src.module import Module, api, child, static, thaw
+from gradxform._src.module import freeze as freeze_tree
 
-__all__ = ["chain", "named_chain", "masked", "mask_leaves"]
+__all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
+           "path_string", "mask_leaves"]
 
 PyTree = Any
 
@@ -111,52 +150,268 @@ def named_chain(*named: tuple[str, Any]) -> chain:
 
 
 # --------------------------------------------------------------------------------------------
-# Masks.
+# Paths, and masks or labels matched to the params by path.
+
+
+def path_string(path: tuple) -> str:
+    """The string a :class:`by_regex` rule is searched in: ``"['params']['Dense_0']['bias']"``.
+
+    ``jax.tree_util.keystr`` of the key path, with the ``.value`` of flax nnx Variables left
+    out (see the module documentation for the format of each container).
+    """
+    return jax.tree_util.keystr(_path_key(tuple(path)))
+
+
+def _plain_key(key: Any) -> Any:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return getattr(key, attr)
+    return key
+
+
+def _plain_path(path: tuple) -> tuple:
+    """A key path as plain keys, so that a dict mask matches FrozenDict or nnx State params."""
+    return tuple(_plain_key(k) for k in _path_key(tuple(path)))
+
+
+def _show(path: tuple) -> str:
+    return path_string(path) or "the root"
+
+
+class by_regex(Module):
+    """Labels (or a mask) from regular expressions searched in each leaf's path string.
+
+    Rules are tried in order; the first whose pattern ``re.search``-es the path string gives the
+    label. Leaves no rule matches get ``default`` (an error if there is none). A single pattern
+    string is a mask: True where it matches, False elsewhere.
+
+    Args:
+      rules: a pattern (a mask), a sequence of ``(pattern, label)`` pairs, or a dict
+        ``{pattern: label}`` (in its order).
+      default: the label of leaves no rule matches; ``None`` makes them an error.
+
+    Example::
+
+        # no weight decay on biases and normalisation scales (flax linen names)
+        labels = gx.by_regex([("bias|scale|norm", "no_decay")], default="decay")
+        opt = gx.partition({"decay": gx.adamw(1e-3, weight_decay=0.1),
+                            "no_decay": gx.adam(1e-3)}, labels)
+        frozen = gx.freeze(gx.adam(1e-3), gx.by_regex(r"\\['encoder'\\]"))
+    """
+
+    rules: tuple = static()
+    default: Any = static(None)
+
+    def __init__(self, rules: Any, default: Any = None):
+        if isinstance(rules, str):
+            rules, default = ((rules, True),), (False if default is None else default)
+        elif isinstance(rules, Mapping):
+            rules = tuple(rules.items())
+        else:
+            rules = tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in rules)
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "default", default)
+        self.__post_init__()
+
+    def check(self):
+        if not self.rules:
+            raise self.error("needs at least one rule", "rules")
+        for rule in self.rules:
+            if not (isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)):
+                raise self.error(f"must be (pattern, label) pairs with a string pattern, got "
+                                 f"{rule!r}", "rules", TypeError)
+            try:
+                re.compile(rule[0])
+            except re.error as e:
+                raise self.error(f"holds an invalid regular expression {rule[0]!r}: {e}",
+                                 "rules") from None
+            _check_hashable(self, rule[1], "rules")
+        if self.default is not None:
+            _check_hashable(self, self.default, "default")
+
+    def labels(self) -> tuple:
+        """Every label these rules can give."""
+        out = tuple(label for _, label in self.rules)
+        return out if self.default is None else out + (self.default,)
+
+    def label(self, path: str) -> Any:
+        """The label of the leaf whose path string is ``path``."""
+        for pattern, label in self.rules:
+            if re.search(pattern, path):
+                return label
+        if self.default is None:
+            raise ValueError(
+                f"by_regex: no rule matches the leaf at {path or 'the root'} and there is no "
+                f"default; rules: {[p for p, _ in self.rules]}. Add a rule or a default.")
+        return self.default
+
+    def __call__(self, params: PyTree) -> PyTree:
+        return jax.tree_util.tree_map_with_path(lambda p, _: self.label(path_string(p)),
+                                                params)
+
+
+class by_path(Module):
+    """Labels (or a mask) from a function of each leaf's path string and value.
+
+    ``fn(path, leaf) -> label``, with ``path`` as described in :func:`path_string`. Two
+    ``by_path`` values are equal when they hold the same function object.
+
+    Example::
+
+        labels = gx.by_path(lambda path, x: "matrix" if x.ndim >= 2 else "vector")
+    """
+
+    fn: Callable[[str, Any], Any] = static()
+
+    def check(self):
+        if not callable(self.fn):
+            raise self.error(f"must be callable, got {self.fn!r}", "fn", TypeError)
+
+    def __call__(self, params: PyTree) -> PyTree:
+        return jax.tree_util.tree_map_with_path(lambda p, x: self.fn(path_string(p), x), params)
+
+
+def _check_hashable(module: Module, value: Any, field: str) -> None:
+    try:
+        hash(value)
+    except TypeError:
+        raise module.error(f"labels must be hashable (strings), got {value!r}", field,
+                           TypeError) from None
+
+
+def _as_bool(value: Any, path: tuple, where: str, what: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{where}: the {what} at {_show(path)} is a traced value; masks decide "
+                        "the structure of the program and must be concrete Python bools")
+    if hasattr(value, "dtype") and np.ndim(value) == 0 and np.dtype(value.dtype) == np.bool_:
+        return bool(value)
+    raise TypeError(f"{where}: the {what} must hold bools, got {value!r} for the leaf at "
+                    f"{_show(path)}")
+
+
+def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
+    """One entry of ``spec`` per leaf of ``params`` (in ``jax.tree.leaves`` order).
+
+    ``spec`` is a tree matched to ``params`` by key path (a prefix of it is enough), a callable
+    ``params -> tree``, or a frozen tree. Errors name ``where`` and show both trees.
+    """
+    spec = thaw(spec)
+    if callable(spec):
+        spec = spec(params)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    table = {_plain_path(path): (path, value)
+             for path, value in jax.tree_util.tree_flatten_with_path(spec)[0]}
+    values, used = [], set()
+    for path, _ in flat:
+        key = _plain_path(path)
+        for n in range(len(key), -1, -1):
+            if key[:n] in table:
+                used.add(key[:n])
+                values.append(table[key[:n]][1])
+                break
+        else:
+            raise ValueError(
+                f"{where}: no entry of the {what} covers the leaf at {_show(path)}. The {what} "
+                f"must be a tree with the params' structure (or a prefix of it), a callable "
+                f"returning one, or a by_regex/by_path rule.\n  {what}: "
+                f"{jax.tree.structure(spec)}\n  params: {jax.tree.structure(params)}")
+    unused = set(table) - used
+    if unused:  # entries where the params hold None (an empty subtree) are fine
+        known = {_plain_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(
+            params, is_leaf=lambda x: x is None)[0]}
+        for key in sorted(unused, key=str):
+            if not any(k[:len(key)] == key for k in known):
+                raise ValueError(
+                    f"{where}: the entry of the {what} at {_show(table[key][0])} is not in the "
+                    f"params (a misspelt key?).\n  {what}: {jax.tree.structure(spec)}\n"
+                    f"  params: {jax.tree.structure(params)}")
+    if what == "mask":
+        values = [_as_bool(v, p, where, what) for (p, _), v in zip(flat, values)]
+    return values
 
 
 def mask_leaves(mask: Any, params: PyTree, where: str) -> PyTree:
-    """A tree of bools shaped like ``params`` from a mask (a callable, a tree, or a prefix)."""
-    mask = thaw(mask)
-    if callable(mask):
-        mask = mask(params)
-    try:
-        return jax.tree.map(
-            lambda m, sub: jax.tree.map(lambda _: bool(m), sub), mask, params,
-            is_leaf=lambda x: isinstance(x, bool),
-        )
-    except ValueError as e:
-        raise ValueError(
-            f"{where}: the mask must be a tree of bools with the structure of the params (or a "
-            f"prefix of it), or a callable returning one.\n  mask:   {jax.tree.structure(mask)}"
-            f"\n  params: {jax.tree.structure(params)}"
-        ) from e
+    """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable)."""
+    if isinstance(mask, str):
+        mask = by_regex(mask)
+    leaves, treedef = jax.tree.flatten(params)
+    del leaves
+    return treedef.unflatten(route(mask, params, where, "mask"))
 
 
-def _select(tree_: PyTree, keep: PyTree) -> PyTree:
+def _select(tree_: PyTree, keep: list) -> PyTree:
     """``tree_`` with the leaves where ``keep`` is False replaced by ``None``."""
-    return jax.tree.map(lambda x, k: x if k else None, tree_, keep)
+    leaves, treedef = jax.tree.flatten(tree_)
+    return treedef.unflatten([x if k else None for x, k in zip(leaves, keep)])
 
 
-def _merge(original: PyTree, inner: PyTree, keep: PyTree) -> PyTree:
-    """Leaves of ``inner`` where ``keep``, of ``original`` elsewhere."""
+def _merge(original: PyTree, parts: list[tuple[PyTree, list]]) -> PyTree:
+    """Leaf ``i`` from the part whose ``keep[i]`` is True, from ``original`` where none is."""
     leaves, treedef = jax.tree.flatten(original)
-    keep_leaves = jax.tree.leaves(keep)
-    inner_leaves = jax.tree.leaves(inner, is_leaf=lambda x: x is None)
-    return jax.tree.unflatten(
-        treedef, [i if k else o for o, i, k in zip(leaves, inner_leaves, keep_leaves)]
-    )
+    out = list(leaves)
+    for tree_, keep in parts:
+        for i, (x, k) in enumerate(zip(treedef.flatten_up_to(tree_), keep)):
+            if k:
+                out[i] = x
+    return treedef.unflatten(out)
+
+
+def _is_stateless_passthrough(tx: GradientTransformation) -> bool:
+    return isinstance(tx, (set_to_zero, identity))
+
+
+def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep: list,
+                    group: str) -> None:
+    """Non-float leaves may only go to set_to_zero/identity; say so clearly otherwise."""
+    if _is_stateless_passthrough(tx):
+        return
+    for (path, leaf), k in zip(jax.tree_util.tree_flatten_with_path(params)[0], keep):
+        if not k:
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None and not isinstance(leaf, (int, float, complex, np.generic)):
+            raise TypeError(
+                f"{where}: the leaf at {_show(path)} is not an array ({type(leaf).__name__}); "
+                "optimizers take trees of arrays. For equinox modules give the optimizer "
+                "eqx.filter(model, eqx.is_array), where non-array leaves are None.")
+        if dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{where}: the leaf at {_show(path)} has dtype {np.dtype(dtype).name} and is "
+                f"routed to {group} ({tx.name}), which can only optimise floating-point leaves. "
+                "Route integer and boolean leaves to set_to_zero() or freeze them.")
+
+
+def _prepare_mask(mask: Any) -> Any:
+    if isinstance(mask, str):
+        return by_regex(mask)
+    return freeze_tree(mask)
+
+
+# --------------------------------------------------------------------------------------------
+# masked, freeze, partition.
 
 
 class masked(GradientTransformation):
     """Apply ``inner`` to the leaves where ``mask`` is True; leave the others unchanged.
 
     The inner transformation sees (and keeps state for) only the selected leaves; the others
-    appear to it as ``None``.
+    appear to it as ``None``. Unselected leaves are passed through as they came (use
+    :class:`freeze` to zero them instead).
 
     Args:
-      inner: the transformation to apply to the selected leaves.
-      mask: a tree of bools with the params' structure (or a prefix of it), or a callable
-        ``params -> tree of bools``.
+      inner: the transformation to apply to the selected leaves (gradxform or optax).
+      mask: which leaves ``inner`` sees: a tree of bools matched to the params by path (or a
+        prefix of it), a callable ``params -> tree of bools``, a regex string searched in each
+        leaf's path string, or a :class:`by_regex`/:class:`by_path` rule (see the module
+        documentation).
+
+    Example::
+
+        # Adam on the matrices, plain SGD on the rest
+        gx.chain(gx.masked(gx.scale_by_adam(), lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+                 gx.scale(-1e-3))
     """
 
     inner: Any = child()
@@ -164,21 +419,166 @@ class masked(GradientTransformation):
 
     def __post_init__(self):
         object.__setattr__(self, "inner", as_transformation(self.inner))
-        object.__setattr__(self, "mask", freeze(self.mask))
+        object.__setattr__(self, "mask", _prepare_mask(self.mask))
         super().__post_init__()
 
-    def _keep(self, params):
-        return mask_leaves(self.mask, params, "masked")
+    def _keep(self, tree_):
+        return route(self.mask, tree_, self.name, "mask")
 
     def init_state(self, params):
-        return self.inner.init_state(_select(params, self._keep(params)))
+        keep = self._keep(params)
+        _check_routable(self.name, self.inner, params, keep, "the mask's True leaves")
+        return self.inner.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._keep(updates if params is None else params)
         sub_params = None if params is None else _select(params, keep)
         new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
-        return _merge(updates, new, keep), state
+        return _merge(updates, [(new, keep)]), state
 
     def links(self, state, step):
-        return iter([("masked", self.inner, state, step)])
+        return iter([(self.inner.name, self.inner, state, step)])
 
+
+class freeze(GradientTransformation):
+    r"""Freeze some leaves: zero updates and **no optimizer state** for them.
+
+    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow
+              \mathrm{inner}(u)_i \ \text{otherwise}
+
+    ``inner`` sees only the trainable leaves (frozen ones appear to it as ``None``), so Adam
+    keeps no moments for a frozen encoder: the state's size is that of the trainable leaves.
+
+    Args:
+      inner: the transformation for the trainable leaves.
+      frozen: which leaves are frozen (True = frozen), in any form a mask takes: a tree of
+        bools matched by path (or a prefix), a callable ``params -> tree``, a regex string, or a
+        :class:`by_regex`/:class:`by_path` rule.
+
+    Conventions. optax's ``freeze(mask)`` only zeroes the frozen updates: chained with Adam, Adam
+    still keeps moments for every leaf. This is optax's ``selective_transform(opt,
+    freeze_mask=...)``, with the mask in any of the forms above.
+
+    Example::
+
+        opt = gx.freeze(gx.adam(1e-3), {"encoder": True, "head": False})
+        opt = gx.freeze(gx.adam(1e-3), r"\['encoder'\]")   # the same, by regex
+    """
+
+    inner: Any = child()
+    frozen: Any = static()
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transformation(self.inner))
+        object.__setattr__(self, "frozen", _prepare_mask(self.frozen))
+        super().__post_init__()
+
+    def _trainable(self, tree_):
+        return [not f for f in route(self.frozen, tree_, self.name, "mask")]
+
+    def init_state(self, params):
+        keep = self._trainable(params)
+        _check_routable(self.name, self.inner, params, keep, "the trainable leaves")
+        return self.inner.init_state(_select(params, keep))
+
+    def apply(self, updates, state, params, step):
+        keep = self._trainable(updates if params is None else params)
+        sub_params = None if params is None else _select(params, keep)
+        new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
+        zeros = jax.tree.map(jnp.zeros_like, updates)
+        return _merge(zeros, [(new, keep)]), state
+
+    def links(self, state, step):
+        return iter([(self.inner.name, self.inner, state, step)])
+
+
+class partition(GradientTransformation):
+    """Route each leaf to the transformation of its label (parameter groups).
+
+    Each transformation sees only the leaves with its label (the others appear to it as
+    ``None``) and keeps state for them alone; the state is a dict keyed by label. Every leaf
+    must get a label that is a key of ``transforms``; a transformation may get no leaves.
+
+    Args:
+      transforms: a dict ``{label: transformation}`` (gradxform or optax transformations;
+        ``set_to_zero()`` freezes a group).
+      labels: the label of each leaf: a tree of labels matched to the params by path (or a
+        prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
+        :class:`by_path` rule (see the module documentation for the path strings).
+
+    Conventions. This is optax's ``multi_transform`` / ``partition`` and Keras'
+    ``OptimizerMap``; torch expresses it with parameter groups.
+
+    Example::
+
+        opt = gx.partition(
+            {"decay": gx.adamw(1e-3, weight_decay=0.1), "no_decay": gx.adam(1e-3)},
+            gx.by_regex([("bias|scale", "no_decay")], default="decay"))
+        state.inner["no_decay"]      # Adam's moments of the biases and scales only
+    """
+
+    transforms: Any = child()
+    labels: Any = static()
+
+    def __post_init__(self):
+        if not isinstance(self.transforms, Mapping) or not self.transforms:
+            raise self.error(f"must be a non-empty dict {{label: transformation}}, got "
+                             f"{self.transforms!r}", "transforms", TypeError)
+        for label in self.transforms:
+            if not isinstance(label, str):
+                raise self.error(f"labels (the keys) must be strings, got {label!r}",
+                                 "transforms", TypeError)
+        object.__setattr__(self, "transforms",
+                           {k: as_transformation(v) for k, v in self.transforms.items()})
+        object.__setattr__(self, "labels", freeze_tree(self.labels))
+        super().__post_init__()
+
+    def check(self):
+        labels = thaw(self.labels)
+        if isinstance(labels, by_regex):
+            given = labels.labels()
+        elif callable(labels):
+            return
+        else:
+            given = jax.tree.leaves(labels)
+        for label in given:
+            if label not in self.transforms:
+                raise self.error(f"give the label {label!r}, which is not a key of transforms "
+                                 f"{tuple(self.transforms)}", "labels")
+
+    def _groups(self, tree_) -> list:
+        labels = route(self.labels, tree_, self.name, "labels")
+        flat = jax.tree_util.tree_flatten_with_path(tree_)[0]
+        for (path, _), label in zip(flat, labels):
+            try:
+                known = label in self.transforms
+            except TypeError:
+                known = False
+            if not known:
+                raise ValueError(f"{self.name}: the leaf at {_show(path)} has the label "
+                                 f"{label!r}, which is not a key of transforms "
+                                 f"{tuple(self.transforms)}")
+        return labels
+
+    def init_state(self, params):
+        labels = self._groups(params)
+        state = {}
+        for label, tx in self.transforms.items():
+            keep = [lab == label for lab in labels]
+            _check_routable(self.name, tx, params, keep, f"the group {label!r}")
+            state[label] = tx.init_state(_select(params, keep))
+        return state
+
+    def apply(self, updates, state, params, step):
+        labels = self._groups(updates if params is None else params)
+        parts, new_state = [], {}
+        for label, tx in self.transforms.items():
+            keep = [lab == label for lab in labels]
+            sub_params = None if params is None else _select(params, keep)
+            new, new_state[label] = tx.apply(_select(updates, keep), state[label], sub_params,
+                                             step)
+            parts.append((new, keep))
+        return _merge(updates, parts), new_state
+
+    def links(self, state, step):
+        return iter([(label, tx, state[label], step) for label, tx in self.transforms.items()])

@@ -35,6 +35,11 @@ ARGS = {
         "a prefix of it), or a callable ``params -> tree of bools``. Default: all leaves."
     ),
     "nesterov": "nesterov: use Nesterov's look-ahead form of momentum.",
+    "inner": "inner: the wrapped transformation (gradxform or optax).",
+    "axis_name": (
+        "axis_name: inside ``shard_map``/``pmap`` over shards of one tree, the mapped axis "
+        "name(s) over which finiteness is agreed, so one shard's overflow skips the step on all."
+    ),
     "hyper": (
         "Every float argument accepts a number, an array or a schedule; numbers are range-checked "
         "when the value is built."

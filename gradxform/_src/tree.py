@@ -17,7 +17,7 @@ from gradxform._src import dtypes
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
-    "unzip2", "scale_by", "complement", "varying_axes", "sum_over_shards",
+    "unzip2", "scale_by", "complement", "varying_axes", "sum_over_shards", "all_finite",
 ]
 
 PyTree = Any
@@ -259,3 +259,23 @@ def real_accumulator_dtype(params: PyTree, dtype: Any = None) -> Any:
         acc = dtypes.accumulator_dtype(dtypes.leaf_dtype(p), dtype)
         work = dtypes.wider(work, dtypes.real_dtype(acc))
     return work
+
+
+# --------------------------------------------------------------------------------------------
+# Finiteness.
+
+
+def all_finite(tree: PyTree, axis_name: Any = None) -> jax.Array:
+    """A bool scalar: True if every entry of every leaf is finite (no inf, no NaN).
+
+    With ``axis_name`` the answer is agreed over that mapped axis (inside ``shard_map`` or
+    ``pmap`` when the leaves are shards of one tree): one shard's overflow makes it False
+    everywhere.
+    """
+    leaves = jax.tree.leaves(tree)
+    bad = jnp.zeros([], jnp.int32)
+    for x in leaves:
+        bad = bad + jnp.logical_not(jnp.all(jnp.isfinite(x))).astype(jnp.int32)
+    if axis_name is not None:
+        bad = jax.lax.psum(bad, axis_name)
+    return bad == 0
