@@ -95,7 +95,7 @@ class _Where:
 def _dtype_kind(x: Any) -> str | None:
     if isinstance(x, np.dtype):
         return "dtype"
-    if x in _BUILTIN_DTYPES.values() and isinstance(x, type):
+    if isinstance(x, type) and any(x is d for d in _BUILTIN_DTYPES.values()):
         return "builtin"
     if isinstance(x, type) and issubclass(x, np.generic):
         return "numpy"

@@ -9,7 +9,6 @@ to another optimizer, see :func:`gradxform.muon`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -20,7 +19,7 @@ import numpy as np
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation
-from gradxform._src.module import freeze, hyper, static, thaw
+from gradxform._src.module import Module, freeze, hyper, static, thaw
 
 __all__ = [
     "MuonDimensionNumbers", "orthogonalize_via_newton_schulz", "scale_by_muon", "MuonState",
@@ -241,15 +240,15 @@ def _map_with_dims(fn, dims, updates, *rest):
     return treedef.unflatten(out)
 
 
-@dataclasses.dataclass(frozen=True)
-class MuonLeaves:
+class MuonLeaves(Module):
     """The mask of the leaves Muon takes (``muon=True``) or leaves to Adam (``muon=False``).
 
-    A value (compared by content), so two ``muon(...)`` built alike are equal.
+    A value (compared by content, written by ``to_config``), so two ``muon(...)`` built alike
+    are equal.
     """
 
-    dims: Any
-    muon: bool
+    dims: Any = static()
+    muon: bool = static()
 
     def __call__(self, params):
         dims = thaw(self.dims)
