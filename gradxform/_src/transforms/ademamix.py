@@ -149,7 +149,10 @@ class ademamix_b3_schedule(Schedule):
 
     def __call__(self, count):
         t, steps = _work(count) + 1, _work(self.warmup_steps)
-        log_end, log_start = jnp.log(_work(self.b3)), jnp.log(_work(self.b_start))
+        # log(b) as log1p(-(1 - b)), with 1 - b formed before any cast: log near 1 in float32
+        # would otherwise lose most digits of a b3 like 0.9999.
+        log_end = jnp.log1p(-_work(tree.complement(self.b3)[1]))
+        log_start = jnp.log1p(-_work(tree.complement(self.b_start)[1]))
         frac = jnp.where(steps > 0, jnp.minimum(t / jnp.maximum(steps, 1), 1), jnp.ones_like(t))
         value = jnp.exp(log_start * log_end / ((1 - frac) * log_end + frac * log_start))
         return jnp.minimum(value, _work(self.b3))
