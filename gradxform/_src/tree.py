@@ -186,3 +186,10 @@ def divide_by_root(numerators: PyTree, second_moments: PyTree, eps: Any, eps_roo
         return (n.astype(work) / denom).astype(g.dtype)
 
     return jax.tree.map(one, like, numerators, second_moments)
+
+
+def unzip3(like: PyTree, triples: PyTree) -> tuple[PyTree, PyTree, PyTree]:
+    """Split a tree of triples (shaped like ``like`` above the triples) into three trees."""
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(triples)
+    return tuple(treedef.unflatten([t[i] for t in flat]) for i in range(3))

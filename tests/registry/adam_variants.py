@@ -25,9 +25,6 @@ ENTRIES = [
     # and at 0.005 the rectified phase needs more than the default 3000 steps.
     Entry("radam", gx.radam, lr={"quadratic": 0.1, "rosenbrock": 0.005, "gabor": 0.05},
           steps={"rosenbrock": 8000}),
-    Entry("radam_paper_threshold", gx.radam, {"threshold": 4.0},
-          lr={"quadratic": 0.1, "rosenbrock": 0.005, "gabor": 0.05},
-          steps={"rosenbrock": 8000}),
     Entry("adamax", gx.adamax, lr={"quadratic": 0.1, "rosenbrock": 0.1, "gabor": 0.05}),
     Entry("adamaxw", gx.adamaxw, {"weight_decay": 1e-4},
           lr={"quadratic": 0.1, "rosenbrock": 0.1, "gabor": 0.05}),

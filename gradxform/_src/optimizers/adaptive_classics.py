@@ -64,7 +64,8 @@ def rprop(learning_rate: Any, eta_minus: Any = 0.5, eta_plus: Any = 1.2,
 
     Rprop is a full-batch method: it reads only gradient signs, which noise flips.
     ``learning_rate`` is the initial step size :math:`\Delta_0` (not a schedule; it is used
-    once, by ``init``). Complex params are rejected.
+    once, by ``init``). Complex params are rejected. Unlike optax 0.2.8, whose update lags one
+    step behind its state, the step taken is the current one (see :class:`scale_by_rprop`).
 
     Args:
       learning_rate: the initial step size :math:`\Delta_0` > 0.

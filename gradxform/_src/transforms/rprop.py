@@ -47,10 +47,12 @@ class scale_by_rprop(GradientTransformation):
     implement: on a sign change the step size shrinks, no step is taken and the gradient is
     forgotten. ``skip_after_sign_change=False`` gives Rprop- (Riedmiller & Braun's rule without
     weight-backtracking): the step :math:`\Delta_t \operatorname{sign}(g_t)` is taken anyway and
-    the gradient remembered. The state remembers :math:`\Delta_t\operatorname{sign}(g_t)` (0
-    after a skipped step), as optax's does; only its sign is used, so a product of tiny
-    gradients cannot underflow to "no sign". Rprop uses only signs, so it rejects complex
-    params.
+    the gradient remembered. optax 0.2.8's ``scale_by_rprop`` returns the *previous* step's
+    signed step (one step late: its first update is 0) although its state holds the current one;
+    the states of the two agree exactly, the updates are one step apart. The state remembers
+    :math:`\Delta_t\operatorname{sign}(g_t)` (0 after a skipped step), as optax's does; only its
+    sign is used, so a product of tiny gradients cannot underflow to "no sign". Rprop uses only
+    signs, so it rejects complex params.
 
     ``learning_rate`` is the initial step size, used once, by ``init``; it can be a number or
     an array, not a schedule.
@@ -116,7 +118,5 @@ class scale_by_rprop(GradientTransformation):
             return signed.astype(g.dtype), size, signed
 
         triples = jax.tree.map(one, updates, state.step_sizes, state.prev_updates)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(triples)
-        out, sizes, prev = (treedef.unflatten([x[i] for x in flat]) for i in range(3))
+        out, sizes, prev = tree.unzip3(updates, triples)
         return out, ScaleByRpropState(sizes, prev)
