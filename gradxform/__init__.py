@@ -120,6 +120,41 @@ from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, 
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
+
+# -- Adam variants and adaptive classics ------------------------------------------------------
+from gradxform._src.optimizers.adam_variants import (
+    adabelief,
+    adamax,
+    adamaxw,
+    adan,
+    ademamix,
+    adopt,
+    adoptw,
+    amsgrad,
+    nadam,
+    nadamw,
+    radam,
+    yogi,
+)
+from gradxform._src.optimizers.adaptive_classics import adadelta, rprop
+from gradxform._src.transforms.adadelta import ScaleByAdaDeltaState, scale_by_adadelta
+from gradxform._src.transforms.adamax import scale_by_adamax
+from gradxform._src.transforms.adan import ScaleByAdanState, scale_by_adan
+from gradxform._src.transforms.ademamix import (
+    ScaleByAdemamixState,
+    ademamix_alpha_schedule,
+    ademamix_b3_schedule,
+    scale_by_ademamix,
+)
+from gradxform._src.transforms.adopt import scale_by_adopt
+from gradxform._src.transforms.amsgrad import ScaleByAmsgradState, scale_by_amsgrad
+from gradxform._src.transforms.belief import ScaleByBeliefState, scale_by_belief
+from gradxform._src.transforms.proximal import proximal_weight_decay
+from gradxform._src.transforms.radam import scale_by_radam
+from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
+from gradxform._src.transforms.yogi import scale_by_yogi
+# -- end Adam variants and adaptive classics --------------------------------------------------
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -172,3 +207,20 @@ __all__ += [
     "swats", "scale_by_swats", "SwatsState",
     "lookahead", "lookahead_slow_params", "LookaheadState",
 ]
+
+# -- Adam variants and adaptive classics ------------------------------------------------------
+__all__ += [
+    # transforms
+    "scale_by_amsgrad", "scale_by_radam", "scale_by_adamax", "scale_by_belief", "scale_by_yogi",
+    "scale_by_adan", "scale_by_adopt", "scale_by_ademamix", "scale_by_adadelta",
+    "scale_by_rprop", "proximal_weight_decay",
+    # states
+    "ScaleByAmsgradState", "ScaleByBeliefState", "ScaleByAdanState", "ScaleByAdemamixState",
+    "ScaleByAdaDeltaState", "ScaleByRpropState",
+    # optimizers
+    "amsgrad", "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi", "adan",
+    "adopt", "adoptw", "ademamix", "adadelta", "rprop",
+    # schedules
+    "ademamix_alpha_schedule", "ademamix_b3_schedule",
+]
+# -- end Adam variants and adaptive classics --------------------------------------------------

@@ -279,3 +279,40 @@ def all_finite(tree: PyTree, axis_name: Any = None) -> jax.Array:
     if axis_name is not None:
         bad = jax.lax.psum(bad, axis_name)
     return bad == 0
+
+
+def nesterov_moment(updates: PyTree, moments: PyTree, decay: Any, number: jax.Array) -> PyTree:
+    """Dozat's look-ahead first moment, bias-corrected, in the moment's dtype.
+
+    ``decay * m / (1 - decay**(t+1)) + (1 - decay) * g / (1 - decay**t)`` with ``t = number``.
+    """
+    keep, fresh = complement(decay)
+    g_hat = bias_correction(cast_like(updates, moments), decay, number)
+    m_hat = bias_correction(moments, decay, safe_increment(number))
+    return jax.tree.map(
+        lambda m, g: scalar(keep, m.dtype) * m + scalar(fresh, m.dtype) * g, m_hat, g_hat)
+
+
+def divide_by_root(numerators: PyTree, second_moments: PyTree, eps: Any, eps_root: Any,
+                   like: PyTree) -> PyTree:
+    """``n / (sqrt(v + eps_root) + eps)`` leaf by leaf, returned in the dtype of ``like``.
+
+    The division is done in the wider of the two accumulators' (real) dtypes; a complex
+    numerator is divided by the real denominator. ``eps`` is made safe for that dtype.
+    """
+
+    def one(g, n, v):
+        work = dtypes.wider(dtypes.real_dtype(n.dtype), v.dtype)
+        denom = jnp.sqrt(v.astype(work) + scalar(eps_root, work)) + dtypes.safe_eps(eps, work)
+        if jnp.iscomplexobj(n):
+            return (n / denom.astype(n.dtype)).astype(g.dtype)
+        return (n.astype(work) / denom).astype(g.dtype)
+
+    return jax.tree.map(one, like, numerators, second_moments)
+
+
+def unzip3(like: PyTree, triples: PyTree) -> tuple[PyTree, PyTree, PyTree]:
+    """Split a tree of triples (shaped like ``like`` above the triples) into three trees."""
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(triples)
+    return tuple(treedef.unflatten([t[i] for t in flat]) for i in range(3))

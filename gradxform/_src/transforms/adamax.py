@@ -1,0 +1,79 @@
+"""AdaMax: Adam with the infinity norm in place of the second moment (``scale_by_adamax``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import docs, dtypes, tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.module import hyper, static
+from gradxform._src.transforms.adaptive import ScaleByAdamState
+
+__all__ = ["scale_by_adamax"]
+
+
+@docs.args
+class scale_by_adamax(GradientTransformation):
+    r"""Rescale updates by AdaMax's first moment and exponentially weighted infinity norm.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        u_t^{\infty} = \max(\beta_2\, u^{\infty}_{t-1}, |g_t| + \epsilon), \qquad
+        u_t = \frac{m_t}{(1 - \beta_1^t)\, u^{\infty}_t}
+
+    with :math:`u^\infty_0 = 0` and :math:`t` the 1-based step number. The infinity norm needs
+    no bias correction. The state's ``nu`` holds :math:`u^\infty` (real for complex params).
+
+    Conventions. Kingma & Ba's Algorithm 2 has no ``eps`` (:math:`u_t^\infty = \max(\beta_2
+    u_{t-1}^\infty, |g_t|)`, which is 0 while the gradient is); optax and torch add ``eps`` to
+    :math:`|g_t|` inside the maximum, and so does this transformation.
+
+    Args:
+      b1: :math:`\beta_1` in [0, 1).
+      b2: :math:`\beta_2` in [0, 1), the decay of the infinity norm.
+      eps: added to :math:`|g_t|` inside the maximum, > 0.
+      <<mu_dtype>>
+      <<nu_dtype>>
+
+    References:
+      Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015 (section 7.1,
+      Algorithm 2).
+    """
+
+    b1: Any = hyper(0.9, "[0, 1)")
+    b2: Any = hyper(0.999, "[0, 1)")
+    eps: Any = hyper(1e-8, "(0, inf)")
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+    uses_count = True
+
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "mu_dtype")
+        dtypes.check_decay_fits(self, "b2", "nu_dtype")
+
+    def init_state(self, params):
+        return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),
+                                tree.full_like(params, 0.0, self.nu_dtype, real=True))
+
+    def apply(self, updates, state, params, step):
+        b1, b2, eps = step.value(self.b1), step.value(self.b2), step.value(self.eps)
+        mu = tree.update_moment(updates, state.mu, b1, 1)
+        mu_hat = tree.bias_correction(mu, b1, step.number)
+
+        def infinity_norm(g, u):
+            work = dtypes.wider(g.dtype, u.dtype)
+            size = jnp.abs(g.astype(work)).astype(u.dtype)
+            return jnp.maximum(size + dtypes.safe_eps(eps, u.dtype), tree.scalar(b2, u.dtype) * u)
+
+        nu = jax.tree.map(infinity_norm, updates, state.nu)
+
+        def one(g, m, u):
+            if jnp.iscomplexobj(m):
+                return (m / u.astype(m.dtype)).astype(g.dtype)
+            work = dtypes.wider(m.dtype, u.dtype)
+            return (m.astype(work) / u.astype(work)).astype(g.dtype)
+
+        return jax.tree.map(one, updates, mu_hat, nu), ScaleByAdamState(mu, nu)

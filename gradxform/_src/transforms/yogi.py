@@ -1,0 +1,96 @@
+"""Yogi: Adam with an additive, sign-controlled second-moment update (``scale_by_yogi``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import docs, dtypes, tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.module import hyper, static
+from gradxform._src.schedules import Schedule
+from gradxform._src.transforms.adaptive import ScaleByAdamState
+
+__all__ = ["scale_by_yogi"]
+
+
+@docs.args
+class scale_by_yogi(GradientTransformation):
+    r"""Rescale updates by Yogi's moment estimates (no learning rate).
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        v_t = v_{t-1} - (1 - \beta_2)\,\operatorname{sign}(v_{t-1} - |g_t|^2)\,|g_t|^2, \\
+        u_t = \frac{c_1(m_t)}{\sqrt{c_2(v_t) + \epsilon_{root}} + \epsilon}
+
+    with :math:`m_0 = v_0 = ` ``initial_accumulator_value`` and, with ``bias_correction``,
+    :math:`c_i(x) = x / (1 - \beta_i^t)` (:math:`t` the 1-based step number; without it,
+    :math:`c_i(x) = x`). Unlike Adam's, the change of :math:`v` is bounded by
+    :math:`(1 - \beta_2) g_t^2` whatever :math:`v_{t-1}` is, so the effective learning rate
+    cannot grow abruptly.
+
+    Conventions. Zaheer et al.'s Algorithm 2 starts from :math:`m_0 = v_0 = 0` and has no bias
+    correction: ``initial_accumulator_value=0, bias_correction=False``. The defaults follow
+    optax: both moments start at ``1e-6`` and both are bias-corrected (TF-Addons also corrects
+    them but starts :math:`m` at 0).
+
+    Args:
+      b1: :math:`\beta_1` in [0, 1).
+      b2: :math:`\beta_2` in [0, 1).
+      eps: added outside the square root, > 0 (Yogi's default is large, 1e-3).
+      eps_root: added inside the square root, >= 0.
+      initial_accumulator_value: :math:`m_0 = v_0`, >= 0.
+      bias_correction: divide the moments by :math:`1 - \beta_i^t`.
+      <<mu_dtype>>
+      <<nu_dtype>>
+
+    References:
+      Zaheer, Reddi, Sachan, Kale, Kumar, *Adaptive Methods for Nonconvex Optimization*,
+      NeurIPS 2018 (Algorithm 2).
+    """
+
+    b1: Any = hyper(0.9, "[0, 1)")
+    b2: Any = hyper(0.999, "[0, 1)")
+    eps: Any = hyper(1e-3, "(0, inf)")
+    eps_root: Any = hyper(0.0, "[0, inf)")
+    initial_accumulator_value: Any = hyper(1e-6, "[0, inf)")
+    bias_correction: bool = static(True)
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "mu_dtype")
+        dtypes.check_decay_fits(self, "b2", "nu_dtype")
+        if isinstance(self.initial_accumulator_value, Schedule):
+            raise self.error("is used once, by init: it must be a number or an array, "
+                             "not a schedule", "initial_accumulator_value")
+
+    @property
+    def uses_count(self) -> bool:
+        return self.bias_correction
+
+    def init_state(self, params):
+        value = self.initial_accumulator_value
+        return ScaleByAdamState(tree.full_like(params, value, self.mu_dtype),
+                                tree.full_like(params, value, self.nu_dtype, real=True))
+
+    def apply(self, updates, state, params, step):
+        b1, b2 = step.value(self.b1), step.value(self.b2)
+        _, fresh = tree.complement(b2)
+        mu = tree.update_moment(updates, state.mu, b1, 1)
+
+        def second(g, v):
+            g2 = tree.abs_sq(g.astype(dtypes.wider(g.dtype, v.dtype))).astype(v.dtype)
+            return v - tree.scalar(fresh, v.dtype) * jnp.sign(v - g2) * g2
+
+        nu = jax.tree.map(second, updates, state.nu)
+        if self.bias_correction:
+            mu_hat = tree.bias_correction(mu, b1, step.number)
+            nu_hat = tree.bias_correction(nu, b2, step.number)
+        else:
+            mu_hat, nu_hat = mu, nu
+        out = tree.divide_by_root(mu_hat, nu_hat, step.value(self.eps),
+                                  step.value(self.eps_root), updates)
+        return out, ScaleByAdamState(mu, nu)
