@@ -77,3 +77,8 @@ __all__ = [
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "join_schedules",
 ]
+
+# Training loops: per-step metrics and logging.
+from gradxform._src.metrics import CSVLogger, step_metrics  # noqa: E402
+
+__all__ += ["step_metrics", "CSVLogger"]
