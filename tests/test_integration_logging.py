@@ -147,7 +147,7 @@ def test_csv_logger_write_many_from_scan():
     np.testing.assert_allclose(float(lines[5].split(",")[3]), float(stacked["loss"][4]))
     with pytest.raises(ValueError, match="differ from the header"):
         log.write({"loss": 1.0})
-    with pytest.raises(ValueError, match="'step' must be a scalar, got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"'step' must be a scalar, got shape \(5,\)"):
         log.write({k: v for k, v in stacked.items()})
     with pytest.raises(ValueError, match="the same leading"):
         log.write_many({"a": np.zeros(3), "b": np.zeros(4)})
