@@ -54,9 +54,9 @@ class chain(GradientTransformation):
         if self.names is not None:
             if len(self.names) != len(self.transforms):
                 raise self.error(f"needs one name per transformation, got {len(self.names)} "
-                                 f"names for {len(self.transforms)}", "names")
+                                 f"names for {len(self.transforms)} transformations")
             if len(set(self.names)) != len(self.names):
-                raise self.error(f"names must be distinct, got {self.names}", "names")
+                raise self.error(f"names must be distinct, got {self.names}")
 
     @property
     def name(self) -> str:

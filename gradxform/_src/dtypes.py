@@ -14,8 +14,9 @@
    and every scalar hyperparameter to the accumulator's dtype explicitly, computes, stores the
    accumulator, and casts the result back to the update's dtype. Scalars are never left to
    implicit promotion; the test suite runs with ``jax_numpy_dtype_promotion="strict"``.
-5. **eps is safe for the dtype it is used in**: an ``eps`` that would round to zero in that dtype
-   is replaced by the dtype's smallest normal number, so a zero gradient never gives 0/0.
+5. **eps is safe for the dtype it is used in**: an ``eps`` below the dtype's smallest normal
+   number (in float16, 1e-8 rounds to 0 and 1e-7 to a subnormal whose reciprocal overflows) is
+   raised to that smallest normal, so a zero gradient never gives 0/0 or 0 * inf.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["canonical", "accumulator_dtype", "real_dtype", "safe_eps", "leaf_dtype", "cast",
-           "wider"]
+           "wider", "check_decay_fits"]
 
 
 def wider(*dtypes_: Any) -> np.dtype:
@@ -82,16 +83,21 @@ def real_dtype(dtype: Any) -> np.dtype:
 
 
 def safe_eps(eps: Any, dtype: Any) -> jax.Array:
-    """``eps`` cast to ``dtype``; if that rounds a positive eps to zero, the smallest normal."""
+    """``eps`` cast to ``dtype``, raised to the dtype's smallest normal number if below it.
+
+    In float16, ``1e-8`` rounds to 0 (a zero gradient gives 0/0) and ``1e-7`` to a subnormal
+    whose reciprocal overflows to inf (0 * inf = nan); the smallest normal (6.1e-5) is safe.
+    """
     dtype = real_dtype(dtype)
+    tiny = np.asarray(jnp.finfo(dtype).tiny, dtype)
     if isinstance(eps, (int, float)):
         cast_eps = np.asarray(eps, dtype)
-        if eps > 0 and cast_eps == 0:
-            cast_eps = np.asarray(jnp.finfo(dtype).tiny, dtype)
+        if eps > 0 and cast_eps < tiny:
+            cast_eps = tiny
         return jnp.asarray(cast_eps, dtype)
     cast_eps = jnp.asarray(eps, dtype)
-    tiny = jnp.asarray(jnp.finfo(dtype).tiny, dtype)
-    return jnp.where((cast_eps == 0) & (jnp.asarray(eps) > 0), tiny, cast_eps)
+    return jnp.where((cast_eps < tiny) & (jnp.asarray(eps) > 0), jnp.asarray(tiny, dtype),
+                     cast_eps)
 
 
 def cast(x: jax.Array, dtype: Any) -> jax.Array:
@@ -103,3 +109,21 @@ def cast(x: jax.Array, dtype: Any) -> jax.Array:
     ):
         raise TypeError(f"cannot cast complex {x.dtype} to real {np.dtype(dtype)} without loss")
     return x.astype(dtype)
+
+
+def check_decay_fits(module: Any, field: str, dtype_field: str) -> None:
+    """Reject a decay rate that rounds to 1 in an explicitly requested accumulator dtype.
+
+    ``b2 = 0.999`` is 1.0 in bfloat16: the moment would never forget, silently. Raised at
+    construction (for Python numbers) with the largest decay the dtype can hold.
+    """
+    value, dtype = getattr(module, field), getattr(module, dtype_field)
+    if dtype is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    dtype = real_dtype(canonical(dtype))
+    if value < 1 and float(np.asarray(value, dtype)) >= 1.0:
+        largest = float(np.nextafter(np.asarray(1.0, dtype), np.asarray(0.0, dtype)))
+        raise module.error(
+            f"={value} rounds to 1.0 in {dtype_field}={dtype.name}, so the accumulator would "
+            f"never decay; keep the default accumulator dtype (float32) or use {field} <= "
+            f"{largest}", field)

@@ -186,7 +186,9 @@ def _check_hyper(cls: type, field: dataclasses.Field, value: Any) -> None:
         )
     interval: Interval | None = field.metadata.get(_INTERVAL)
     for v in values:
-        shown = value if np.ndim(value) == 0 else f"{v!r} (in an array of shape {np.shape(value)})"
+        shown = value
+        if np.ndim(value) != 0:
+            shown = f"{float(v)!r} (in an array of shape {np.shape(value)})"
         if not math.isfinite(v):
             raise ValueError(f"{call}: {arg} must be finite, got {shown}")
         if interval is not None and v not in interval:
@@ -316,7 +318,8 @@ class Module:
         """An exception naming the public call (and the argument, if ``field`` is given)."""
         call, arg = api_name(type(self), field)
         if arg is not None:
-            return exc(f"{call}: {arg} {message}")
+            sep = "" if message.startswith("=") else " "
+            return exc(f"{call}: {arg}{sep}{message}")
         return exc(f"{call}: {message}")
 
     def replace(self, **changes: Any):

@@ -54,7 +54,9 @@ def cast_like(tree: PyTree, like: PyTree) -> PyTree:
 
 def unzip2(like: PyTree, pairs: PyTree) -> tuple[PyTree, PyTree]:
     """Split a tree of pairs (shaped like ``like`` above the pairs) into two trees."""
-    return jax.tree.transpose(jax.tree.structure(like), jax.tree.structure((0, 0)), pairs)
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(pairs)
+    return treedef.unflatten([a for a, _ in flat]), treedef.unflatten([b for _, b in flat])
 
 
 def scale_by(x: jax.Array, factor: jax.Array) -> jax.Array:
@@ -74,8 +76,11 @@ def complement(decay: Any) -> tuple[Any, Any]:
     """``(decay, 1 - decay)``, the complement formed before any cast.
 
     For a Python number ``1 - decay`` is computed in double precision and rounded once, so
-    ``1 - 0.999`` is the float32 nearest 0.001 rather than ``1 - float32(0.999)`` (which is 5e-5
-    off, relatively). This is also what optax computes.
+    ``1 - 0.999`` is the float32 nearest 0.001 rather than ``1 - float32(0.999)`` (up to 3e-5
+    off, relatively). This is also what optax computes. A hyperparameter that arrives as a
+    float32 array (a transformation passed *through* jit or vmap rather than closed over) has
+    already lost those digits, so the two ways of running the same optimizer can differ by that
+    much in the weight of a moment update; each is exact for the numbers it was given.
     """
     return decay, 1 - decay
 
@@ -116,7 +121,7 @@ def bias_correction(moments: PyTree, decay: Any, count: jax.Array) -> PyTree:
     def one(m):
         work = dtypes.wider(dtypes.real_dtype(m.dtype), jnp.float32)
         correction = 1 - scalar(decay, work) ** count.astype(work)
-        return m / correction.astype(dtypes.real_dtype(m.dtype))
+        return m / correction.astype(m.dtype)
 
     return jax.tree.map(one, moments)
 

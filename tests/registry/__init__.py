@@ -34,6 +34,10 @@ class Entry:
       extra: keyword arguments every ``update`` call must receive (``value=`` for
         loss-aware optimizers); the runner fills ``value`` with the current loss if present.
       needs_key: the optimizer takes a PRNG key through ``update(..., key=...)``.
+      supports_complex: complex params are optimised (as pairs of reals); if False, using
+        complex params must raise an error naming the optimizer.
+      lr_key: the key of the learning rate in ``gx.hyperparams`` (None: no learning rate,
+        e.g. parameter-free methods).
     """
 
     name: str
@@ -44,6 +48,8 @@ class Entry:
     tol: dict = dataclasses.field(default_factory=dict)
     extra: tuple = ()
     needs_key: bool = False
+    supports_complex: bool = True
+    lr_key: str | None = "learning_rate"
 
     def __post_init__(self):
         for name, defaults in (("lr", DEFAULT_LR), ("steps", DEFAULT_STEPS),

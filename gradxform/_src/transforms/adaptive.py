@@ -75,6 +75,10 @@ class scale_by_adam(GradientTransformation):
     nesterov: bool = static(False)
     uses_count = True
 
+    def check(self):
+        dtypes.check_decay_fits(self, "b1", "mu_dtype")
+        dtypes.check_decay_fits(self, "b2", "nu_dtype")
+
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),
                                 _nu_like(params, self.nu_dtype))
@@ -160,6 +164,9 @@ class scale_by_rms(GradientTransformation):
     @property
     def uses_count(self) -> bool:
         return self.bias_correction
+
+    def check(self):
+        dtypes.check_decay_fits(self, "decay", "nu_dtype")
 
     def init_state(self, params):
         nu = tree.full_like(params, self.initial_scale, self.nu_dtype, real=True)

@@ -51,6 +51,9 @@ class trace(GradientTransformation):
     dampening: Any = hyper(0.0, "[0, 1)")
     accumulator_dtype: Any = static(None)
 
+    def check(self):
+        dtypes.check_decay_fits(self, "decay", "accumulator_dtype")
+
     def init_state(self, params):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
 
@@ -95,6 +98,9 @@ class ema(GradientTransformation):
     @property
     def uses_count(self) -> bool:
         return self.debias
+
+    def check(self):
+        dtypes.check_decay_fits(self, "decay", "accumulator_dtype")
 
     def init_state(self, params):
         return EmaState(tree.zeros_like(params, self.accumulator_dtype))
