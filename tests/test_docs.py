@@ -103,9 +103,9 @@ def _sections(text: str) -> dict[str, str]:
 def _is_math_bearing(obj) -> bool:
     """Transformations and optimizers: their docstrings must state the update rule as math."""
     module = getattr(obj, "__module__", "") or ""
+    is_transform = inspect.isclass(obj) and issubclass(obj, gx.GradientTransformation)
     return (module.startswith(("gradxform._src.transforms", "gradxform._src.optimizers"))
-            and (inspect.isclass(obj) or inspect.isfunction(obj))
-            and not (inspect.isclass(obj) and issubclass(obj, tuple)))  # states
+            and (is_transform or inspect.isfunction(obj)))
 
 
 def test_every_transformation_and_optimizer_shows_its_math(site):
@@ -205,6 +205,12 @@ def test_rst_literal_blocks_become_code():
     assert out.rstrip().endswith("After.")
     indented = rst.convert("Args:\n  x: see below::\n\n      y = 2\n")
     assert "  x: see below:\n\n  ```python\n  y = 2\n  ```" in indented
+
+
+def test_rst_admonitions():
+    out = rst.convert("Text.\n\n.. warning::\n   Mind :math:`x`.\n\nMore.")
+    assert "!!! warning\n    Mind $x$." in out and out.rstrip().endswith("More.")
+    assert "!!! note\n    Short." in rst.convert(".. note:: Short.")
 
 
 def test_shared_argument_texts_are_filled():

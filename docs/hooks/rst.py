@@ -8,6 +8,7 @@ the Markdown the documentation site renders (math through ``pymdownx.arithmatex`
 * ``:math:`x``` roles become ``$x$`` inline math.
 * ``:class:`name```, ``:func:`~a.b.name``` and the like become links to the API reference if
   ``name`` is exported by gradxform, inline code otherwise.
+* ``.. note::`` / ``.. warning::`` (and tip, important, caution, seealso) become admonitions.
 * A paragraph ending in ``::`` followed by an indented block (``Example::``) becomes the paragraph
   ending in ``:`` and a fenced Python code block.
 
@@ -23,6 +24,9 @@ from collections.abc import Callable, Iterable
 _ROLE = re.compile(r":(?:class|func|meth|attr|mod|obj|data|exc):`(~?)([^`]+)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<rest>.*)$")
+_ADMONITION = re.compile(
+    r"^(?P<indent>[ \t]*)\.\. (?P<kind>note|warning|tip|important|caution|seealso)::[ \t]*"
+    r"(?P<rest>.*)$")
 _LITERAL = re.compile(r"^(?P<indent>[ \t]*)(?P<text>.*?)(?P<colons>:?:)[ \t]*$")
 
 
@@ -69,6 +73,19 @@ def convert(text: str, link: Callable[[str], str | None] | None = None) -> str:
             block, end = _block_after(lines, i + 1, len(indent))
             tex = "\n".join([directive.group("rest"), *_dedent(block)])
             out.extend(math_block(tex, indent))
+            i = end
+            continue
+        admonition = _ADMONITION.match(line)
+        if admonition:
+            indent = admonition.group("indent")
+            block, end = _block_after(lines, i + 1, len(indent))
+            body = [admonition.group("rest")] + _dedent(block) if admonition.group("rest") \
+                else _dedent(block)
+            kind = {"seealso": "info", "important": "warning", "caution": "warning"}.get(
+                admonition.group("kind"), admonition.group("kind"))
+            out.extend(["", f"{indent}!!! {kind}"])
+            out.extend(f"{indent}    {_inline(x, link)}" if x.strip() else "" for x in body)
+            out.append("")
             i = end
             continue
         literal = _LITERAL.match(line)
