@@ -10,7 +10,8 @@ The site is built once per session with ``mkdocs build --strict`` into a tempora
 * nothing is loaded from the network (MathJax is served from the site);
 * every notebook has a page;
 * the ``pycon`` examples of every page run as doctests, and the ``python`` blocks of every page
-  run in order as one script (with JAX's default promotion rules, as a user has them).
+  that says ``<!-- run-python-blocks -->`` run in order as one script (pages without the marker
+  may show fragments); both with JAX's default promotion rules, as a user has them.
 """
 
 from __future__ import annotations
@@ -136,6 +137,12 @@ def test_site_is_offline(site):
         assert "fonts.googleapis" not in text and "fonts.gstatic" not in text
 
 
+def test_runnable_pages_are_marked():
+    """The pages whose examples are meant to run say so (and so are tested)."""
+    marked = {p.stem for p in PAGES if RUN_MARKER in p.read_text()}
+    assert {"index", "integrations", "which_optimizer"} <= marked, marked
+
+
 def test_guides_and_notebooks_have_pages(site):
     for page in PAGES:
         assert (site / page.with_suffix(".html").name).exists(), page.name
@@ -175,11 +182,15 @@ def test_pycon_examples(page, user_promotion):
     assert runner.failures == 0, f"{page.name}: {runner.failures} example(s) failed (see output)"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p.read_text(), "python")],
+RUN_MARKER = "<!-- run-python-blocks -->"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if RUN_MARKER in p.read_text()],
                          ids=lambda p: p.stem)
 def test_python_blocks_run(page, user_promotion, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = "\n\n".join(_blocks(page.read_text(), "python"))
+    assert code, f"{page.name} has {RUN_MARKER} but no python blocks"
     exec(compile(code, str(page), "exec"), {"__name__": f"docs_{page.stem}"})
 
 
