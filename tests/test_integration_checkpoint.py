@@ -149,6 +149,7 @@ def test_orbax_resumes_bitwise(tmp_path):
     tx, target = fresh(seed=7)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = checkpointer.restore(tmp_path / "ckpt", abstract)
+    checkpointer.close()
     assert isinstance(restored["opt_state"], gx.OptState)
     assert_bitwise_equal(restored, saved, "restored checkpoint")
     for _ in range(M):
@@ -200,6 +201,7 @@ def test_orbax_resumes_nnx_bitwise(tmp_path):
     target = {"model": nnx.state(model_b), "optimizer": nnx.state(opt_b)}
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = checkpointer.restore(tmp_path / "nnx", abstract)
+    checkpointer.close()
     nnx.update(model_b, restored["model"])
     nnx.update(opt_b, restored["optimizer"])
     assert int(nnx.as_pure(opt_b.opt_state).count) == N

@@ -159,7 +159,8 @@ def _read_tensorboard_scalars(logdir):
 
     found: dict[str, list] = {}
     for path in sorted(glob.glob(f"{logdir}/events.out.tfevents.*")):
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
         pos = 0
         while pos < len(data):
             (length,) = struct.unpack("<Q", data[pos:pos + 8])
