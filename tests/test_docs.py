@@ -45,9 +45,7 @@ rst = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rst)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
+def build_site(out: Path) -> Path:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["NO_MKDOCS_2_WARNING"] = "1"  # a banner about a future mkdocs, not about this site
@@ -73,7 +71,7 @@ def _root_ids(text: str) -> list[str]:
     return re.findall(r'id="gradxform\.([A-Za-z_]\w*)"', text)
 
 
-def test_api_reference_covers_exactly_all(site):
+def check_api_reference_covers_exactly_all(site):
     pages = _api_html(site)
     documented: dict[str, str] = {}
     for page, text in pages.items():
@@ -109,7 +107,7 @@ def _is_math_bearing(obj) -> bool:
             and (is_transform or inspect.isfunction(obj)))
 
 
-def test_every_transformation_and_optimizer_shows_its_math(site):
+def check_every_transformation_and_optimizer_shows_its_math(site):
     sections = {}
     for text in _api_html(site).values():
         sections.update(_sections(text))
@@ -119,7 +117,7 @@ def test_every_transformation_and_optimizer_shows_its_math(site):
     assert not missing, f"no rendered math in the reference entries of {missing}"
 
 
-def test_no_unconverted_markup(site):
+def check_no_unconverted_markup(site):
     for path in site.rglob("*.html"):
         text = html.unescape(path.read_text())
         for leftover in (".. math::", ":math:`", ":class:`", ":func:`", "[[docstring",
@@ -128,7 +126,7 @@ def test_no_unconverted_markup(site):
         assert not re.search(r"<<\w+>>", text), f"{path.relative_to(site)}: unfilled <<arg>>"
 
 
-def test_site_is_offline(site):
+def check_site_is_offline(site):
     assert (site / "assets" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
     for path in site.rglob("*.html"):
         text = path.read_text()
@@ -137,13 +135,7 @@ def test_site_is_offline(site):
         assert "fonts.googleapis" not in text and "fonts.gstatic" not in text
 
 
-def test_runnable_pages_are_marked():
-    """The pages whose examples are meant to run say so (and so are tested)."""
-    marked = {p.stem for p in PAGES if RUN_MARKER in p.read_text()}
-    assert {"index", "integrations", "which_optimizer"} <= marked, marked
-
-
-def test_guides_and_notebooks_have_pages(site):
+def check_guides_and_notebooks_have_pages(site):
     for page in PAGES:
         assert (site / page.with_suffix(".html").name).exists(), page.name
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -153,6 +145,16 @@ def test_guides_and_notebooks_have_pages(site):
     assert "gx.adamw" in migration and "optax.adamw" in migration  # the generated table
     dtypes = html.unescape((site / "dtype_policy.html").read_text())
     assert "Accumulators of low-precision params are float32" in dtypes  # the included docstring
+
+
+def test_site(tmp_path):
+    """One build (the checks share it; separate tests would build once per xdist worker)."""
+    site = build_site(tmp_path / "site")
+    check_api_reference_covers_exactly_all(site)
+    check_every_transformation_and_optimizer_shows_its_math(site)
+    check_no_unconverted_markup(site)
+    check_site_is_offline(site)
+    check_guides_and_notebooks_have_pages(site)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +185,12 @@ def test_pycon_examples(page, user_promotion):
 
 
 RUN_MARKER = "<!-- run-python-blocks -->"
+
+
+def test_runnable_pages_are_marked():
+    """The pages whose examples are meant to run say so (and so are tested)."""
+    marked = {p.stem for p in PAGES if RUN_MARKER in p.read_text()}
+    assert {"index", "integrations", "which_optimizer"} <= marked, marked
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if RUN_MARKER in p.read_text()],
