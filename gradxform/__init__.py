@@ -224,3 +224,8 @@ __all__ += [
     "ademamix_alpha_schedule", "ademamix_b3_schedule",
 ]
 # -- end Adam variants and adaptive classics --------------------------------------------------
+
+# Training loops: per-step metrics and logging.
+from gradxform._src.metrics import CSVLogger, step_metrics  # noqa: E402
+
+__all__ += ["step_metrics", "CSVLogger"]
