@@ -98,7 +98,12 @@ def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
     r"""NAdamW: NAdam with decoupled weight decay (as ``optax.nadamw``).
 
     ``chain(scale_by_adam(..., nesterov=True), add_decayed_weights(weight_decay, mask),
-    scale_by_learning_rate(lr))``; see :func:`nadam` and :func:`adamw`.
+    scale_by_learning_rate(lr))``; see :func:`nadam` and :func:`adamw`:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\left(\frac{\beta_1 \hat m_{t+1}
+              + (1-\beta_1)\hat g_t}{\sqrt{\hat v_t} + \epsilon} + \lambda\theta_{t-1}\right),
+              \qquad \hat m_{t+1} = \frac{m_t}{1-\beta_1^{t+1}},\
+              \hat g_t = \frac{g_t}{1-\beta_1^t}
 
     Args:
       <<learning_rate>>

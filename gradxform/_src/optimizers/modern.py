@@ -308,7 +308,14 @@ def swats(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-9,
           eps_switch: Any = 1e-9, mu_dtype: Any = None, nu_dtype: Any = None) -> chain:
     r"""SWATS (Keskar & Socher 2017): Adam until its step size is learned, then SGD.
 
-    ``chain(scale_by_swats(...))``; see :class:`scale_by_swats` for Algorithm 1 of the paper.
+    ``chain(scale_by_swats(...))``; see :class:`scale_by_swats` for Algorithm 1 of the paper:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
+              \ \text{(Adam phase)}, \qquad
+              \theta_t = \theta_{t-1} - (1-\beta_1)\Lambda\, v_t,\
+              v_t = \beta_1 v_{t-1} + g_t \ \text{(SGD phase)}
+
+    with :math:`\Lambda` the bias-corrected average of the projected rates at the switch.
     The optimizer switches once, when the bias-corrected average of the projected SGD rates
     agrees with the latest one to within ``eps_switch``, and continues as SGD with momentum
     ``b1`` at that rate.
