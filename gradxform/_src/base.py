@@ -362,7 +362,7 @@ class Foreign(GradientTransformation):
             return self.tx.update(updates, state, params, **step.extra)
         return self.tx.update(updates, state, params)
 
-    def foreign_hyperparams(self, state) -> Mapping[str, Any]:
+    def state_hyperparams(self, state) -> Mapping[str, Any]:
         """Hyperparameters an optax ``inject_hyperparams`` state exposes, if any."""
         found = getattr(state, "hyperparams", None)
         return dict(found) if isinstance(found, Mapping) else {}
@@ -418,10 +418,6 @@ def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Ar
     found: list[tuple[tuple[str, ...], str, Any]] = []
 
     def visit(t, st, step, path):
-        if isinstance(t, Foreign):
-            for k, v in t.foreign_hyperparams(st).items():
-                found.append((path, k, jnp.asarray(v)))
-            return
         for name in t._hyper_fields:
             value = getattr(t, name)
             if value is not None:

@@ -17,7 +17,9 @@ from gradxform._src import dtypes
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
-    "unzip2", "scale_by", "complement", "varying_axes", "sum_over_shards", "all_finite",
+    "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
+    "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
+    "fill_params_copy", "real_accumulator_dtype",
 ]
 
 PyTree = Any

@@ -90,24 +90,11 @@ class scale_by_adam(GradientTransformation):
         nu = tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         t = step.number
         if self.nesterov:
-            g_hat = tree.bias_correction(tree.cast_like(updates, mu), b1, t)
-            keep, fresh = tree.complement(b1)
-            mu_hat = jax.tree.map(
-                lambda m, g: tree.scalar(keep, m.dtype) * m + tree.scalar(fresh, m.dtype) * g,
-                tree.bias_correction(mu, b1, tree.safe_increment(t)), g_hat)
+            mu_hat = tree.nesterov_moment(updates, mu, b1, t)
         else:
             mu_hat = tree.bias_correction(mu, b1, t)
         nu_hat = tree.bias_correction(nu, b2, t)
-
-        def direction(g, m, v):
-            work = dtypes.wider(dtypes.real_dtype(m.dtype), v.dtype)
-            denom = jnp.sqrt(v.astype(work) + tree.scalar(eps_root, work))
-            denom = denom + dtypes.safe_eps(eps, work)
-            if jnp.iscomplexobj(m):
-                return (m / denom.astype(m.dtype)).astype(g.dtype)
-            return (m.astype(work) / denom).astype(g.dtype)
-
-        return (jax.tree.map(direction, updates, mu_hat, nu_hat),
+        return (tree.divide_by_root(mu_hat, nu_hat, eps, eps_root, updates),
                 ScaleByAdamState(mu, nu))
 
 
