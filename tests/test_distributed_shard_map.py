@@ -215,9 +215,10 @@ def _model_mesh():
     return jax.make_mesh((N,), ("model",), axis_types=(AxisType.Auto,))
 
 
-@pytest.mark.parametrize("make", [m for _, m in GLOBAL_REDUCTIONS],
-                         ids=[i for i, _ in GLOBAL_REDUCTIONS])
-def test_global_reductions_on_shards_match_unsharded(make):
+def _sharded_and_plain(make, poison_step=None):
+    """Train 20 steps with the tree sharded over "model" (tx built with the axis name) and
+    unsharded (tx without); return both results. ``poison_step`` puts an inf into one shard's
+    gradient at that step (only device 0 holds it)."""
     mesh = _model_mesh()
     params = sharded_tree(0)
     rng = np.random.default_rng(1)
@@ -225,6 +226,12 @@ def test_global_reductions_on_shards_match_unsharded(make):
     grads = jax.tree.map(lambda p: jnp.asarray(
         rng.normal(size=(20, *p.shape)) * rng.uniform(0.05, 1.0, size=(20,) + (1,) * p.ndim),
         jnp.float32), params)
+    if poison_step is not None:
+        leaves, treedef = jax.tree.flatten(grads)
+        specs = jax.tree.leaves(SHARDED_SPECS, is_leaf=lambda x: isinstance(x, P))
+        i = next(k for k, s in enumerate(specs) if any(e is not None for e in s))
+        leaves[i] = leaves[i].at[(poison_step,) + (0,) * (leaves[i].ndim - 1)].set(jnp.inf)
+        grads = jax.tree.unflatten(treedef, leaves)
     tx_sharded, tx_plain = make("model"), make(None)
     state_specs = gx.state_shardings(tx_sharded, params, SHARDED_SPECS)
     sh = jax.tree.map(lambda s: NamedSharding(mesh, s), SHARDED_SPECS)
@@ -254,8 +261,33 @@ def test_global_reductions_on_shards_match_unsharded(make):
         (p, s), us = jax.lax.scan(body, (params, tx_plain.init(params)), grads)
         return p, s, us
 
-    expected = plain(params, grads)
-    assert_trees_close(sharded(jax.device_put(params, sh), state, grads), expected, **TOL)
+    return sharded(jax.device_put(params, sh), state, grads), plain(params, grads)
+
+
+@pytest.mark.parametrize("make", [m for _, m in GLOBAL_REDUCTIONS],
+                         ids=[i for i, _ in GLOBAL_REDUCTIONS])
+def test_global_reductions_on_shards_match_unsharded(make):
+    got, expected = _sharded_and_plain(make)
+    assert_trees_close(got, expected, **TOL)
+
+
+FINITE_CHECKS = [
+    ("dynamic_loss_scale+adam", lambda axis: gx.dynamic_loss_scale(
+        gx.adam(0.01), initial_scale=4.0, growth_interval=3, axis_name=axis)),
+    ("skip_non_finite+sgd_momentum", lambda axis: gx.skip_non_finite(
+        gx.sgd(0.1, momentum=0.9), axis_name=axis)),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in FINITE_CHECKS], ids=[i for i, _ in FINITE_CHECKS])
+def test_finite_checks_on_shards_agree_across_devices(make):
+    """An overflow in one device's shard must skip the step on every device, as unsharded."""
+    (p_sh, s_sh, _), (p_pl, s_pl, _) = _sharded_and_plain(make, poison_step=5)
+    assert_trees_close((p_sh, s_sh), (p_pl, s_pl), **TOL)
+    # Without the axis name each device decides from its own shard, so the skip counters differ
+    # from device to device; shard_map's replication check rejects such a state.
+    with pytest.raises(TypeError, match="manual axis types do not match"):
+        _sharded_and_plain(lambda axis: make(None), poison_step=5)
 
 
 def test_global_norm_counts_replicated_leaves_once():
