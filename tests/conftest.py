@@ -2,12 +2,20 @@
 
 Strict dtype promotion makes any hyperparameter that would silently promote an update fail
 loudly; rank promotion "raise" does the same for accidental broadcasting.
+
+``PJRT_NPROC``: XLA's CPU client runs each simulated device of a collective on a thread of a
+pool sized max(cores, devices). On a 2-core machine that is exactly 8 threads for 8 devices, and
+a collective whose participants cannot all get a thread at once (another computation holds one)
+deadlocks in XLA's rendezvous. A larger pool avoids it. Child processes (notebook kernels,
+multi-process tests) inherit the setting.
 """
 
 import os
 import sys
 
-import jax
+os.environ.setdefault("PJRT_NPROC", "32")
+
+import jax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 
