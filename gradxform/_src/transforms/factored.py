@@ -86,7 +86,8 @@ class scale_by_factored_rms(GradientTransformation):
     replicated). Which dimensions are factored is decided from the global shape (the local
     leading size times the axis size), and a mean that crosses the split dimension (over rows
     or over columns, whichever it is) is completed with ``psum``; the result equals the
-    unsharded one. Call ``init`` inside the mapped context too, or on the global params.
+    unsharded one. Call ``init`` inside the mapped context too (it then builds the state of
+    the local shards).
 
     Args:
       factored: use the factored estimate for leaves of rank >= 2 (else a full second moment).
