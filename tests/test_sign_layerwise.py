@@ -296,7 +296,10 @@ def _final_loss(tx, params, loss, steps):
 def test_fixed_length_steps_converge_on_rosenbrock_with_a_decaying_rate(factory, lr):
     steps = 8000
     params = {"x": jnp.float32(-1.2), "y": jnp.float32(1.0)}
-    loss = lambda p: (1 - p["x"]) ** 2 + 100 * (p["y"] - p["x"] ** 2) ** 2  # noqa: E731
+
+    def loss(p):
+        return (1 - p["x"]) ** 2 + 100 * (p["y"] - p["x"] ** 2) ** 2
+
     assert _final_loss(factory(lr), params, loss, steps) > 0.05      # the cycle
     assert _final_loss(factory(gx.cosine_decay_schedule(lr, steps)), params, loss, steps) < 1e-2
 

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, dtypes, tree
+from gradxform._src import docs, dtypes
 from gradxform._src.base import GradientTransformation
 from gradxform._src.module import hyper
 
