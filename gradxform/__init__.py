@@ -155,6 +155,24 @@ from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
 from gradxform._src.transforms.yogi import scale_by_yogi
 # -- end Adam variants and adaptive classics --------------------------------------------------
 
+# -- sign-based, normalised, layer-wise, memory-light and other optimizers --------------------
+from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
+from gradxform._src.optimizers.memory_light import adafactor, sm3
+from gradxform._src.optimizers.others import noisy_sgd, polyak_sgd
+from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
+from gradxform._src.transforms.block_rms import clip_by_block_rms, scale_by_param_block_rms
+from gradxform._src.transforms.factored import FactoredRmsState, scale_by_factored_rms
+from gradxform._src.transforms.fromage import scale_by_fromage
+from gradxform._src.transforms.lion import ScaleByLionState, scale_by_lion
+from gradxform._src.transforms.noise import add_noise
+from gradxform._src.transforms.normalize import scale_by_normalized
+from gradxform._src.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradxform._src.transforms.polyak import scale_by_polyak
+from gradxform._src.transforms.sign import scale_by_sign
+from gradxform._src.transforms.sm3 import ScaleBySm3State, scale_by_sm3
+from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
+# ---------------------------------------------------------------------------------------------
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -188,6 +206,15 @@ __all__ = [
     "AccumulateState", "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState",
     "ReduceOnPlateauState",
     "to_config", "from_config",
+
+    # -- sign-based, normalised, layer-wise, memory-light and other optimizers --
+    "sign_sgd", "signum", "normalized_sgd", "lion", "lars", "lamb", "fromage", "novograd",
+    "adafactor", "sm3", "noisy_sgd", "polyak_sgd",
+    "scale_by_sign", "scale_by_normalized", "scale_by_lion", "scale_by_trust_ratio",
+    "scale_by_lars", "scale_by_fromage", "scale_by_novograd", "scale_by_factored_rms",
+    "clip_by_block_rms", "scale_by_param_block_rms", "scale_by_sm3", "add_noise",
+    "scale_by_polyak",
+    "ScaleByLionState", "ScaleByNovogradState", "FactoredRmsState", "ScaleBySm3State",
 ]
 
 # distributed training

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.module import Module, static
+from gradxform._src.module import Module, running, static
 
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
@@ -263,7 +263,9 @@ class GradientTransformation(Module):
     def init(self, params: PyTree) -> OptState:
         """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
-        return OptState(count, self.init_state(params), ParamSpec.of(params))
+        with running(self.name):
+            inner = self.init_state(params)
+        return OptState(count, inner, ParamSpec.of(params))
 
     def update(self, updates: PyTree, state: OptState, params: PyTree | None = None,
                **extra_args: Any) -> tuple[PyTree, OptState]:
@@ -278,7 +280,8 @@ class GradientTransformation(Module):
         if params is not None:
             state.spec.check(params, where, "params")
         step = Step(state.count, extra_args)
-        new_updates, inner = self.apply(updates, state.inner, params, step)
+        with running(self.name):
+            new_updates, inner = self.apply(updates, state.inner, params, step)
         count = None if state.count is None else tree.safe_increment(state.count)
         return new_updates, OptState(count, inner, state.spec)
 

@@ -36,9 +36,20 @@ ARGS = {
     ),
     "nesterov": "nesterov: use Nesterov's look-ahead form of momentum.",
     "inner": "inner: the wrapped transformation (gradxform or optax).",
-    "axis_name": (
+    "axis_name_finite": (
         "axis_name: inside ``shard_map``/``pmap`` over shards of one tree, the mapped axis "
         "name(s) over which finiteness is agreed, so one shard's overflow skips the step on all."
+    ),
+    "axis_name": (
+        "axis_name: inside ``jax.shard_map``, the mapped axis over which every leaf is split along "
+        "its leading dimension (scalars are replicated); the reductions over a whole leaf are then "
+        "summed over it, so the result equals the unsharded one. ``None`` (default): leaves are "
+        "whole."
+    ),
+    "ratio_at_zero_norm": (
+        "ratio_at_zero_norm: the trust ratio where the param norm or the denominator is zero, "
+        ">= 0: 1 (default; optax and the authors' code: a leaf of zeros, such as a bias, still "
+        "moves) or 0 (the papers' formula taken literally: a leaf of zeros never moves)."
     ),
     "hyper": (
         "Every float argument accepts a number, an array or a schedule; numbers are range-checked "

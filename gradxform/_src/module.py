@@ -31,7 +31,8 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["Module", "hyper", "static", "child", "api", "api_name", "Interval", "freeze", "thaw"]
+__all__ = ["Module", "hyper", "static", "child", "api", "api_name", "running", "Interval", "freeze",
+           "thaw"]
 
 _KIND = "gradxform.kind"
 _INTERVAL = "gradxform.interval"
@@ -129,6 +130,21 @@ def api(name: str, rename: Mapping[tuple[str, str], str] | None = None):
         return wrapper
 
     return decorate
+
+
+@contextlib.contextmanager
+def running(name: str) -> Iterator[None]:
+    """While a transformation called ``name`` runs ``init`` or ``update``, errors its links raise
+    name it (``sign_sgd: ...`` rather than the link's class), unless a public call already does.
+    """
+    if _API.get() is not None:
+        yield
+        return
+    token = _API.set((name, {}))
+    try:
+        yield
+    finally:
+        _API.reset(token)
 
 
 @contextlib.contextmanager

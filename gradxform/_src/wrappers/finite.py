@@ -53,7 +53,7 @@ class skip_non_finite(GradientTransformation):
       <<inner>>
       max_consecutive_errors: ``None`` (default: always skip) or the number >= 0 of consecutive
         non-finite updates to skip before letting one through.
-      <<axis_name>>
+      <<axis_name_finite>>
 
     Example::
 

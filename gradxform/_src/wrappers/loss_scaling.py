@@ -58,7 +58,7 @@ class dynamic_loss_scale(GradientTransformation):
       growth_factor: :math:`g` > 1.
       backoff_factor: :math:`b` in (0, 1).
       min_scale: :math:`S_{min}` > 0, the scale never goes below it.
-      <<axis_name>>
+      <<axis_name_finite>>
 
     Example::
 

@@ -1,0 +1,67 @@
+r"""Lion's update: the sign of an interpolation between momentum and gradient."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._src import docs, dtypes, tree
+from gradxform._src.base import GradientTransformation
+from gradxform._src.module import hyper, static
+from gradxform._src.transforms.sign import reject_complex
+
+__all__ = ["scale_by_lion", "ScaleByLionState"]
+
+
+class ScaleByLionState(NamedTuple):
+    """State of :class:`scale_by_lion`: the momentum."""
+
+    mu: Any
+
+
+@docs.args
+class scale_by_lion(GradientTransformation):
+    r"""Lion's direction (no learning rate): the sign of a momentum/gradient interpolation.
+
+    .. math::
+        c_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad u_t = \operatorname{sign}(c_t),
+        \qquad m_t = \beta_2 m_{t-1} + (1 - \beta_2) g_t
+
+    with :math:`m_0 = 0`. The update uses :math:`\beta_1` but the momentum is tracked with the
+    (larger) :math:`\beta_2`, so the current gradient weighs more in the step than in the memory.
+
+    Conventions. As in the paper (Algorithm 2) and optax: no bias correction (the sign does not
+    need one), ``sign(0) = 0``. Complex params are rejected.
+
+    Args:
+      b1: :math:`\beta_1`, the interpolation weight of the momentum in the update, in [0, 1).
+      b2: :math:`\beta_2`, the decay of the momentum, in [0, 1).
+      <<mu_dtype>>
+
+    References:
+      Chen, Liang, Huang, Real, Wang, Pham, Dong, Luong, Hsieh, Lu, Le, *Symbolic Discovery of
+      Optimization Algorithms*, NeurIPS 2023 (Algorithm 2).
+    """
+
+    b1: Any = hyper(0.9, "[0, 1)")
+    b2: Any = hyper(0.99, "[0, 1)")
+    mu_dtype: Any = static(None)
+
+    def init_state(self, params):
+        reject_complex(self, params, "params")
+        return ScaleByLionState(tree.zeros_like(params, self.mu_dtype))
+
+    def apply(self, updates, state, params, step):
+        reject_complex(self, updates, "updates")
+        keep, fresh = tree.complement(step.value(self.b1))
+
+        def direction(g, m):
+            g_m = dtypes.cast(g, m.dtype)
+            c = tree.scalar(fresh, m.dtype) * g_m + tree.scalar(keep, m.dtype) * m
+            return jnp.sign(c).astype(g.dtype)
+
+        u = jax.tree.map(direction, updates, state.mu)
+        mu = tree.update_moment(updates, state.mu, step.value(self.b2), 1)
+        return u, ScaleByLionState(mu)
