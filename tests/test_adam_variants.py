@@ -322,7 +322,7 @@ def test_rprop_is_readable_and_rejects_complex_and_schedules():
     values = gx.hyperparams(tx, state)
     assert float(values["learning_rate"]) == pytest.approx(0.01)
     assert float(values["eta_plus"]) == pytest.approx(1.3)
-    with pytest.raises(TypeError, match="scale_by_rprop: does not support complex params"):
+    with pytest.raises(TypeError, match="rprop: does not support complex params"):
         tx.init({"z": jnp.zeros(2, jnp.complex64)})
     with pytest.raises(ValueError, match=re.escape(
             "rprop: learning_rate is the initial step size, used once by init: it must be a "

@@ -98,6 +98,13 @@ def _wrappers():
 
 
 WRAPPERS = list(_wrappers())
+# Optimizer variants whose classes the conformance table does not reach.
+VARIANTS = [gx.lars(0.1, paper_trust_ratio=True)]
+
+
+@pytest.mark.parametrize("tx", VARIANTS, ids=[f"{t.name}{i}" for i, t in enumerate(VARIANTS)])
+def test_optimizer_variants_round_trip(tx):
+    _round_trip(tx)
 
 
 @pytest.mark.parametrize("tx", WRAPPERS, ids=[f"{t.name}{i}" for i, t in enumerate(WRAPPERS)])
@@ -106,7 +113,7 @@ def test_every_wrapper_and_router_round_trips(tx):
 
 
 def test_the_round_trips_cover_every_public_value_class():
-    covered = {type(m) for v in SCHEDULES + WRAPPERS + [e.make() for e in ENTRIES]
+    covered = {type(m) for v in SCHEDULES + WRAPPERS + VARIANTS + [e.make() for e in ENTRIES]
                for m in v.submodules()}
     covered |= {type(v.labels) for v in WRAPPERS if isinstance(v, gx.partition)}
     covered |= {type(v.mask) for v in WRAPPERS if isinstance(v, gx.masked)}

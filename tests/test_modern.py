@@ -133,8 +133,7 @@ def test_newton_schulz_argument_errors():
 
 @pytest.mark.parametrize("factory", [gx.prodigy, gx.dadapt_adamw])
 def test_parameter_free_reject_complex_params_by_name(factory):
-    name = {"prodigy": "scale_by_prodigy", "dadapt_adamw": "scale_by_dadapt_adamw"}[
-        factory.__name__]
+    name = factory.__name__  # errors raised inside a link name the optimizer the user called
     with pytest.raises(TypeError, match=re.escape(f"{name}: does not support complex params "
                                                   "(got a leaf of dtype complex64)")):
         factory().init({"z": jnp.zeros(3, jnp.complex64)})
@@ -145,7 +144,7 @@ def test_parameter_free_reject_complex_params_by_name(factory):
 def test_parameter_free_need_params():
     tx = gx.prodigy()
     state = tx.init({"w": jnp.ones(2)})
-    with pytest.raises(ValueError, match="scale_by_prodigy: needs the current params"):
+    with pytest.raises(ValueError, match="prodigy: needs the current params"):
         tx.update({"w": jnp.ones(2)}, state)
 
 

@@ -188,7 +188,7 @@ def test_wrong_state_type_is_named():
 def test_update_without_params_names_the_transformation_that_needs_them():
     tx = gx.adamw(1e-3)
     state = tx.init({"w": jnp.ones(2)})
-    with pytest.raises(ValueError, match="add_decayed_weights: needs the current params"):
+    with pytest.raises(ValueError, match="adamw: needs the current params"):
         tx.update({"w": jnp.ones(2)}, state)
 
 
