@@ -462,3 +462,38 @@ def test_accumulation_with_data_parallelism_matches_big_batch(name, engine):
 
     out = train(params, state, mxs, mys)
     assert_trees_close(out, reference(name), **TOL, what=f"accumulation {engine} {name}")
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_accumulate_wrapper_with_data_parallelism_matches_big_batch(name):
+    """gx.accumulate over micro-batches whose examples are split over the devices (jit with a
+    sharded batch): every MICRO-th call applies one update, equal to the big-batch step."""
+    tx = OPTIMIZERS[name]
+    acc_tx = gx.accumulate(tx, every_k=MICRO)
+    mesh = data_mesh()
+    params = prob.make_params()
+    xs, ys = prob.make_data()
+    # [step, device * MICRO * example, ...] -> [step * MICRO, device * example, ...]: micro-batch
+    # m of a step holds micro-batch m of every device, as in the test above.
+    regroup = lambda a: a.reshape(a.shape[0], N, MICRO, -1, *a.shape[2:]).swapaxes(1, 2).reshape(  # noqa: E731
+        a.shape[0] * MICRO, -1, *a.shape[2:])
+    sh = NamedSharding(mesh, P(None, "data"))
+    mxs, mys = jax.device_put(regroup(xs), sh), jax.device_put(regroup(ys), sh)
+    rep = NamedSharding(mesh, P())
+    params = jax.device_put(params, rep)
+    state = gx.init_sharded(acc_tx, params)
+
+    @functools.partial(jax.jit, out_shardings=rep)
+    def train(params, state, xs, ys):
+        def body(carry, batch):
+            p, s = carry
+            u, s = acc_tx.update(jax.grad(prob.loss)(p, *batch), s, p)
+            return (gx.apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (params, state), (xs, ys))[0]
+
+    p, s = train(params, state, mxs, mys)
+    ref_params, ref_state = reference(name)
+    assert_trees_close(p, ref_params, **TOL, what=f"accumulate wrapper {name} params")
+    assert_trees_close(s.inner.inner, ref_state.inner, **TOL,
+                       what=f"accumulate wrapper {name} inner state")
