@@ -17,17 +17,6 @@ __all__ = [
 ]
 
 
-def _nu_like(params, nu_dtype):
-    """Second moments: real, in the accumulator dtype of each leaf."""
-    return jax.tree.map(
-        lambda p: jnp.zeros(
-            jnp.shape(p),
-            dtypes.real_dtype(dtypes.accumulator_dtype(dtypes.leaf_dtype(p), nu_dtype)),
-        ),
-        params,
-    )
-
-
 class ScaleByAdamState(NamedTuple):
     """State of :class:`scale_by_adam`: first and second moments."""
 
@@ -81,7 +70,7 @@ class scale_by_adam(GradientTransformation):
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),
-                                _nu_like(params, self.nu_dtype))
+                                tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         b1, b2 = step.value(self.b1), step.value(self.b2)
