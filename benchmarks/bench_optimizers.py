@@ -42,6 +42,9 @@ PAIRS = {
     "adagrad": (lambda: gx.adagrad(1e-2), lambda: optax.adagrad(1e-2)),
     "rmsprop": (lambda: gx.rmsprop(1e-3), lambda: optax.rmsprop(1e-3)),
     "adam": (lambda: gx.adam(1e-3), lambda: optax.adam(1e-3)),
+    "lion": (lambda: gx.lion(1e-4), lambda: optax.lion(1e-4)),
+    "lamb": (lambda: gx.lamb(1e-3), lambda: optax.lamb(1e-3)),
+    "adafactor": (lambda: gx.adafactor(1e-3), lambda: optax.adafactor(1e-3)),
     "clip+adamw+cosine": (
         lambda: gx.chain(gx.clip_by_global_norm(1.0),
                          gx.adamw(gx.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 1000))),
