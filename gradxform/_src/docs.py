@@ -26,6 +26,9 @@ ARGS = {
         "params, the params' dtype otherwise (see the dtype policy)."
     ),
     "eps": "eps: added to the denominator for numerical stability, > 0.",
+    "eps_root": "eps_root: added inside the square root, >= 0.",
+    "b1": "b1: first-moment decay in [0, 1).",
+    "b2": "b2: second-moment decay in [0, 1).",
     "weight_decay": (
         "weight_decay: decoupled weight decay rate lambda >= 0 (a number, array or schedule). "
         "It is multiplied by the learning rate, as in optax and torch's AdamW."

@@ -28,10 +28,10 @@ def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
       <<nesterov>>
@@ -62,10 +62,10 @@ def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
       <<weight_decay>>

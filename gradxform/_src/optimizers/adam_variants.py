@@ -44,10 +44,10 @@ def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       bias_correction_mu: divide the first moment by :math:`1 - \beta_1^t`.
       bias_correction_nu: divide the second moment by :math:`1 - \beta_2^t` before the maximum.
@@ -76,10 +76,10 @@ def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
 
@@ -107,10 +107,10 @@ def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
       <<weight_decay>>
@@ -142,10 +142,10 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       threshold: the least :math:`\rho_t` at which the adaptive step is used, >= 4.
       <<nesterov>>
       <<mu_dtype>>
@@ -169,7 +169,7 @@ def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
+      <<b1>>
       b2: decay of the infinity norm in [0, 1).
       eps: added to :math:`|g_t|` inside the maximum, > 0.
       <<mu_dtype>>
@@ -194,7 +194,7 @@ def adamaxw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
+      <<b1>>
       b2: decay of the infinity norm in [0, 1).
       eps: added to :math:`|g_t|` inside the maximum, > 0.
       <<weight_decay>>
@@ -226,7 +226,7 @@ def adabelief(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
+      <<b1>>
       b2: decay of the prediction-error variance in [0, 1).
       eps: added outside the square root, > 0.
       eps_root: added to :math:`s_t` at every step, >= 0.
@@ -253,10 +253,10 @@ def yogi(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-3, *,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
+      <<b1>>
       b2: second-moment rate in [0, 1).
       eps: added outside the square root, > 0.
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       initial_accumulator_value: :math:`m_0 = v_0`, >= 0.
       bias_correction: divide the moments by :math:`1 - \beta_i^t`.
       <<mu_dtype>>
@@ -297,7 +297,7 @@ def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps
       b2: decay of the gradient-difference average in [0, 1).
       b3: decay of the second moment in [0, 1).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<weight_decay>>
       <<mask>>
       paper_difference_weight: weight the gradient difference by ``b2`` (the paper) instead of
@@ -329,8 +329,8 @@ def adopt(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       eps: lower bound of :math:`\sqrt{v}`, > 0.
       <<mu_dtype>>
       <<nesterov>>
@@ -357,8 +357,8 @@ def adoptw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       eps: lower bound of :math:`\sqrt{v}`, > 0.
       <<mu_dtype>>
       <<weight_decay>>
@@ -401,11 +401,11 @@ def ademamix(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, b3: Any = 0.999
     Args:
       <<learning_rate>>
       b1: decay of the fast moment in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b2>>
       b3: decay of the slow moment in [0, 1) (a number or a schedule).
       alpha: weight of the slow moment, >= 0 (a number or a schedule).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<weight_decay>>
       <<mask>>

@@ -117,10 +117,10 @@ def lamb(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-6,
 
     Args:
       <<learning_rate>>
-      b1: first-moment decay in [0, 1).
-      b2: second-moment decay in [0, 1).
+      <<b1>>
+      <<b2>>
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<weight_decay>>
       <<mask>>
       <<ratio_at_zero_norm>>
@@ -181,7 +181,7 @@ def novograd(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-6,
       b1: momentum :math:`\beta_1` in [0, 1).
       b2: second-moment decay :math:`\beta_2` in [0, 1).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       weight_decay: :math:`\lambda` >= 0, added to the normalised gradient.
       <<mu_dtype>>
     """

@@ -187,6 +187,7 @@ def schedule_free_sgd(learning_rate: Any = 1.0, warmup_steps: int | None = None,
     return schedule_free(base, lr, b1, weight_lr_power, state_dtype, label="schedule_free_sgd")
 
 
+@docs.args
 @api("schedule_free_adamw", rename={**_WARMUP, ("scale_by_rms", "decay"): "b2"})
 def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = None,
                         b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
@@ -209,7 +210,7 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = 
       learning_rate: :math:`\gamma` >= 0 (a number or array).
       warmup_steps: length of a linear warm-up from 0, or ``None``.
       b1: the interpolation :math:`\beta` in (0, 1].
-      b2: second-moment decay in [0, 1).
+      <<b2>>
       eps: added to the denominator outside the square root, > 0.
       weight_decay: decoupled weight decay >= 0, multiplied by the learning rate.
       weight_lr_power: power of the learning rate in the averaging weights, >= 0.

@@ -55,7 +55,7 @@ class scale_by_adan(GradientTransformation):
       b2: :math:`\beta_2` in [0, 1), decay of the gradient-difference average.
       b3: :math:`\beta_3` in [0, 1), decay of the second moment.
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       paper_difference_weight: weight the difference by :math:`\beta_2` (paper) instead of
         :math:`1 - \beta_2` (optax).
       <<accumulator_dtype>>

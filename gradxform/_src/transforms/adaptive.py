@@ -45,7 +45,7 @@ class scale_by_adam(GradientTransformation):
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
       <<nesterov>>

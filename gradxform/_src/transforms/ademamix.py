@@ -51,7 +51,7 @@ class scale_by_ademamix(GradientTransformation):
       b3: :math:`\beta_3` in [0, 1), decay of the slow moment (a number or a schedule).
       alpha: :math:`\alpha` >= 0, the weight of the slow moment (a number or a schedule).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
 

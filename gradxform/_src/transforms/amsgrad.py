@@ -46,7 +46,7 @@ class scale_by_amsgrad(GradientTransformation):
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       <<mu_dtype>>
       <<nu_dtype>>
       bias_correction_mu: divide the first moment by :math:`1 - \beta_1^t`.

@@ -66,7 +66,7 @@ class scale_by_radam(GradientTransformation):
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       <<eps>>
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       threshold: :math:`\tau` >= 4, the least :math:`\rho_t` at which the adaptive step is used.
       <<nesterov>>
       <<mu_dtype>>

@@ -40,7 +40,7 @@ class scale_by_yogi(GradientTransformation):
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       eps: added outside the square root, > 0 (Yogi's default is large, 1e-3).
-      eps_root: added inside the square root, >= 0.
+      <<eps_root>>
       initial_accumulator_value: :math:`m_0 = v_0`, >= 0.
       bias_correction: divide the moments by :math:`1 - \beta_i^t`.
       <<mu_dtype>>
