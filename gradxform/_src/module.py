@@ -37,6 +37,7 @@ __all__ = ["Module", "hyper", "static", "child", "api", "api_name", "running", "
 _KIND = "gradxform.kind"
 _INTERVAL = "gradxform.interval"
 _INTEGER = "gradxform.integer"
+_DECAYS_IN = "gradxform.decays_in"
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,14 +77,17 @@ class Interval:
         return f"in {left}{num(self.lo)}, {num(self.hi)}{right}"
 
 
-def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *, integer: bool = False):
+def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *, integer: bool = False,
+          decays_in: str | None = None):
     """A float hyperparameter field: a pytree leaf or a schedule, checked against ``interval``.
 
     ``interval`` is written as in mathematics, ``"[0, 1)"``, ``"(0, inf)"``; every value must
     also be finite. ``integer=True`` asks for a whole number (step counts of schedules).
+    ``decays_in="mu_dtype"`` names the static field holding the dtype of the accumulator this
+    decay rate multiplies: a rate that rounds to 1 in an explicitly requested dtype is rejected.
     """
     meta = {_KIND: "hyper", _INTERVAL: Interval.parse(interval) if interval else None,
-            _INTEGER: integer}
+            _INTEGER: integer, _DECAYS_IN: decays_in}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -315,6 +319,7 @@ class Module:
     # -- construction ------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
+        from gradxform._src import dtypes  # late import: the policy module uses modules' errors
         from gradxform._src.schedules import as_schedule  # late import: schedules are modules
 
         for field in dataclasses.fields(self):
@@ -325,6 +330,9 @@ class Module:
                 value = as_schedule(value)
                 object.__setattr__(self, field.name, value)
             _check_hyper(type(self), field, value)
+        for field in dataclasses.fields(self):
+            if field.metadata.get(_DECAYS_IN):
+                dtypes.check_decay_fits(self, field.name, field.metadata[_DECAYS_IN])
         self.check()
 
     def check(self) -> None:

@@ -49,12 +49,9 @@ class scale_by_adadelta(GradientTransformation):
       Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, arXiv:1212.5701, 2012 (Algorithm 1).
     """
 
-    rho: Any = hyper(0.9, "[0, 1)")
+    rho: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
     eps: Any = hyper(1e-6, "(0, inf)")
     accumulator_dtype: Any = static(None)
-
-    def check(self):
-        dtypes.check_decay_fits(self, "rho", "accumulator_dtype")
 
     def init_state(self, params):
         zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, dtypes, tree
+from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation
 from gradxform._src.module import hyper, static
 
@@ -65,19 +65,14 @@ class scale_by_adan(GradientTransformation):
       Optimizing Deep Models*, IEEE TPAMI 2024, arXiv:2208.06677 (Algorithm 1).
     """
 
-    b1: Any = hyper(0.98, "[0, 1)")
-    b2: Any = hyper(0.92, "[0, 1)")
-    b3: Any = hyper(0.99, "[0, 1)")
+    b1: Any = hyper(0.98, "[0, 1)", decays_in="accumulator_dtype")
+    b2: Any = hyper(0.92, "[0, 1)", decays_in="accumulator_dtype")
+    b3: Any = hyper(0.99, "[0, 1)", decays_in="accumulator_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     paper_difference_weight: bool = static(False)
     accumulator_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "accumulator_dtype")
-        dtypes.check_decay_fits(self, "b2", "accumulator_dtype")
-        dtypes.check_decay_fits(self, "b3", "accumulator_dtype")
 
     def init_state(self, params):
         zeros = tree.zeros_like(params, self.accumulator_dtype)

@@ -55,18 +55,14 @@ class scale_by_adam(GradientTransformation):
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     nesterov: bool = static(False)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),
@@ -129,7 +125,7 @@ class scale_by_rms(GradientTransformation):
       Learning, 2012. Graves, *Generating Sequences With Recurrent Neural Networks*, 2013.
     """
 
-    decay: Any = hyper(0.9, "[0, 1)")
+    decay: Any = hyper(0.9, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     initial_scale: Any = hyper(0.0, "[0, inf)")
     eps_in_sqrt: bool = static(True)
@@ -140,9 +136,6 @@ class scale_by_rms(GradientTransformation):
     @property
     def uses_count(self) -> bool:
         return self.bias_correction
-
-    def check(self):
-        dtypes.check_decay_fits(self, "decay", "nu_dtype")
 
     def init_state(self, params):
         nu = tree.full_like(params, self.initial_scale, self.nu_dtype, real=True)

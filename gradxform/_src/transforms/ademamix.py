@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, dtypes, tree
+from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation
 from gradxform._src.module import hyper, static
 from gradxform._src.schedules import Schedule
@@ -60,20 +60,15 @@ class scale_by_ademamix(GradientTransformation):
       arXiv:2409.03137 (Algorithm 1).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
-    b3: Any = hyper(0.9999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
+    b3: Any = hyper(0.9999, "[0, 1)", decays_in="mu_dtype")
     alpha: Any = hyper(5.0, "[0, inf)")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b3", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         zeros = tree.zeros_like(params, self.mu_dtype)

@@ -68,8 +68,8 @@ class scale_by_adopt(GradientTransformation):
       (Algorithms 1 and 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.9999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.9999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-6, "(0, inf)")
     clip_exponent: Any = hyper(0.25, "[0, inf)")
     use_clipping: bool = static(True)
@@ -77,10 +77,6 @@ class scale_by_adopt(GradientTransformation):
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),

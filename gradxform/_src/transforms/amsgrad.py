@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, dtypes, tree
+from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation
 from gradxform._src.module import hyper, static
 
@@ -56,18 +56,14 @@ class scale_by_amsgrad(GradientTransformation):
       Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     bias_correction_mu: bool = static(True)
     bias_correction_nu: bool = static(True)
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     @property
     def uses_count(self) -> bool:

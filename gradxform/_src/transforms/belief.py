@@ -55,18 +55,14 @@ class scale_by_belief(GradientTransformation):
       Adapting Stepsizes by the Belief in Observed Gradients*, NeurIPS 2020 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-16, "(0, inf)")
     eps_root: Any = hyper(1e-16, "[0, inf)")
     nesterov: bool = static(False)
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         return ScaleByBeliefState(tree.zeros_like(params, self.mu_dtype),

@@ -46,13 +46,10 @@ class trace(GradientTransformation):
       deep learning*, ICML 2013.
     """
 
-    decay: Any = hyper(interval="[0, 1)")
+    decay: Any = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
     nesterov: bool = static(False)
     dampening: Any = hyper(0.0, "[0, 1)")
     accumulator_dtype: Any = static(None)
-
-    def check(self):
-        dtypes.check_decay_fits(self, "decay", "accumulator_dtype")
 
     def init_state(self, params):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
@@ -91,16 +88,13 @@ class ema(GradientTransformation):
       <<accumulator_dtype>>
     """
 
-    decay: Any = hyper(interval="[0, 1)")
+    decay: Any = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
     debias: bool = static(True)
     accumulator_dtype: Any = static(None)
 
     @property
     def uses_count(self) -> bool:
         return self.debias
-
-    def check(self):
-        dtypes.check_decay_fits(self, "decay", "accumulator_dtype")
 
     def init_state(self, params):
         return EmaState(tree.zeros_like(params, self.accumulator_dtype))

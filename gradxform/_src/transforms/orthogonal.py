@@ -322,7 +322,7 @@ class scale_by_muon(GradientTransformation):
 
     ns_coeffs: Any = hyper(NS_COEFFS)
     ns_steps: int = static(5)
-    beta: Any = hyper(0.95, "[0, 1)")
+    beta: Any = hyper(0.95, "[0, 1)", decays_in="mu_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     mu_dtype: Any = static(None)
     nesterov: bool = static(True)
@@ -346,7 +346,6 @@ class scale_by_muon(GradientTransformation):
         super().__post_init__()
 
     def check(self):
-        dtypes.check_decay_fits(self, "beta", "mu_dtype")
         if isinstance(self.ns_steps, bool) or not isinstance(self.ns_steps, int) or (
                 self.ns_steps < 1):
             raise self.error(f"must be a whole number >= 1, got {self.ns_steps!r}", "ns_steps")

@@ -140,8 +140,8 @@ class scale_by_prodigy(GradientTransformation):
     """
 
     learning_rate: Any = hyper(1.0, "[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="accumulator_dtype")
     beta3: Any = hyper(None, "[0, 1)")
     eps: Any = hyper(1e-8, "(0, inf)")
     estim_lr0: Any = hyper(1e-6, "(0, inf)")
@@ -151,10 +151,6 @@ class scale_by_prodigy(GradientTransformation):
     bias_correction: bool = static(True)
     accumulator_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "accumulator_dtype")
-        dtypes.check_decay_fits(self, "b2", "accumulator_dtype")
 
     def init_state(self, params):
         _reject_complex(self, params)
@@ -265,18 +261,14 @@ class scale_by_dadapt_adamw(GradientTransformation):
     """
 
     learning_rate: Any = hyper(1.0, "[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="accumulator_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     estim_lr0: Any = hyper(1e-6, "(0, inf)")
     weight_decay: Any = hyper(0.0, "[0, inf)")
     bias_correction: bool = static(True)
     accumulator_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "accumulator_dtype")
-        dtypes.check_decay_fits(self, "b2", "accumulator_dtype")
 
     def init_state(self, params):
         _reject_complex(self, params)

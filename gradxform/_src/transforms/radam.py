@@ -77,8 +77,8 @@ class scale_by_radam(GradientTransformation):
       Beyond*, ICLR 2020 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     threshold: Any = hyper(5.0, "[4, inf)")
@@ -86,10 +86,6 @@ class scale_by_radam(GradientTransformation):
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),

@@ -85,17 +85,13 @@ class scale_by_swats(GradientTransformation):
     """
 
     learning_rate: Any = hyper(interval="[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-9, "(0, inf)")
     eps_switch: Any = hyper(1e-9, "(0, inf)")
     mu_dtype: Any = static(None)
     nu_dtype: Any = static(None)
     uses_count = True
-
-    def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
 
     def init_state(self, params):
         sd = tree.real_accumulator_dtype(params)

@@ -51,8 +51,8 @@ class scale_by_yogi(GradientTransformation):
       NeurIPS 2018 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.999, "[0, 1)")
+    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
+    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-3, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     initial_accumulator_value: Any = hyper(1e-6, "[0, inf)")
@@ -61,8 +61,6 @@ class scale_by_yogi(GradientTransformation):
     nu_dtype: Any = static(None)
 
     def check(self):
-        dtypes.check_decay_fits(self, "b1", "mu_dtype")
-        dtypes.check_decay_fits(self, "b2", "nu_dtype")
         if isinstance(self.initial_accumulator_value, Schedule):
             raise self.error("is used once, by init: it must be a number or an array, "
                              "not a schedule", "initial_accumulator_value")
