@@ -37,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.module import Module, running, static
+from gradxform._src.module import Module, child, hyper, running, static
 
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
     "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
+    "hyper", "static", "child",
 ]
 
 PyTree = Any

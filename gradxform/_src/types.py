@@ -1,0 +1,32 @@
+"""Type aliases used in signatures and field annotations across the package.
+
+``Hyper`` is what every float hyperparameter accepts: a Python number, an array (for example a
+batch of values to ``vmap`` over) or a schedule evaluated at the step count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
+
+import jax
+import numpy as np
+
+if TYPE_CHECKING:
+    from gradxform._src.schedules import Schedule
+
+__all__ = ["PyTree", "Numeric", "Hyper", "DType"]
+
+PyTree: TypeAlias = Any
+"""Any JAX pytree (nested dicts, lists, tuples, registered classes) of arrays."""
+
+Numeric: TypeAlias = Union[float, int, jax.Array, np.ndarray, np.number]
+"""A real number or an array of them."""
+
+Hyper: TypeAlias = Union[float, int, jax.Array, np.ndarray, np.number, "Schedule",
+                         Callable[[jax.Array], jax.Array]]
+"""A float hyperparameter: a number, an array or a schedule (``count -> value``)."""
+
+DType: TypeAlias = Any
+"""A dtype (``jnp.float32``, ``np.dtype('bfloat16')``, ``"float32"``) or ``None`` for the
+default of the dtype policy."""
