@@ -19,40 +19,19 @@ from gradxform._src.base import (
     stack,
     stateless,
 )
-from gradxform._src.combine import chain, masked, named_chain
-from gradxform._src.module import Module, child, hyper, static
-from gradxform._src.optimizers.adam_family import adam, adamw
-from gradxform._src.optimizers.classic import adagrad, rmsprop, sgd
-from gradxform._src.schedules import (
-    Schedule,
-    constant_schedule,
-    cosine_decay_schedule,
-    exponential_decay,
-    join_schedules,
-    linear_schedule,
-    piecewise_constant_schedule,
-    polynomial_schedule,
-    schedule_fn,
-    warmup_cosine_decay_schedule,
+
+# schedules (complete set), routing, wrappers, configs
+from gradxform._src.combine import (
+    by_path,
+    by_regex,
+    chain,
+    freeze,
+    masked,
+    named_chain,
+    partition,
+    path_string,
 )
-from gradxform._src.transforms.adaptive import (
-    ScaleByAdamState,
-    ScaleByRmsState,
-    ScaleByRssState,
-    ScaleByStddevState,
-    scale_by_adam,
-    scale_by_rms,
-    scale_by_rss,
-)
-from gradxform._src.transforms.clipping import clip, clip_by_global_norm
-from gradxform._src.transforms.momentum import EmaState, TraceState, ema, trace
-from gradxform._src.transforms.regularisation import (
-    add_decayed_weights,
-    add_l1_penalty,
-    add_l2_penalty,
-)
-from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
-from gradxform._src.tree import global_norm
+from gradxform._src.config import from_config, to_config
 
 # Distributed training: sharded state, data-parallel gradients, updates on shards.
 from gradxform._src.distributed import (
@@ -62,70 +41,17 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
-
-# -- modern optimizers, SWATS and lookahead ----------------------------------------------------
-from gradxform._src.optimizers.modern import (
-    dadapt_adamw,
-    muon,
-    prodigy,
-    schedule_free_adamw,
-    schedule_free_sgd,
-    swats,
-)
-from gradxform._src.transforms.orthogonal import (
-    MuonDimensionNumbers,
-    MuonState,
-    orthogonalize_via_newton_schulz,
-    scale_by_muon,
-    scale_by_shape,
-)
-from gradxform._src.transforms.parameter_free import (
-    DAdaptAdamWState,
-    ProdigyState,
-    scale_by_dadapt_adamw,
-    scale_by_prodigy,
-)
-from gradxform._src.transforms.schedule_free import (
-    ScheduleFreeState,
-    schedule_free,
-    schedule_free_eval_params,
-)
-from gradxform._src.transforms.swats import SwatsState, scale_by_swats
-from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
-
-# schedules (complete set), routing, wrappers, configs
-from gradxform._src.combine import by_path, by_regex, freeze, partition, path_string
-from gradxform._src.config import from_config, to_config
-from gradxform._src.schedules import (
-    cosine_onecycle_schedule,
-    cyclic_schedule,
-    inverse_sqrt_schedule,
-    inverse_time_decay,
-    linear_onecycle_schedule,
-    multiply_schedules,
-    piecewise_interpolate_schedule,
-    sgdr_schedule,
-    warmup_constant_schedule,
-    warmup_exponential_decay_schedule,
-)
-from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
-from gradxform._src.wrappers.ascent import maximize
-from gradxform._src.wrappers.averaging import (
-    AveragedParamsState,
-    averaged_params,
-    ema_params,
-    swa_params,
-)
-from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
-from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
-from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
-
+from gradxform._src.module import Module, child, hyper, static
+from gradxform._src.optimizers.adafactor import adafactor
+from gradxform._src.optimizers.adagrad import adadelta, adagrad
 
 # -- Adam variants and adaptive classics ------------------------------------------------------
-from gradxform._src.optimizers.adam_variants import (
+from gradxform._src.optimizers.adam import (
     adabelief,
+    adam,
     adamax,
     adamaxw,
+    adamw,
     adan,
     ademamix,
     adopt,
@@ -134,10 +60,50 @@ from gradxform._src.optimizers.adam_variants import (
     nadam,
     nadamw,
     radam,
+    swats,
     yogi,
 )
-from gradxform._src.optimizers.adaptive_classics import adadelta, rprop
+
+# -- end Adam variants and adaptive classics --------------------------------------------------
+# -- sign-based, normalised, layer-wise, memory-light and other optimizers --------------------
+from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
+from gradxform._src.optimizers.muon import muon
+
+# -- modern optimizers, SWATS and lookahead ----------------------------------------------------
+from gradxform._src.optimizers.parameter_free import dadapt_adamw, prodigy
+from gradxform._src.optimizers.rmsprop import rmsprop
+from gradxform._src.optimizers.rprop import rprop
+from gradxform._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
+from gradxform._src.optimizers.sgd import noisy_sgd, polyak_sgd, sgd
+from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
+from gradxform._src.optimizers.sm3 import sm3
+from gradxform._src.schedules import (
+    Schedule,
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cyclic_schedule,
+    exponential_decay,
+    inverse_sqrt_schedule,
+    inverse_time_decay,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    multiply_schedules,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_schedule,
+    schedule_fn,
+    sgdr_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+from gradxform._src.transforms.adabelief import ScaleByBeliefState, scale_by_belief
 from gradxform._src.transforms.adadelta import ScaleByAdaDeltaState, scale_by_adadelta
+from gradxform._src.transforms.adafactor import FactoredRmsState, scale_by_factored_rms
+from gradxform._src.transforms.adagrad import ScaleByRssState, scale_by_rss
+from gradxform._src.transforms.adam import ScaleByAdamState, scale_by_adam
 from gradxform._src.transforms.adamax import scale_by_adamax
 from gradxform._src.transforms.adan import ScaleByAdanState, scale_by_adan
 from gradxform._src.transforms.ademamix import (
@@ -148,29 +114,62 @@ from gradxform._src.transforms.ademamix import (
 )
 from gradxform._src.transforms.adopt import scale_by_adopt
 from gradxform._src.transforms.amsgrad import ScaleByAmsgradState, scale_by_amsgrad
-from gradxform._src.transforms.belief import ScaleByBeliefState, scale_by_belief
-from gradxform._src.transforms.proximal import proximal_weight_decay
-from gradxform._src.transforms.radam import scale_by_radam
-from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
-from gradxform._src.transforms.yogi import scale_by_yogi
-# -- end Adam variants and adaptive classics --------------------------------------------------
-
-# -- sign-based, normalised, layer-wise, memory-light and other optimizers --------------------
-from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
-from gradxform._src.optimizers.memory_light import adafactor, sm3
-from gradxform._src.optimizers.others import noisy_sgd, polyak_sgd
-from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
 from gradxform._src.transforms.block_rms import clip_by_block_rms, scale_by_param_block_rms
-from gradxform._src.transforms.factored import FactoredRmsState, scale_by_factored_rms
+from gradxform._src.transforms.clipping import clip, clip_by_global_norm
 from gradxform._src.transforms.fromage import scale_by_fromage
 from gradxform._src.transforms.lion import ScaleByLionState, scale_by_lion
+from gradxform._src.transforms.momentum import EmaState, TraceState, ema, trace
+from gradxform._src.transforms.muon import (
+    MuonDimensionNumbers,
+    MuonState,
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+    scale_by_shape,
+)
 from gradxform._src.transforms.noise import add_noise
 from gradxform._src.transforms.normalize import scale_by_normalized
 from gradxform._src.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradxform._src.transforms.parameter_free import (
+    DAdaptAdamWState,
+    ProdigyState,
+    scale_by_dadapt_adamw,
+    scale_by_prodigy,
+)
 from gradxform._src.transforms.polyak import scale_by_polyak
+from gradxform._src.transforms.proximal import proximal_weight_decay
+from gradxform._src.transforms.radam import scale_by_radam
+from gradxform._src.transforms.regularisation import (
+    add_decayed_weights,
+    add_l1_penalty,
+    add_l2_penalty,
+)
+from gradxform._src.transforms.rmsprop import ScaleByRmsState, ScaleByStddevState, scale_by_rms
+from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
+from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
+from gradxform._src.transforms.schedule_free import (
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_eval_params,
+)
 from gradxform._src.transforms.sign import scale_by_sign
 from gradxform._src.transforms.sm3 import ScaleBySm3State, scale_by_sm3
+from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
+from gradxform._src.transforms.yogi import scale_by_yogi
+from gradxform._src.tree import global_norm
+from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
+from gradxform._src.wrappers.ascent import maximize
+from gradxform._src.wrappers.averaging import (
+    AveragedParamsState,
+    averaged_params,
+    ema_params,
+    swa_params,
+)
+from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
+from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
+from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
+from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
+
 # ---------------------------------------------------------------------------------------------
 
 __version__ = "0.1.0"

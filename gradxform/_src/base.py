@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.module import Module, child, hyper, running, static
+from gradxform._src import module as _module
+from gradxform._src.module import Invalid, Module, child, renamed_error, static
+from gradxform._src.schedules import Schedule, as_schedule
 
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
@@ -46,6 +48,41 @@ __all__ = [
 ]
 
 PyTree = Any
+
+
+# --------------------------------------------------------------------------------------------
+# Fields of transformations.
+
+
+def _as_hyper(value: Any) -> Any:
+    if isinstance(value, Module) and not isinstance(value, Schedule):
+        raise Invalid(f"must be a real number, an array or a schedule, got {value!r}", TypeError)
+    return as_schedule(value)
+
+
+def hyper(default: Any = _module.dataclasses.MISSING, interval: str | None = None, *,
+          integer: bool = False, decays_in: str | None = None, schedule: bool = True,
+          converter: Callable[[Any], Any] | None = None, kw_only: bool = False) -> Any:
+    """A float hyperparameter of a transformation: a number, an array or a schedule.
+
+    A plain function ``count -> value`` becomes a :class:`~gradxform.schedule_fn`. Numbers and
+    concrete arrays are checked against ``interval`` when the value is built (see
+    :func:`gradxform._src.module.hyper` for ``integer`` and ``decays_in``); schedules were
+    checked when they were built. ``schedule=False`` for arguments that are used once (sizes,
+    initial values), which take numbers and arrays only. ``converter`` runs first (presets
+    given by name, lists turned into arrays).
+    """
+    if not schedule:
+        return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
+                             converter=converter, kw_only=kw_only)
+
+    def convert(value):
+        return _as_hyper(value if converter is None else converter(value))
+
+    return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
+                         converter=convert, accepts=lambda v: isinstance(v, Schedule),
+                         accepts_phrase="a real number, an array or a schedule",
+                         kw_only=kw_only)
 
 
 class StructureMismatchError(ValueError):
@@ -190,8 +227,6 @@ class Step(NamedTuple):
 
     def value(self, hyperparameter: Any) -> Any:
         """The current value of a hyperparameter (a schedule is evaluated at ``count``)."""
-        from gradxform._src.schedules import Schedule
-
         if isinstance(hyperparameter, Schedule):
             if self.count is None:
                 raise RuntimeError("a schedule was evaluated without a step count")
@@ -252,8 +287,6 @@ class GradientTransformation(Module):
     @property
     def needs_count(self) -> bool:
         """True if some part of this transformation reads the step count."""
-        from gradxform._src.schedules import Schedule
-
         for m in self.submodules():
             if isinstance(m, Schedule) or (
                 isinstance(m, GradientTransformation) and m.uses_count
@@ -264,8 +297,13 @@ class GradientTransformation(Module):
     def init(self, params: PyTree) -> OptState:
         """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
-        with running(self.name):
+        try:
             inner = self.init_state(params)
+        except (ValueError, TypeError) as e:
+            named = renamed_error(e, self.name)
+            if named is None:
+                raise
+            raise named from None
         return OptState(count, inner, ParamSpec.of(params))
 
     def update(self, updates: PyTree, state: OptState, params: PyTree | None = None,
@@ -281,8 +319,13 @@ class GradientTransformation(Module):
         if params is not None:
             state.spec.check(params, where, "params")
         step = Step(state.count, extra_args)
-        with running(self.name):
+        try:
             new_updates, inner = self.apply(updates, state.inner, params, step)
+        except (ValueError, TypeError) as e:
+            named = renamed_error(e, self.name)
+            if named is None:
+                raise
+            raise named from None
         count = None if state.count is None else tree.safe_increment(state.count)
         return new_updates, OptState(count, inner, state.spec)
 
@@ -372,13 +415,48 @@ class Foreign(GradientTransformation):
         return dict(found) if isinstance(found, Mapping) else {}
 
 
+def _uncalled_hint(value: Any) -> str:
+    """A hint for a factory or class passed where a transformation was expected."""
+    name = getattr(value, "__name__", None)
+    is_class = isinstance(value, type) and issubclass(value, GradientTransformation)
+    is_factory = callable(value) and (getattr(value, "__gradxform_api__", None) is not None
+                                      or str(getattr(value, "__module__", "")).startswith(
+                                          ("gradxform", "optax")))
+    if name and (is_class or is_factory):
+        return f"; did you forget to call it? ({name}(...) builds a transformation)"
+    return ""
+
+
+def _describe_value(value: Any) -> str:
+    if callable(value) and not hasattr(value, "init"):
+        return f"the function {getattr(value, '__qualname__', value)!r}"
+    return repr(value)
+
+
+def described(value: Any) -> str:
+    """How a value that is not a transformation is shown in errors (with a hint if it is a
+    factory or class that was not called)."""
+    return f"{_describe_value(value)}{_uncalled_hint(value)}"
+
+
+def transformation(value: Any) -> GradientTransformation:
+    """Field converter: a gradxform transformation as it is, an optax one as :class:`Foreign`."""
+    if isinstance(value, GradientTransformation):
+        return value
+    if hasattr(value, "init") and hasattr(value, "update"):
+        return Foreign(value)
+    raise Invalid(f"must be a transformation (gradxform or optax: an object with init and "
+                  f"update), got {described(value)}", TypeError)
+
+
 def as_transformation(tx: Any) -> GradientTransformation:
     """``tx`` itself if it is a gradxform transformation, else wrapped as :class:`Foreign`."""
     if isinstance(tx, GradientTransformation):
         return tx
     if hasattr(tx, "init") and hasattr(tx, "update"):
         return Foreign(tx)
-    raise TypeError(f"expected a transformation (an object with init and update), got {tx!r}")
+    raise TypeError(f"expected a transformation (an object with init and update), got "
+                    f"{described(tx)}")
 
 
 # --------------------------------------------------------------------------------------------

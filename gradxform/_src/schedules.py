@@ -16,6 +16,7 @@ A plain Python function ``count -> value`` is accepted too (it is wrapped in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,12 +57,12 @@ class Schedule(Module):
     def __mul__(self, other: Any) -> multiply_schedules:
         if not _is_factor(other):
             return NotImplemented
-        return multiply_schedules(self, other)
+        return multiply_schedules(first=self, second=other)
 
     def __rmul__(self, other: Any) -> multiply_schedules:
         if not _is_factor(other):
             return NotImplemented
-        return multiply_schedules(other, self)
+        return multiply_schedules(first=other, second=self)
 
 
 def _is_factor(x: Any) -> bool:
@@ -90,8 +91,23 @@ class schedule_fn(Schedule):
 def as_schedule(value: Any) -> Any:
     """Schedules and numbers pass through; plain callables become :class:`schedule_fn`."""
     if callable(value) and not isinstance(value, Module):
-        return schedule_fn(value)
+        return schedule_fn(fn=value)
     return value
+
+
+def _schedules(values: Sequence[Any]) -> tuple:
+    """Field converter: a sequence of schedules (plain functions wrapped)."""
+    return tuple(as_schedule(v) for v in values)
+
+
+def _is_schedule(value: Any) -> bool:
+    return isinstance(value, Schedule)
+
+
+def factor(default: Any = dataclasses.MISSING) -> Any:
+    """A field holding a schedule, a number or an array (the factors of a product)."""
+    return hyper(default, converter=as_schedule, accepts=_is_schedule,
+                 accepts_phrase="a real number, an array or a schedule")
 
 
 class constant_schedule(Schedule):
@@ -268,10 +284,8 @@ class piecewise_constant_schedule(Schedule):
     def __init__(self, init_value: Any,
                  boundaries_and_scales: Mapping[int, float] | None = None):
         items = sorted((boundaries_and_scales or {}).items())
-        object.__setattr__(self, "init_value", init_value)
-        object.__setattr__(self, "boundaries", tuple(b for b, _ in items))
-        object.__setattr__(self, "scales", tuple(s for _, s in items))
-        self.__post_init__()
+        self.__init_fields__(init_value=init_value, boundaries=tuple(b for b, _ in items),
+                             scales=tuple(s for _, s in items))
 
     def check(self):
         for b, s in zip(self.boundaries, self.scales):
@@ -296,13 +310,8 @@ class join_schedules(Schedule):
     ``boundaries`` are increasing step numbers, one fewer than ``schedules``.
     """
 
-    schedules: tuple = child()
-    boundaries: tuple = child()
-
-    def __init__(self, schedules: Sequence[Any], boundaries: Sequence[int]):
-        object.__setattr__(self, "schedules", tuple(as_schedule(s) for s in schedules))
-        object.__setattr__(self, "boundaries", tuple(boundaries))
-        self.__post_init__()
+    schedules: tuple = child(converter=_schedules)
+    boundaries: tuple = child(converter=tuple)
 
     def check(self):
         if len(self.schedules) == 0:
@@ -469,11 +478,9 @@ class piecewise_interpolate_schedule(Schedule):
     def __init__(self, interpolate_type: str, init_value: Any,
                  boundaries_and_scales: Mapping[int, float] | None = None):
         items = sorted((boundaries_and_scales or {}).items())
-        object.__setattr__(self, "interpolate_type", interpolate_type)
-        object.__setattr__(self, "init_value", init_value)
-        object.__setattr__(self, "boundaries", tuple(b for b, _ in items))
-        object.__setattr__(self, "scales", tuple(s for _, s in items))
-        self.__post_init__()
+        self.__init_fields__(interpolate_type=interpolate_type, init_value=init_value,
+                             boundaries=tuple(b for b, _ in items),
+                             scales=tuple(s for _, s in items))
 
     def check(self):
         if self.interpolate_type not in ("linear", "cosine"):
@@ -786,8 +793,8 @@ class multiply_schedules(Schedule):
         lr = gx.cosine_decay_schedule(1e-3, 10_000) * gx.cyclic_schedule(0.5, 1.0, 500)
     """
 
-    first: Any = hyper()
-    second: Any = hyper()
+    first: Any = factor()
+    second: Any = factor()
 
     def __call__(self, count):
         def value(x):

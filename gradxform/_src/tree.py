@@ -128,7 +128,7 @@ def bias_correction(moments: PyTree, decay: Any, count: jax.Array) -> PyTree:
     return jax.tree.map(one, moments)
 
 
-def global_norm(tree: PyTree, axis_name: Any = None) -> jax.Array:
+def global_norm(tree: PyTree, *, axis_name: Any = None) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
 
     With ``axis_name`` the squared norms are summed over that mapped axis as well (inside

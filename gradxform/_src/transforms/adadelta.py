@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale_by_adadelta", "ScaleByAdaDeltaState"]
 
@@ -51,7 +50,7 @@ class scale_by_adadelta(GradientTransformation):
 
     rho: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
     eps: Any = hyper(1e-6, "(0, inf)")
-    accumulator_dtype: Any = static(None)
+    accumulator_dtype: Any = static(None, kw_only=True)
 
     def init_state(self, params):
         zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale_by_adan", "ScaleByAdanState"]
 
@@ -70,8 +69,8 @@ class scale_by_adan(GradientTransformation):
     b3: Any = hyper(0.99, "[0, 1)", decays_in="accumulator_dtype")
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
-    paper_difference_weight: bool = static(False)
-    accumulator_dtype: Any = static(None)
+    paper_difference_weight: bool = static(False, kw_only=True)
+    accumulator_dtype: Any = static(None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
 
 __all__ = ["scale_by_ademamix", "ScaleByAdemamixState", "ademamix_alpha_schedule",
@@ -67,7 +66,7 @@ class scale_by_ademamix(GradientTransformation):
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    nu_dtype: Any = static(None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.transforms.adam import ScaleByAdamState
 
 __all__ = ["scale_by_adopt"]
 
@@ -71,11 +70,11 @@ class scale_by_adopt(GradientTransformation):
     b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
     b2: Any = hyper(0.9999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-6, "(0, inf)")
-    clip_exponent: Any = hyper(0.25, "[0, inf)")
-    use_clipping: bool = static(True)
-    nesterov: bool = static(False)
+    clip_exponent: Any = hyper(0.25, "[0, inf)", kw_only=True)
+    use_clipping: bool = static(True, kw_only=True)
+    nesterov: bool = static(False, kw_only=True)
     mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    nu_dtype: Any = static(None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale_by_amsgrad", "ScaleByAmsgradState"]
 
@@ -61,7 +60,7 @@ class scale_by_amsgrad(GradientTransformation):
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    nu_dtype: Any = static(None, kw_only=True)
     bias_correction_mu: bool = static(True)
     bias_correction_nu: bool = static(True)
 

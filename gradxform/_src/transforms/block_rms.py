@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
 
 __all__ = ["clip_by_block_rms", "scale_by_param_block_rms"]
@@ -41,7 +40,7 @@ class clip_by_block_rms(GradientTransformation):
     """
 
     threshold: Any = hyper(interval="(0, inf)")
-    axis_name: Any = static(None)
+    axis_name: Any = static(None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         threshold = step.value(self.threshold)
@@ -76,7 +75,7 @@ class scale_by_param_block_rms(GradientTransformation):
     """
 
     min_scale: Any = hyper(1e-3, "(0, inf)")
-    axis_name: Any = static(None)
+    axis_name: Any = static(None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["clip", "clip_by_global_norm"]
 
@@ -58,10 +57,10 @@ class clip_by_global_norm(GradientTransformation):
     """
 
     max_norm: Any = hyper(interval="(0, inf)")
-    axis_name: Any = static(None)
+    axis_name: Any = static(None, kw_only=True)
 
     def apply(self, updates, state, params, step):
-        norm = tree.global_norm(updates, self.axis_name)
+        norm = tree.global_norm(updates, axis_name=self.axis_name)
         c = tree.scalar(step.value(self.max_norm), norm.dtype)
         factor = c / jnp.maximum(norm, c)
         return jax.tree.map(lambda u: tree.scale_by(u, factor), updates), state

@@ -7,8 +7,7 @@ from typing import Any, NamedTuple
 import jax
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["trace", "TraceState", "ema", "EmaState"]
 
@@ -48,7 +47,7 @@ class trace(GradientTransformation):
 
     decay: Any = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
     nesterov: bool = static(False)
-    dampening: Any = hyper(0.0, "[0, 1)")
+    dampening: Any = hyper(0.0, "[0, 1)", kw_only=True)
     accumulator_dtype: Any = static(None)
 
     def init_state(self, params):

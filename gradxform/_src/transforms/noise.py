@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper
+from gradxform._src.base import GradientTransformation, hyper
 
 __all__ = ["add_noise"]
 

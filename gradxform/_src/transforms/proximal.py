@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.combine import mask_leaves
-from gradxform._src.module import freeze, hyper, static
+from gradxform._src.module import freeze
 
 __all__ = ["proximal_weight_decay"]
 
@@ -48,11 +48,8 @@ class proximal_weight_decay(GradientTransformation):
 
     learning_rate: Any = hyper(interval="[0, inf)")
     weight_decay: Any = hyper(0.0, "[0, inf)")
-    mask: Any = static(None)
+    mask: Any = static(None, converter=freeze)
 
-    def __post_init__(self):
-        object.__setattr__(self, "mask", freeze(self.mask))
-        super().__post_init__()
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.transforms.adam import ScaleByAdamState
 
 __all__ = ["scale_by_radam"]
 
@@ -82,9 +81,9 @@ class scale_by_radam(GradientTransformation):
     eps: Any = hyper(1e-8, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     threshold: Any = hyper(5.0, "[4, inf)")
-    nesterov: bool = static(False)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    nesterov: bool = static(False, kw_only=True)
+    mu_dtype: Any = static(None, kw_only=True)
+    nu_dtype: Any = static(None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

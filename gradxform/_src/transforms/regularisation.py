@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.combine import mask_leaves
-from gradxform._src.module import freeze, hyper, static
+from gradxform._src.module import freeze
 
 __all__ = ["add_decayed_weights", "add_l2_penalty", "add_l1_penalty"]
 
@@ -31,9 +31,6 @@ class _AddPenaltyGradient(GradientTransformation):
     Subclasses declare their coefficient field and a ``mask`` static field.
     """
 
-    def __post_init__(self):
-        object.__setattr__(self, "mask", freeze(self.mask))
-        super().__post_init__()
 
     def coefficient(self):
         raise NotImplementedError
@@ -75,7 +72,7 @@ class add_decayed_weights(_AddPenaltyGradient):
     """
 
     weight_decay: Any = hyper(0.0, "[0, inf)")
-    mask: Any = static(None)
+    mask: Any = static(None, converter=freeze)
 
     def coefficient(self):
         return self.weight_decay
@@ -99,7 +96,7 @@ class add_l2_penalty(_AddPenaltyGradient):
     """
 
     l2: Any = hyper(interval="[0, inf)")
-    mask: Any = static(None)
+    mask: Any = static(None, converter=freeze)
 
     def coefficient(self):
         return self.l2
@@ -123,7 +120,7 @@ class add_l1_penalty(_AddPenaltyGradient):
     """
 
     l1: Any = hyper(interval="[0, inf)")
-    mask: Any = static(None)
+    mask: Any = static(None, converter=freeze)
 
     def coefficient(self):
         return self.l1

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
 
 __all__ = ["scale_by_rprop", "ScaleByRpropState"]
@@ -77,8 +76,8 @@ class scale_by_rprop(GradientTransformation):
     eta_plus: Any = hyper(1.2, "[1, inf)")
     min_step_size: Any = hyper(1e-6, "[0, inf)")
     max_step_size: Any = hyper(50.0, "[0, inf)")
-    skip_after_sign_change: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    skip_after_sign_change: bool = static(True, kw_only=True)
+    accumulator_dtype: Any = static(None, kw_only=True)
 
     def check(self):
         if isinstance(self.learning_rate, Schedule):

@@ -7,8 +7,7 @@ from typing import Any
 import jax
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale", "scale_by_learning_rate"]
 
@@ -46,7 +45,7 @@ class scale_by_learning_rate(GradientTransformation):
     """
 
     learning_rate: Any = hyper(interval="[0, inf)")
-    flip_sign: bool = static(True)
+    flip_sign: bool = static(True, kw_only=True)
 
     def apply(self, updates, state, params, step):
         lr = step.value(self.learning_rate)

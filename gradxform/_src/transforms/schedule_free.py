@@ -14,8 +14,15 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, OptState, Step, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    Step,
+    child,
+    hyper,
+    static,
+    transformation,
+)
 from gradxform._src.schedules import Schedule
 
 __all__ = ["schedule_free", "ScheduleFreeState", "schedule_free_eval_params", "find_link"]
@@ -81,20 +88,13 @@ class schedule_free(GradientTransformation):
       2024 (arXiv 2405.15682), Algorithm 1.
     """
 
-    base_optimizer: Any = child()
+    base_optimizer: GradientTransformation = child(converter=transformation)
     learning_rate: Any = hyper(interval="[0, inf)")
     b1: Any = hyper(0.9, "(0, 1]")
     weight_lr_power: Any = hyper(2.0, "[0, inf)")
     state_dtype: Any = static(None)
-    label: str | None = static(None)
+    label: str | None = static(None, kw_only=True)
 
-    def __post_init__(self):
-        inner = self.base_optimizer
-        if not (hasattr(inner, "init") and hasattr(inner, "update")):
-            raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                             f"init and update), got {inner!r}", "base_optimizer", TypeError)
-        object.__setattr__(self, "base_optimizer", as_transformation(inner))
-        super().__post_init__()
 
     def check(self):
         if isinstance(self.b1, Schedule):

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale_by_sm3", "ScaleBySm3State"]
 
@@ -70,7 +69,7 @@ class scale_by_sm3(GradientTransformation):
     b1: Any = hyper(0.9, "[0, 1)")
     b2: Any = hyper(1.0, "(0, 1]")
     eps: Any = hyper(1e-8, "(0, inf)")
-    accumulator_dtype: Any = static(None)
+    accumulator_dtype: Any = static(None, kw_only=True)
 
     def init_state(self, params):
         def accumulators(p):

@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
 
 __all__ = ["scale_by_trust_ratio", "scale_by_lars"]
@@ -61,8 +60,8 @@ class scale_by_trust_ratio(GradientTransformation):
     min_norm: Any = hyper(0.0, "[0, inf)")
     trust_coefficient: Any = hyper(1.0, "[0, inf)")
     eps: Any = hyper(0.0, "[0, inf)")
-    ratio_at_zero_norm: Any = hyper(1.0, "[0, inf)")
-    axis_name: Any = static(None)
+    ratio_at_zero_norm: Any = hyper(1.0, "[0, inf)", kw_only=True)
+    axis_name: Any = static(None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

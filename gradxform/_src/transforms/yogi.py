@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.transforms.adam import ScaleByAdamState
 
 __all__ = ["scale_by_yogi"]
 
@@ -56,9 +55,9 @@ class scale_by_yogi(GradientTransformation):
     eps: Any = hyper(1e-3, "(0, inf)")
     eps_root: Any = hyper(0.0, "[0, inf)")
     initial_accumulator_value: Any = hyper(1e-6, "[0, inf)")
-    bias_correction: bool = static(True)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    bias_correction: bool = static(True, kw_only=True)
+    mu_dtype: Any = static(None, kw_only=True)
+    nu_dtype: Any = static(None, kw_only=True)
 
     def check(self):
         if isinstance(self.initial_accumulator_value, Schedule):

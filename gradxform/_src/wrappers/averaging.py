@@ -17,9 +17,11 @@ from gradxform._src.base import (
     Step,
     _path_key,
     apply_updates,
-    as_transformation,
+    child,
+    hyper,
+    static,
+    transformation,
 )
-from gradxform._src.module import child, hyper, static
 from gradxform._src.wrappers._common import reject_schedule
 
 __all__ = ["ema_params", "swa_params", "AveragedParamsState", "averaged_params"]
@@ -41,9 +43,6 @@ class AveragedParamsState(NamedTuple):
 class _Averaging(GradientTransformation):
     """Shared machinery: run ``inner``, then fold the new params into the average."""
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def init_state(self, params):
         averaged = jax.tree.map(
@@ -98,7 +97,7 @@ class ema_params(_Averaging):
       Control Optim. 1992.
     """
 
-    inner: Any = child()
+    inner: GradientTransformation = child(converter=transformation)
     decay: Any = hyper(0.999, "[0, 1]")
     accumulator_dtype: Any = static(None)
 
@@ -137,7 +136,7 @@ class swa_params(_Averaging):
       UAI 2018.
     """
 
-    inner: Any = child()
+    inner: GradientTransformation = child(converter=transformation)
     start: Any = hyper(1, "[1, inf)", integer=True)
     every: Any = hyper(1, "[1, inf)", integer=True)
     accumulator_dtype: Any = static(None)

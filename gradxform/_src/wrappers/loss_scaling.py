@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["dynamic_loss_scale", "DynamicLossScaleState"]
@@ -74,7 +73,7 @@ class dynamic_loss_scale(GradientTransformation):
       Micikevicius et al., *Mixed Precision Training*, ICLR 2018.
     """
 
-    inner: Any = child()
+    inner: GradientTransformation = child(converter=transformation)
     initial_scale: Any = hyper(2.0**15, "(0, inf)")
     growth_interval: Any = hyper(2000, "[1, inf)", integer=True)
     growth_factor: Any = hyper(2.0, "(1, inf)")
@@ -82,9 +81,6 @@ class dynamic_loss_scale(GradientTransformation):
     min_scale: Any = hyper(1.0, "(0, inf)")
     axis_name: Any = static(None)
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def check(self):
         reject_schedule(self, "initial_scale", "growth_interval", "growth_factor",

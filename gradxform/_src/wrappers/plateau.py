@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.wrappers._common import reject_schedule
 
 __all__ = ["reduce_on_plateau", "ReduceOnPlateauState"]
@@ -89,7 +88,7 @@ class reduce_on_plateau(GradientTransformation):
     cooldown: Any = hyper(0, "[0, inf)", integer=True)
     accumulation_size: Any = hyper(1, "[1, inf)", integer=True)
     min_scale: Any = hyper(0.0, "[0, 1]")
-    maximize: bool = static(False)
+    maximize: bool = static(False, kw_only=True)
     uses_count = True
 
     def check(self):

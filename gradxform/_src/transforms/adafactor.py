@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
 
 __all__ = ["scale_by_factored_rms", "FactoredRmsState"]
@@ -108,9 +107,9 @@ class scale_by_factored_rms(GradientTransformation):
     decay_rate: Any = hyper(0.8, "[0, inf)")
     step_offset: Any = hyper(0, "[0, inf)", integer=True)
     min_dim_size_to_factor: int = static(128)
-    eps: Any = hyper(1e-30, "(0, inf)")
-    nu_dtype: Any = static(None)
-    axis_name: Any = static(None)
+    eps: Any = hyper(1e-30, "(0, inf)", kw_only=True)
+    nu_dtype: Any = static(None, kw_only=True)
+    axis_name: Any = static(None, kw_only=True)
     uses_count = True
 
     def check(self):

@@ -7,8 +7,7 @@ from typing import Any, NamedTuple
 import jax
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 
 __all__ = ["scale_by_belief", "ScaleByBeliefState"]
 
@@ -59,9 +58,9 @@ class scale_by_belief(GradientTransformation):
     b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
     eps: Any = hyper(1e-16, "(0, inf)")
     eps_root: Any = hyper(1e-16, "[0, inf)")
-    nesterov: bool = static(False)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    nesterov: bool = static(False, kw_only=True)
+    mu_dtype: Any = static(None, kw_only=True)
+    nu_dtype: Any = static(None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):
