@@ -4,6 +4,8 @@ The public API. Everything is re-exported explicitly from ``gradxform._src``; th
 ``__all__`` and the API reference in sync.
 """
 
+from importlib import metadata as _metadata
+
 from gradxform._src import dtypes as dtype_policy
 from gradxform._src.base import (
     Foreign,
@@ -13,14 +15,15 @@ from gradxform._src.base import (
     Step,
     StructureMismatchError,
     apply_updates,
+    child,
+    hyper,
     hyperparams,
     identity,
     set_to_zero,
     stack,
     stateless,
+    static,
 )
-
-# schedules (complete set), routing, wrappers, configs
 from gradxform._src.combine import (
     by_path,
     by_regex,
@@ -32,8 +35,6 @@ from gradxform._src.combine import (
     path_string,
 )
 from gradxform._src.config import from_config, to_config
-
-# Distributed training: sharded state, data-parallel gradients, updates on shards.
 from gradxform._src.distributed import (
     data_parallel_grad,
     data_parallel_value_and_grad,
@@ -41,11 +42,10 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
-from gradxform._src.module import Module, child, hyper, static
+from gradxform._src.metrics import CSVLogger, step_metrics
+from gradxform._src.module import Module
 from gradxform._src.optimizers.adafactor import adafactor
 from gradxform._src.optimizers.adagrad import adadelta, adagrad
-
-# -- Adam variants and adaptive classics ------------------------------------------------------
 from gradxform._src.optimizers.adam import (
     adabelief,
     adam,
@@ -63,13 +63,8 @@ from gradxform._src.optimizers.adam import (
     swats,
     yogi,
 )
-
-# -- end Adam variants and adaptive classics --------------------------------------------------
-# -- sign-based, normalised, layer-wise, memory-light and other optimizers --------------------
 from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
 from gradxform._src.optimizers.muon import muon
-
-# -- modern optimizers, SWATS and lookahead ----------------------------------------------------
 from gradxform._src.optimizers.parameter_free import dadapt_adamw, prodigy
 from gradxform._src.optimizers.rmsprop import rmsprop
 from gradxform._src.optimizers.rprop import rprop
@@ -170,88 +165,56 @@ from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahe
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
-# ---------------------------------------------------------------------------------------------
-
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("gradxform")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
-    # protocol and values
-    "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError",
-    "Module", "hyper", "static", "child", "Foreign",
-    "apply_updates", "hyperparams", "stack", "global_norm", "dtype_policy",
-    # combinators
-    "chain", "named_chain", "masked", "identity", "set_to_zero", "stateless",
-    # transforms
+    # the protocol and values
+    "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
+    "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
+    "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
+    # combining transformations and routing leaves
+    "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
+    # transformations (the math of each optimizer, one concept per file)
     "scale", "scale_by_learning_rate", "trace", "ema", "scale_by_adam", "scale_by_rms",
     "scale_by_rss", "clip", "clip_by_global_norm", "add_decayed_weights", "add_l2_penalty",
-    "add_l1_penalty",
-    # states
-    "TraceState", "EmaState", "ScaleByAdamState", "ScaleByRmsState", "ScaleByStddevState",
-    "ScaleByRssState",
-    # optimizers
-    "sgd", "adagrad", "rmsprop", "adam", "adamw",
+    "add_l1_penalty", "TraceState", "EmaState", "ScaleByAdamState", "ScaleByRmsState",
+    "ScaleByStddevState", "ScaleByRssState", "scale_by_sign", "scale_by_normalized",
+    "scale_by_lion", "scale_by_trust_ratio", "scale_by_lars", "scale_by_fromage",
+    "scale_by_novograd", "scale_by_factored_rms", "clip_by_block_rms", "scale_by_param_block_rms",
+    "scale_by_sm3", "add_noise", "scale_by_polyak", "ScaleByLionState", "ScaleByNovogradState",
+    "FactoredRmsState", "ScaleBySm3State", "scale_by_muon", "scale_by_shape",
+    "orthogonalize_via_newton_schulz", "MuonDimensionNumbers", "MuonState", "schedule_free",
+    "schedule_free_eval_params", "ScheduleFreeState", "scale_by_prodigy", "ProdigyState",
+    "scale_by_dadapt_adamw", "DAdaptAdamWState", "scale_by_swats", "SwatsState", "scale_by_amsgrad",
+    "scale_by_radam", "scale_by_adamax", "scale_by_belief", "scale_by_yogi", "scale_by_adan",
+    "scale_by_adopt", "scale_by_ademamix", "scale_by_adadelta", "scale_by_rprop",
+    "proximal_weight_decay", "ScaleByAmsgradState", "ScaleByBeliefState", "ScaleByAdanState",
+    "ScaleByAdemamixState", "ScaleByAdaDeltaState", "ScaleByRpropState", "ademamix_alpha_schedule",
+    "ademamix_b3_schedule",
+    # optimizers (short chains of transformations)
+    "sgd", "adagrad", "rmsprop", "adam", "adamw", "sign_sgd", "signum", "normalized_sgd", "lion",
+    "lars", "lamb", "fromage", "novograd", "adafactor", "sm3", "noisy_sgd", "polyak_sgd", "muon",
+    "schedule_free_sgd", "schedule_free_adamw", "prodigy", "dadapt_adamw", "swats", "amsgrad",
+    "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi", "adan", "adopt", "adoptw",
+    "ademamix", "adadelta", "rprop",
+    # wrappers (around another transformation, on its own clock)
+    "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
+    "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
+    "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
+    "lookahead", "lookahead_slow_params", "LookaheadState",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
-    "warmup_cosine_decay_schedule", "join_schedules",
-    # schedules (complete set), routing, wrappers, configs
-    "warmup_constant_schedule", "warmup_exponential_decay_schedule",
-    "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
-    "sgdr_schedule", "cyclic_schedule", "inverse_time_decay", "inverse_sqrt_schedule",
-    "multiply_schedules",
-    "freeze", "partition", "by_regex", "by_path", "path_string",
-    "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
-    "swa_params", "averaged_params", "reduce_on_plateau", "maximize",
-    "AccumulateState", "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState",
-    "ReduceOnPlateauState",
-    "to_config", "from_config",
-
-    # -- sign-based, normalised, layer-wise, memory-light and other optimizers --
-    "sign_sgd", "signum", "normalized_sgd", "lion", "lars", "lamb", "fromage", "novograd",
-    "adafactor", "sm3", "noisy_sgd", "polyak_sgd",
-    "scale_by_sign", "scale_by_normalized", "scale_by_lion", "scale_by_trust_ratio",
-    "scale_by_lars", "scale_by_fromage", "scale_by_novograd", "scale_by_factored_rms",
-    "clip_by_block_rms", "scale_by_param_block_rms", "scale_by_sm3", "add_noise",
-    "scale_by_polyak",
-    "ScaleByLionState", "ScaleByNovogradState", "FactoredRmsState", "ScaleBySm3State",
-]
-
-# distributed training
-__all__ += [
+    "warmup_cosine_decay_schedule", "join_schedules", "warmup_constant_schedule",
+    "warmup_exponential_decay_schedule", "piecewise_interpolate_schedule",
+    "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule", "cyclic_schedule",
+    "inverse_time_decay", "inverse_sqrt_schedule", "multiply_schedules",
+    # distributed training
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
+    # training loops
+    "step_metrics", "CSVLogger",
 ]
-
-__all__ += [
-    # modern optimizers, SWATS and lookahead
-    "muon", "scale_by_muon", "scale_by_shape", "orthogonalize_via_newton_schulz",
-    "MuonDimensionNumbers", "MuonState",
-    "schedule_free", "schedule_free_sgd", "schedule_free_adamw", "schedule_free_eval_params",
-    "ScheduleFreeState",
-    "prodigy", "scale_by_prodigy", "ProdigyState",
-    "dadapt_adamw", "scale_by_dadapt_adamw", "DAdaptAdamWState",
-    "swats", "scale_by_swats", "SwatsState",
-    "lookahead", "lookahead_slow_params", "LookaheadState",
-]
-
-# -- Adam variants and adaptive classics ------------------------------------------------------
-__all__ += [
-    # transforms
-    "scale_by_amsgrad", "scale_by_radam", "scale_by_adamax", "scale_by_belief", "scale_by_yogi",
-    "scale_by_adan", "scale_by_adopt", "scale_by_ademamix", "scale_by_adadelta",
-    "scale_by_rprop", "proximal_weight_decay",
-    # states
-    "ScaleByAmsgradState", "ScaleByBeliefState", "ScaleByAdanState", "ScaleByAdemamixState",
-    "ScaleByAdaDeltaState", "ScaleByRpropState",
-    # optimizers
-    "amsgrad", "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi", "adan",
-    "adopt", "adoptw", "ademamix", "adadelta", "rprop",
-    # schedules
-    "ademamix_alpha_schedule", "ademamix_b3_schedule",
-]
-# -- end Adam variants and adaptive classics --------------------------------------------------
-
-# Training loops: per-step metrics and logging.
-from gradxform._src.metrics import CSVLogger, step_metrics  # noqa: E402
-
-__all__ += ["step_metrics", "CSVLogger"]

@@ -55,6 +55,7 @@ from gradxform._src.base import (
 )
 from gradxform._src.module import Invalid, Module, api, thaw
 from gradxform._src.module import freeze as freeze_tree
+from gradxform._src.types import Mask
 
 __all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
            "path_string", "mask_leaves"]
@@ -93,8 +94,8 @@ class chain(GradientTransformation):
     """
 
     transforms: tuple[GradientTransformation, ...] = child(converter=_links)
-    names: tuple[str, ...] | None = static(None, converter=_optional_tuple)
-    chain_name: str | None = static(None)
+    names: tuple[str, ...] | None = static(default=None, converter=_optional_tuple)
+    chain_name: str | None = static(default=None)
 
     def __init__(self, *transforms: Any, name: str | None = None,
                  names: tuple[str, ...] | None = None):
@@ -215,7 +216,7 @@ class by_regex(Module):
     """
 
     rules: tuple = static()
-    default: Any = static(None)
+    default: Any = static(default=None)
 
     def __init__(self, rules: Any, default: Any = None):
         if isinstance(rules, str):
@@ -444,7 +445,7 @@ class masked(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    mask: Any = static(converter=_prepare_mask)
+    mask: Mask = static(converter=_prepare_mask)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -490,7 +491,7 @@ class freeze(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    frozen: Any = static(converter=_prepare_mask)
+    frozen: Mask = static(converter=_prepare_mask)
 
     def _trainable(self, tree_):
         return [not f for f in route(self.frozen, tree_, self.name, "mask")]

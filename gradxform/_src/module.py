@@ -35,7 +35,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, dataclass_transform
 
 import jax
 import numpy as np
@@ -426,6 +426,8 @@ def _short_repr(x: Any) -> str:
     return repr(x)
 
 
+@dataclass_transform(frozen_default=True, eq_default=False,
+                    field_specifiers=(hyper, static, child, dataclasses.field))
 class Module:
     """Base of gradxform values: a frozen dataclass registered as a pytree.
 

@@ -168,13 +168,19 @@ def _axis_tuple(axis_name: Any) -> tuple:
     return axis_name if isinstance(axis_name, tuple) else (axis_name,)
 
 
-def _vma(x: Any) -> frozenset | None:
-    """The manual mesh axes along which ``x`` varies, or None if JAX does not say."""
-    aval = jax.typeof(x)
+def vma_of(aval: Any) -> frozenset | None:
+    """The manual mesh axes along which a value of abstract type ``aval`` varies inside
+    ``shard_map``, or ``None`` if JAX does not say (outside ``shard_map``, older versions)."""
     found = getattr(aval, "vma", None)
-    if found is None:
-        found = getattr(getattr(aval, "mat", None), "varying", None)
+    for holder in ("manual_axis_type", "mat"):
+        if found is None:
+            found = getattr(getattr(aval, holder, None), "varying", None)
     return None if found is None else frozenset(found)
+
+
+def _vma(x: Any) -> frozenset | None:
+    """The manual mesh axes along which the value ``x`` varies (see :func:`vma_of`)."""
+    return vma_of(jax.typeof(x))
 
 
 def varying_axes(x: Any, axis_name: Any) -> tuple | None:

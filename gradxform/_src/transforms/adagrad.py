@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_rss", "ScaleByRssState"]
 
@@ -42,10 +43,10 @@ class scale_by_rss(GradientTransformation):
       Optimization*, JMLR 2011.
     """
 
-    initial_accumulator_value: Any = hyper(0.1, "[0, inf)")
-    eps: Any = hyper(1e-7, "(0, inf)")
-    eps_in_sqrt: bool = static(True, kw_only=True)
-    accumulator_dtype: Any = static(None, kw_only=True)
+    initial_accumulator_value: Hyper = hyper(default=0.1, interval="[0, inf)")
+    eps: Hyper = hyper(default=1e-7, interval="(0, inf)")
+    eps_in_sqrt: bool = static(default=True, kw_only=True)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
 
     def init_state(self, params):
         return ScaleByRssState(tree.full_like(params, self.initial_accumulator_value,

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_adam", "ScaleByAdamState"]
 
@@ -48,13 +49,13 @@ class scale_by_adam(GradientTransformation):
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None, kw_only=True)
-    nesterov: bool = static(False, kw_only=True)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mu_dtype: DType = static(default=None)
+    nu_dtype: DType = static(default=None, kw_only=True)
+    nesterov: bool = static(default=False, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
 from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["clip", "clip_by_global_norm"]
 
@@ -22,7 +21,7 @@ class clip(GradientTransformation):
       max_delta: :math:`\delta` > 0 (a number, array or schedule).
     """
 
-    max_delta: Any = hyper(interval="(0, inf)")
+    max_delta: Hyper = hyper(interval="(0, inf)")
 
     def apply(self, updates, state, params, step):
         delta = step.value(self.max_delta)
@@ -56,8 +55,8 @@ class clip_by_global_norm(GradientTransformation):
       ICML 2013.
     """
 
-    max_norm: Any = hyper(interval="(0, inf)")
-    axis_name: Any = static(None, kw_only=True)
+    max_norm: Hyper = hyper(interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         norm = tree.global_norm(updates, axis_name=self.axis_name)

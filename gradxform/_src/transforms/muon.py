@@ -20,7 +20,7 @@ import numpy as np
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.module import Invalid, Module, freeze, thaw
-from gradxform._src.types import Hyper
+from gradxform._src.types import DType, Hyper
 
 __all__ = [
     "MuonDimensionNumbers", "orthogonalize_via_newton_schulz", "scale_by_muon", "MuonState",
@@ -333,15 +333,15 @@ class scale_by_muon(GradientTransformation):
       Bernstein & Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024.
     """
 
-    ns_coeffs: Hyper = hyper(NS_COEFFS, converter=_ns_coeffs_table)
-    ns_steps: int = static(5)
-    beta: Any = hyper(0.95, "[0, 1)", decays_in="mu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    mu_dtype: Any = static(None)
-    nesterov: bool = static(True, kw_only=True)
-    adaptive: bool = static(False, kw_only=True)
-    preconditioning: str = static("frobenius", kw_only=True)
-    weight_dimension_numbers: Any = static(None, converter=freeze_dims, kw_only=True)
+    ns_coeffs: Hyper = hyper(default=NS_COEFFS, converter=_ns_coeffs_table)
+    ns_steps: int = static(default=5)
+    beta: Hyper = hyper(default=0.95, interval="[0, 1)", decays_in="mu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    mu_dtype: DType = static(default=None)
+    nesterov: bool = static(default=True, kw_only=True)
+    adaptive: bool = static(default=False, kw_only=True)
+    preconditioning: str = static(default="frobenius", kw_only=True)
+    weight_dimension_numbers: Any = static(default=None, converter=freeze_dims, kw_only=True)
     uses_count = True
 
     def check(self):
@@ -365,11 +365,7 @@ class scale_by_muon(GradientTransformation):
         mu = tree.update_moment(updates, state.mu, beta, 1)
         t = step.number
         if self.nesterov:
-            keep, fresh = tree.complement(beta)
-            g_hat = tree.bias_correction(tree.cast_like(updates, mu), beta, t)
-            mu_hat = jax.tree.map(
-                lambda m, g: tree.scalar(keep, m.dtype) * m + tree.scalar(fresh, m.dtype) * g,
-                tree.bias_correction(mu, beta, tree.safe_increment(t)), g_hat)
+            mu_hat = tree.nesterov_moment(updates, mu, beta, t)
         else:
             mu_hat = tree.bias_correction(mu, beta, t)
         where = self.name
@@ -407,8 +403,8 @@ class scale_by_shape(GradientTransformation):
       Jordan et al., *Muon*, 2024. Liu et al., *Muon is Scalable for LLM Training*, 2025.
     """
 
-    weight_dimension_numbers: Any = static(None, converter=freeze_dims)
-    consistent_rms: Any = hyper(None, "[0, inf)")
+    weight_dimension_numbers: Any = static(default=None, converter=freeze_dims)
+    consistent_rms: Hyper = hyper(default=None, interval="[0, inf)")
 
     def apply(self, updates, state, params, step):
         rms = step.value(self.consistent_rms)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_rms", "ScaleByRmsState", "ScaleByStddevState"]
 
@@ -55,13 +56,13 @@ class scale_by_rms(GradientTransformation):
       Learning, 2012. Graves, *Generating Sequences With Recurrent Neural Networks*, 2013.
     """
 
-    decay: Any = hyper(0.9, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    initial_scale: Any = hyper(0.0, "[0, inf)")
-    eps_in_sqrt: bool = static(True)
-    bias_correction: bool = static(False)
-    centered: bool = static(False, kw_only=True)
-    nu_dtype: Any = static(None, kw_only=True)
+    decay: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    initial_scale: Hyper = hyper(default=0.0, interval="[0, inf)")
+    eps_in_sqrt: bool = static(default=True)
+    bias_correction: bool = static(default=False)
+    centered: bool = static(default=False, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
 
     @property
     def uses_count(self) -> bool:

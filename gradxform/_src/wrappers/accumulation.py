@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["accumulate", "AccumulateState"]
@@ -76,10 +77,10 @@ class accumulate(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    every_k: Any = hyper(interval="[1, inf)", integer=True)
-    reduction: str = static("mean")
-    accumulator_dtype: Any = static(None)
-    drop_non_finite: bool = static(True)
+    every_k: Hyper = hyper(interval="[1, inf)", integer=True)
+    reduction: str = static(default="mean")
+    accumulator_dtype: DType = static(default=None)
+    drop_non_finite: bool = static(default=True)
     uses_count = True
 
 

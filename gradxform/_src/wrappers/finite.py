@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.module import api
+from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["skip_non_finite", "SkipNonFiniteState", "apply_if_finite"]
@@ -61,8 +62,8 @@ class skip_non_finite(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    max_consecutive_errors: Any = hyper(None, "[0, inf)", integer=True)
-    axis_name: Any = static(None)
+    max_consecutive_errors: Hyper = hyper(default=None, interval="[0, inf)", integer=True)
+    axis_name: AxisName = static(default=None)
 
 
     def check(self):

@@ -17,6 +17,7 @@ from gradxform._src.base import (
     transformation,
 )
 from gradxform._src.transforms.schedule_free import find_link
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["lookahead", "LookaheadState", "lookahead_slow_params"]
 
@@ -75,10 +76,10 @@ class lookahead(GradientTransformation):
     """
 
     fast_optimizer: GradientTransformation = child(converter=transformation)
-    sync_period: Any = hyper(interval="[1, inf)", integer=True)
-    slow_step_size: Any = hyper(interval="[0, 1]")
-    reset_state: bool = static(False)
-    accumulator_dtype: Any = static(None, kw_only=True)
+    sync_period: Hyper = hyper(interval="[1, inf)", integer=True)
+    slow_step_size: Hyper = hyper(interval="[0, 1]")
+    reset_state: bool = static(default=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
 

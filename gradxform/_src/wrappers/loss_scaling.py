@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["dynamic_loss_scale", "DynamicLossScaleState"]
@@ -74,12 +75,12 @@ class dynamic_loss_scale(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    initial_scale: Any = hyper(2.0**15, "(0, inf)")
-    growth_interval: Any = hyper(2000, "[1, inf)", integer=True)
-    growth_factor: Any = hyper(2.0, "(1, inf)")
-    backoff_factor: Any = hyper(0.5, "(0, 1)")
-    min_scale: Any = hyper(1.0, "(0, inf)")
-    axis_name: Any = static(None)
+    initial_scale: Hyper = hyper(default=2.0**15, interval="(0, inf)")
+    growth_interval: Hyper = hyper(default=2000, interval="[1, inf)", integer=True)
+    growth_factor: Hyper = hyper(default=2.0, interval="(1, inf)")
+    backoff_factor: Hyper = hyper(default=0.5, interval="(0, 1)")
+    min_scale: Hyper = hyper(default=1.0, interval="(0, inf)")
+    axis_name: AxisName = static(default=None)
 
 
     def check(self):
