@@ -303,7 +303,12 @@ from gradxform._src.wrappers.should_skip import (  # noqa: E402
     skip_not_finite,
 )
 
-ScaleByRStdDevState = ScaleByStddevState  # optax's name for the centered RMS state
+# optax's names for classes gradxform has under its own names (the states keep no step count:
+# it is the optimizer's, in OptState.count; every transformation takes extra arguments).
+ScaleByRStdDevState = ScaleByStddevState
+ScaleBySM3State = ScaleBySm3State
+FactoredState = FactoredRmsState
+GradientTransformationExtraArgs = GradientTransformation
 
 __all__ += [
     # transforms
@@ -326,6 +331,8 @@ __all__ += [
     # states and types
     "ZeroNansState", "ApplyEveryState", "ScaleByDistanceOverGradientsState",
     "ScaleByOptimisticGradientState", "ConditionallyMaskState", "ConditionallyTransformState",
-    "SnapshotState", "MeasureWithEmaState", "MonitorState", "EmptyState", "ScaleByRStdDevState",
+    "SnapshotState", "MeasureWithEmaState", "MonitorState", "EmptyState",
+    # optax's names for existing classes
+    "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState", "GradientTransformationExtraArgs",
 ]
 # -- end optax's core names ---------------------------------------------------------------------

@@ -241,6 +241,8 @@ def test_protocol_helpers():
     np.testing.assert_allclose(halve.update(params, state)[0]["w"], 0.5 * np.ones(2))
     np.testing.assert_allclose(halve.update(params, state, params)[0]["w"], np.zeros(2))
     assert gx.ScaleByRStdDevState is gx.ScaleByStddevState
+    assert gx.ScaleBySM3State is gx.ScaleBySm3State and gx.FactoredState is gx.FactoredRmsState
+    assert isinstance(gx.sgd(0.1), gx.GradientTransformationExtraArgs)
     assert isinstance(gx.scale_by_stddev().init(params).inner, gx.ScaleByRStdDevState)
 
 
