@@ -370,25 +370,39 @@ STATELESS = {
 }
 
 
-def _two_steps(tx, params):
-    """Two jitted updates; the state must keep its structure, shapes and dtypes."""
-    step = jax.jit(lambda g, s, p: tx.update(g, s, p))
-    state = tx.init(params)
-    u, new = step(params, state, params)
-    u, newer = step(u, new, params)
-    for a, b in ((state, new), (new, newer)):
-        assert jax.tree.structure(a) == jax.tree.structure(b)
-        assert [(x.shape, x.dtype) for x in jax.tree.leaves(a)] == [
-            (x.shape, x.dtype) for x in jax.tree.leaves(b)]
-    return state, u
+CONTRACT_PARAMS = jax.tree.map(lambda p: jnp.abs(p).astype(jnp.bfloat16),
+                               {"w": nested_params()["dense"]["w"],
+                                "b": nested_params()["blocks"][1]})
+
+
+@functools.cache
+def _two_steps_of_all():
+    """For every transformation above: its initial state (built eagerly), and two updates of
+    bfloat16 params (all of them in one jitted program)."""
+    txs = {name: make() for name, make in {**STATEFUL, **STATELESS}.items()}
+    states = {name: tx.init(CONTRACT_PARAMS) for name, tx in txs.items()}
+
+    @jax.jit
+    def two_steps(states):
+        out = {}
+        for name, tx in txs.items():
+            u, new = tx.update(CONTRACT_PARAMS, states[name], CONTRACT_PARAMS)
+            u, newer = tx.update(u, new, CONTRACT_PARAMS)
+            out[name] = (u, new, newer)
+        return out
+
+    return states, two_steps(states)
 
 
 @pytest.mark.parametrize("name", list(STATEFUL) + list(STATELESS))
 def test_state_contract_and_bfloat16_updates(name):
-    make = {**STATEFUL, **STATELESS}[name]
-    params = jax.tree.map(lambda p: jnp.abs(p).astype(jnp.bfloat16),
-                          {"w": nested_params()["dense"]["w"], "b": nested_params()["blocks"][1]})
-    state, updates = _two_steps(make(), params)
+    initial, stepped = _two_steps_of_all()
+    state = initial[name]
+    updates, new, newer = stepped[name]
+    for a, b in ((state, new), (new, newer)):
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        assert [(x.shape, x.dtype) for x in jax.tree.leaves(a)] == [
+            (x.shape, x.dtype) for x in jax.tree.leaves(b)]
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(updates))
     float_state = [x for x in jax.tree.leaves(state.inner)
                    if jnp.issubdtype(x.dtype, jnp.floating) and x.ndim > 0]
