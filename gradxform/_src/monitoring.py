@@ -16,9 +16,17 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, OptState, Step, child, hyper, static
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    Step,
+    child,
+    hyper,
+    static,
+    walk,
+)
 from gradxform._src.module import Invalid
-from gradxform._src.types import Hyper
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["snapshot", "SnapshotState", "measure_with_ema", "MeasureWithEmaState", "monitor",
            "MonitorState", "measurements"]
@@ -114,8 +122,8 @@ class measure_with_ema(GradientTransformation):
 
     measure: Callable[[PyTree], PyTree] = static()
     decay: Hyper = hyper(interval="[0, 1)")
-    debias: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    debias: bool = static(default=True)
+    accumulator_dtype: DType = static(default=None)
 
     def check(self):
         _check_callable(self, self.measure, "measure")
@@ -242,22 +250,16 @@ def measurements(tx: GradientTransformation, state: OptState) -> dict[str, Any]:
         raise TypeError(f"measurements: state must be the OptState of {tx.name}.init, got "
                         f"{type(state).__name__}")
     found: dict[str, Any] = {}
-
-    def add(name, value):
-        if name in found:
-            raise ValueError(f"measurements: {tx.name} stores two measurements named {name!r}; "
-                             "give them different names")
-        found[name] = value
-
-    def visit(t, st, step):
+    for _, t, st, _ in walk(tx, state):
         if isinstance(t, snapshot):
-            for name, value in st.measurement.items():
-                add(name, value)
+            stored = st.measurement
         elif isinstance(t, monitor):
-            for name, value in st.measurements.items():
-                add(name, value)
-        for _, sub, sub_state, sub_step in t.links(st, step):
-            visit(sub, sub_state, sub_step)
-
-    visit(tx, state.inner, Step(state.count, {}))
+            stored = st.measurements
+        else:
+            continue
+        for name, value in stored.items():
+            if name in found:
+                raise ValueError(f"measurements: {tx.name} stores two measurements named "
+                                 f"{name!r}; give them different names")
+            found[name] = value
     return found

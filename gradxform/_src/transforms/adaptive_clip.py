@@ -80,8 +80,8 @@ class adaptive_grad_clip(GradientTransformation):
     """
 
     clipping: Hyper = hyper(interval="(0, inf)")
-    eps: Hyper = hyper(1e-3, "[0, inf)")
-    axis: Any = static(None)
+    eps: Hyper = hyper(default=1e-3, interval="[0, inf)")
+    axis: Any = static(default=None)
 
     def check(self):
         ok = self.axis is None or (isinstance(self.axis, int) and not isinstance(self.axis, bool)) \

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.types import Hyper
+from gradxform._src.types import DType, Numeric
 
 __all__ = ["apply_every", "ApplyEveryState"]
 
@@ -47,8 +47,8 @@ class apply_every(GradientTransformation):
         opt = gx.chain(gx.scale_by_adam(), gx.scale(-1e-3), gx.apply_every(4))
     """
 
-    k: Hyper = hyper(1, "[1, inf)", integer=True, schedule=False)
-    accumulator_dtype: Any = static(None, kw_only=True)
+    k: Numeric = hyper(default=1, interval="[1, inf)", integer=True, schedule=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -52,7 +52,7 @@ class centralize(GradientTransformation):
         opt = gx.chain(gx.centralize(), gx.sgd(0.1, momentum=0.9))
     """
 
-    axis: Any = static(None, kw_only=True)
+    axis: Any = static(default=None, kw_only=True)
 
     def check(self):
         ok = self.axis is None or isinstance(self.axis, int) or (

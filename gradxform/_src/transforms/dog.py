@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
-from gradxform._src.types import Hyper
+from gradxform._src.types import AxisName, DType, Hyper, Numeric
 
 __all__ = ["scale_by_distance_over_gradients", "ScaleByDistanceOverGradientsState"]
 
@@ -80,11 +80,11 @@ class scale_by_distance_over_gradients(GradientTransformation):
                             decay=0.999)
     """
 
-    reps_rel: Hyper = hyper(1e-6, "(0, inf)", schedule=False)
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    param_dtype: Any = static(None)
-    global_scale: Hyper = hyper(1.0)
-    axis_name: Any = static(None, kw_only=True)
+    reps_rel: Numeric = hyper(default=1e-6, interval="(0, inf)", schedule=False)
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    param_dtype: DType = static(default=None)
+    global_scale: Hyper = hyper(default=1.0)
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def _initial_distance(self, x0):
         norm = _leafwise.norm(x0, self.axis_name)

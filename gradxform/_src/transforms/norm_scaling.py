@@ -8,15 +8,13 @@ along their leading dimension, and :func:`gradxform.global_norm` for the whole t
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
-from gradxform._src.types import Hyper
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["scale_by_param_block_norm", "normalize_by_update_norm"]
 
@@ -42,8 +40,8 @@ class scale_by_param_block_norm(GradientTransformation):
       <<axis_name>>
     """
 
-    min_scale: Hyper = hyper(1e-3, "(0, inf)")
-    axis_name: Any = static(None, kw_only=True)
+    min_scale: Hyper = hyper(default=1e-3, interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
@@ -82,9 +80,9 @@ class normalize_by_update_norm(GradientTransformation):
         opt = gx.chain(gx.normalize_by_update_norm(), gx.scale_by_learning_rate(0.1))
     """
 
-    scale_factor: Hyper = hyper(1.0)
-    eps: Hyper = hyper(1e-6, "(0, inf)")
-    axis_name: Any = static(None, kw_only=True)
+    scale_factor: Hyper = hyper(default=1.0)
+    eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         norm = tree.global_norm(updates, axis_name=self.axis_name)

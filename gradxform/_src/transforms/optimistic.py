@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.types import Hyper
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_optimistic_gradient", "ScaleByOptimisticGradientState"]
 
@@ -51,9 +51,9 @@ class scale_by_optimistic_gradient(GradientTransformation):
       (eq. 8, generalised OGD).
     """
 
-    alpha: Hyper = hyper(1.0, "[0, inf)")
-    beta: Hyper = hyper(1.0, "[0, inf)")
-    accumulator_dtype: Any = static(None, kw_only=True)
+    alpha: Hyper = hyper(default=1.0, interval="[0, inf)")
+    beta: Hyper = hyper(default=1.0, interval="[0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -43,7 +43,7 @@ class _Conditional(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     should_transform_fn: Callable[..., Any] = static()
-    forward_extra_args: bool = static(False)
+    forward_extra_args: bool = static(default=False)
     uses_count = True
     _state = ConditionallyTransformState
 
