@@ -218,3 +218,121 @@ __all__ = [
     # training loops
     "step_metrics", "CSVLogger",
 ]
+
+# -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring, helpers --
+from gradxform._src.distributions import MultiNormalDiagFromLogScale, multi_normal  # noqa: E402
+from gradxform._src.linear_algebra import matrix_inverse_pth_root, power_iteration  # noqa: E402
+from gradxform._src.monitoring import (  # noqa: E402
+    MeasureWithEmaState,
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    measurements,
+    monitor,
+    snapshot,
+)
+from gradxform._src.numerics import (  # noqa: E402
+    safe_int32_increment,
+    safe_norm,
+    safe_root_mean_squares,
+)
+from gradxform._src.optimizers.optimistic import (  # noqa: E402
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
+from gradxform._src.stateless import (  # noqa: E402
+    EmptyState,
+    init_empty_state,
+    stateless_with_tree_map,
+    with_extra_args_support,
+)
+from gradxform._src.target_networks import incremental_update, periodic_update  # noqa: E402
+from gradxform._src.transforms.adaptive_clip import adaptive_grad_clip  # noqa: E402
+from gradxform._src.transforms.apply_every import ApplyEveryState, apply_every  # noqa: E402
+from gradxform._src.transforms.centralize import centralize  # noqa: E402
+from gradxform._src.transforms.constrain import (  # noqa: E402
+    ZeroNansState,
+    keep_params_nonnegative,
+    zero_nans,
+)
+from gradxform._src.transforms.dog import (  # noqa: E402
+    ScaleByDistanceOverGradientsState,
+    scale_by_distance_over_gradients,
+)
+from gradxform._src.transforms.norm_scaling import (  # noqa: E402
+    normalize_by_update_norm,
+    scale_by_param_block_norm,
+)
+from gradxform._src.transforms.optimistic import (  # noqa: E402
+    ScaleByOptimisticGradientState,
+    scale_by_optimistic_gradient,
+)
+from gradxform._src.transforms.per_example_clip import (  # noqa: E402
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
+from gradxform._src.transforms.schedule_scaling import scale_by_schedule  # noqa: E402
+from gradxform._src.transforms.stddev import scale_by_stddev  # noqa: E402
+from gradxform._src.tree import (  # noqa: E402
+    bias_correction,
+    safe_increment,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
+
+# Type aliases under optax's names: importable (gx.Params), but not in __all__, because the API
+# reference is built by inspecting objects and a typing construct has nothing of gradxform's in it.
+from gradxform._src.types import (  # noqa: E402, F401
+    MaskOrFn,
+    Params,
+    ScalarOrSchedule,
+    Updates,
+)
+from gradxform._src.wrappers.conditional import (  # noqa: E402
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    conditionally_mask,
+    conditionally_transform,
+)
+from gradxform._src.wrappers.selective import selective_transform  # noqa: E402
+from gradxform._src.wrappers.should_skip import (  # noqa: E402
+    ShouldSkipUpdateFunction,  # noqa: F401  (a type alias: see above)
+    skip_large_updates,
+    skip_not_finite,
+)
+
+# optax's names for classes gradxform has under its own names (the states keep no step count:
+# it is the optimizer's, in OptState.count; every transformation takes extra arguments).
+ScaleByRStdDevState = ScaleByStddevState
+ScaleBySM3State = ScaleBySm3State
+FactoredState = FactoredRmsState
+GradientTransformationExtraArgs = GradientTransformation
+
+__all__ += [
+    # transforms
+    "zero_nans", "keep_params_nonnegative", "centralize", "adaptive_grad_clip",
+    "scale_by_param_block_norm", "normalize_by_update_norm", "scale_by_stddev",
+    "scale_by_schedule", "scale_by_distance_over_gradients", "apply_every",
+    "scale_by_optimistic_gradient", "stateless_with_tree_map",
+    # wrappers and monitoring
+    "conditionally_mask", "conditionally_transform", "selective_transform", "snapshot",
+    "measure_with_ema", "monitor", "measurements",
+    # optimizers
+    "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
+    # functions: per-example clipping, skip predicates, target networks, tree math, numerics
+    "per_example_global_norm_clip", "per_example_layer_norm_clip", "skip_not_finite",
+    "skip_large_updates", "incremental_update", "periodic_update", "bias_correction",
+    "update_moment", "update_moment_per_elem_norm", "update_infinity_moment", "safe_increment",
+    "safe_int32_increment", "safe_norm", "safe_root_mean_squares", "power_iteration",
+    "matrix_inverse_pth_root", "multi_normal", "MultiNormalDiagFromLogScale",
+    "init_empty_state", "with_extra_args_support",
+    # states and types
+    "ZeroNansState", "ApplyEveryState", "ScaleByDistanceOverGradientsState",
+    "ScaleByOptimisticGradientState", "ConditionallyMaskState", "ConditionallyTransformState",
+    "SnapshotState", "MeasureWithEmaState", "MonitorState", "EmptyState",
+    # optax's names for existing classes
+    "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState", "GradientTransformationExtraArgs",
+]
+# -- end optax's core names ---------------------------------------------------------------------

@@ -57,12 +57,7 @@ class scale_by_adamax(GradientTransformation):
         mu = tree.update_moment(updates, state.mu, b1, 1)
         mu_hat = tree.bias_correction(mu, b1, step.number)
 
-        def infinity_norm(g, u):
-            work = dtypes.wider(g.dtype, u.dtype)
-            size = jnp.abs(g.astype(work)).astype(u.dtype)
-            return jnp.maximum(size + dtypes.safe_eps(eps, u.dtype), tree.scalar(b2, u.dtype) * u)
-
-        nu = jax.tree.map(infinity_norm, updates, state.nu)
+        nu = tree.update_infinity_moment(updates, state.nu, b2, eps)
 
         def one(g, m, u):
             if jnp.iscomplexobj(m):
