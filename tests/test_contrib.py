@@ -426,3 +426,20 @@ def test_split_real_and_imaginary_lets_real_only_optimizers_train_complex_params
         params = gx.apply_updates(params, u)
     assert params["z"].dtype == jnp.complex64
     assert float(loss(params)) < 0.1 * start
+
+
+# -- states ------------------------------------------------------------------------------------
+
+STATEFUL = [gx.sam(gx.adam(0.1), gx.adam(0.1)), gx.sam(gx.sgd(0.1, 0.9), opaque_mode=True),
+            gx.cocob(), gx.dog(), gx.dowg(), gx.mechanize(gx.adam(0.1)), gx.momo(),
+            gx.momo_adam(), gx.madgrad(0.1), gx.sophia(0.1), gx.galore(0.1, rank=1),
+            gx.dpsgd(0.1, 1.0, 1.0, momentum=0.9), gx.acprop(0.1), gx.simplified_ademamix(0.1),
+            gx.split_real_and_imaginary(gx.adam(0.1))]
+
+
+@pytest.mark.parametrize("tx", STATEFUL, ids=[t.name for t in STATEFUL])
+def test_no_two_state_leaves_share_a_buffer(tx):
+    """So that the state can be donated to a jitted step."""
+    leaves = jax.tree.leaves(tx.init(nested_params()))
+    pointers = [x.unsafe_buffer_pointer() for x in leaves]
+    assert len(set(pointers)) == len(pointers)
