@@ -16,7 +16,7 @@ import optax.contrib as oc
 import pytest
 
 import gradxform as gx
-from helpers import assert_trees_close, gradient_stream, nested_params, standard_promotion
+from helpers import assert_trees_close, nested_params, standard_promotion
 from reference import dpsgd as ref_dpsgd
 from reference import madgrad as ref_madgrad
 from reference import sam as ref_sam

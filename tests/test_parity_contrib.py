@@ -336,7 +336,7 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(__file__))
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_numpy_rank_promotion", "raise")
-    print(f"| case | float32 params | float32 state | float64 params | float64 state |")
+    print("| case | float32 params | float32 state | float64 params | float64 state |")
     print("| --- | --- | --- | --- | --- |")
     for case in CASES:
         p32, s32 = errors(case, jnp.float32)

@@ -36,7 +36,6 @@ Per-target overrides and why:
 """
 
 import jax
-import jax.numpy as jnp
 
 import gradxform as gx
 from gradxform._src.base import GradientTransformation

@@ -1,7 +1,7 @@
 """Optimizers without a learning rate to tune: COCOB (coin betting), DoG and DoWG (distance
 over gradients).
 
-Each is a short chain; the math lives in ``transforms/cocob.py`` and ``transforms/dog.py``.
+Each is a short chain; the math lives in ``transforms/cocob.py`` and ``transforms/dog_global.py``.
 Mechanic, which learns the scale of any optimizer, is the wrapper :class:`gradxform.mechanize`.
 """
 
@@ -14,7 +14,7 @@ from gradxform._src.base import identity
 from gradxform._src.combine import chain
 from gradxform._src.module import api
 from gradxform._src.transforms.cocob import scale_by_cocob
-from gradxform._src.transforms.dog import scale_by_dog, scale_by_dowg
+from gradxform._src.transforms.dog_global import scale_by_dog, scale_by_dowg
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.scaling import scale_by_learning_rate
 from gradxform._src.types import DType, Hyper

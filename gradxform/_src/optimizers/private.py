@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api
+from gradxform._src.module import api, field_of
 from gradxform._src.transforms.dp import differentially_private_aggregate
 from gradxform._src.transforms.momentum import trace
 from gradxform._src.transforms.scaling import scale_by_learning_rate
@@ -18,7 +17,7 @@ __all__ = ["dpsgd"]
 
 
 @docs.args
-@api("dpsgd")
+@api("dpsgd", rename={field_of(trace, "decay"): "momentum"})
 def dpsgd(learning_rate: Hyper, l2_norm_clip: Hyper, noise_multiplier: Hyper,
           seed: Any = None, momentum: Hyper | None = None, nesterov: bool = False) -> chain:
     r"""DP-SGD (Abadi et al. 2016): SGD on clipped, noised, averaged per-example gradients.
@@ -54,12 +53,9 @@ def dpsgd(learning_rate: Hyper, l2_norm_clip: Hyper, noise_multiplier: Hyper,
             f"dpsgd: seed must be None, got {seed!r}: gradxform optimizers hold no random "
             "state; pass a fresh key at every step instead: update(grads, state, params, "
             "key=jax.random.fold_in(jax.random.key(seed), step))")
-    if isinstance(momentum, numbers.Real) and not 0 <= momentum < 1:
-        raise ValueError(f"dpsgd: momentum must be in [0, 1), got {momentum!r}")
     links = [differentially_private_aggregate(l2_norm_clip=l2_norm_clip,
                                               noise_multiplier=noise_multiplier)]
     if momentum is not None:
-        # rename: a non-finite momentum array is reported as trace's ``decay``.
         links.append(trace(decay=momentum, nesterov=nesterov))
     links.append(scale_by_learning_rate(learning_rate=learning_rate))
     return chain(*links, name="dpsgd")

@@ -11,7 +11,7 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api
+from gradxform._src.module import api, field_of
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.scaling import scale_by_learning_rate
 from gradxform._src.transforms.sophia import hutchinson_estimator_diag_hessian, scale_by_sophia
@@ -21,7 +21,7 @@ __all__ = ["sophia"]
 
 
 @docs.args
-@api("sophia")
+@api("sophia", rename={field_of(add_decayed_weights, "mask"): "weight_decay_mask"})
 def sophia(learning_rate: Hyper, b1: Hyper = 0.965, b2: Hyper = 0.99, eps: Hyper = 1e-8,
            weight_decay: Hyper = 1e-4, weight_decay_mask: Any = None, gamma: Hyper = 0.01,
            clip_threshold: Hyper | None = 1.0, update_interval: Hyper = 10,
@@ -65,6 +65,5 @@ def sophia(learning_rate: Hyper, b1: Hyper = 0.965, b2: Hyper = 0.99, eps: Hyper
                         hessian_diagonal_fn=hessian_diagonal_fn, mu_dtype=mu_dtype,
                         verbose=verbose,
                         print_win_rate_every_n_steps=print_win_rate_every_n_steps),
-        # rename: an invalid weight_decay_mask is reported as add_decayed_weights' ``mask``.
         add_decayed_weights(weight_decay=weight_decay, mask=weight_decay_mask),
         scale_by_learning_rate(learning_rate=learning_rate), name="sophia")

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.transforms.belief import ScaleByBeliefState
+from gradxform._src.transforms.adabelief import ScaleByBeliefState
 from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_acprop"]
@@ -47,12 +47,12 @@ class scale_by_acprop(GradientTransformation):
       Update for Adaptive Gradient Methods*, NeurIPS 2021.
     """
 
-    b1: Hyper = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Hyper = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Hyper = hyper(1e-16, "(0, inf)")
-    eps_root: Hyper = hyper(1e-16, "[0, inf)")
-    mu_dtype: DType = static(None)
-    nu_dtype: DType = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-16, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=1e-16, interval="[0, inf)")
+    mu_dtype: DType = static(default=None, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms.parameter_free import _reject_complex
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, Numeric
 
 __all__ = ["scale_by_cocob", "COCOBState"]
 
@@ -54,7 +54,8 @@ class scale_by_cocob(GradientTransformation):
 
     Args:
       alpha: :math:`\alpha` > 0, the bound on the fraction bet early on (the paper's 100).
-      eps: :math:`\epsilon` > 0, the initial :math:`L` (avoids dividing by zero).
+      eps: :math:`\epsilon` > 0, the initial :math:`L` (avoids dividing by zero); a number or
+        an array, not a schedule (it is used once).
       <<accumulator_dtype>>
 
     References:
@@ -62,9 +63,9 @@ class scale_by_cocob(GradientTransformation):
       Betting*, NeurIPS 2017 (Algorithm 2, COCOB-Backprop).
     """
 
-    alpha: Hyper = hyper(100.0, "(0, inf)")
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    accumulator_dtype: DType = static(None)
+    alpha: Hyper = hyper(default=100.0, interval="(0, inf)")
+    eps: Numeric = hyper(default=1e-8, interval="(0, inf)", schedule=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes
-from gradxform._src.base import GradientTransformation, as_transformation, child
+from gradxform._src.base import GradientTransformation, child, transformation
 
 __all__ = ["split_real_and_imaginary", "SplitRealAndImaginaryState",
            "SplitRealAndImaginaryArrays"]
@@ -68,15 +68,7 @@ class split_real_and_imaginary(GradientTransformation):
         opt = gx.split_real_and_imaginary(gx.prodigy())
     """
 
-    inner: Any = child()
-
-    def __post_init__(self):
-        inner = self.inner
-        if not (hasattr(inner, "init") and hasattr(inner, "update")):
-            raise self.error(f"must be a transformation (an object with init and update), got "
-                             f"{inner!r}", "inner", TypeError)
-        object.__setattr__(self, "inner", as_transformation(inner))
-        super().__post_init__()
+    inner: GradientTransformation = child(converter=transformation)
 
     def init_state(self, params):
         return SplitRealAndImaginaryState(self.inner.init_state(jax.tree.map(_split, params)))

@@ -1,10 +1,11 @@
-r"""Distance over Gradients: a step size from how far the iterates have travelled (DoG, DoWG).
+r"""Distance over Gradients with one step size for the whole tree: DoG and DoWG.
 
 Both scale the whole update by one number, the largest distance from the initial point seen so
 far over a running sum of gradient norms. They need no learning rate (``learning_rate``
 multiplies their step, 1 by default). The initial point :math:`x_0` is the params of the first
 update, so ``init`` accepts ``jax.ShapeDtypeStruct`` leaves (optax takes the params given to
-``init``; the two agree unless the params are replaced in between).
+``init``; the two agree unless the params are replaced in between). The layer-wise DoG (one step
+size per leaf, optax's ``scale_by_distance_over_gradients``) is in ``dog.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static
-from gradxform._src.module import Module
-from gradxform._src.types import DType, Hyper
+from gradxform._src.module import Invalid, Module
+from gradxform._src.types import DType, Hyper, Numeric
 
 __all__ = ["scale_by_dog", "DoGState", "DoGInitStep", "scale_by_dowg", "DoWGState"]
 
@@ -52,8 +53,26 @@ class DoGInitStep(Module):
     """How :class:`scale_by_dog` sets its first step: ``kind`` and ``value`` of the pair
     ``init_step=(kind, value)`` (a pair given to ``scale_by_dog`` is turned into this)."""
 
-    kind: str = static("heuristic")
-    value: Hyper = hyper(1e-6)
+    kind: str = static(default="heuristic")
+    value: Numeric = hyper(default=1e-6, interval="(0, inf)")
+
+    def check(self):
+        if self.kind not in INIT_STEP_KINDS:
+            raise self.error(f"must be one of {INIT_STEP_KINDS}, got {self.kind!r}", "kind")
+
+
+def _init_step(value: Any) -> DoGInitStep:
+    """Field converter: ``(kind, value)`` as a :class:`DoGInitStep`, checked."""
+    if isinstance(value, DoGInitStep):
+        return value
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise Invalid(f"must be a pair (kind, value), got {value!r}", TypeError)
+    kind, size = value
+    if kind not in INIT_STEP_KINDS:
+        raise Invalid(f"kind must be one of {INIT_STEP_KINDS}, got {kind!r}")
+    if isinstance(size, numbers.Real) and not (math.isfinite(size) and size > 0):
+        raise Invalid(f"value must be > 0, got {size!r}")
+    return DoGInitStep(kind=kind, value=size)
 
 
 class DoGState(NamedTuple):
@@ -92,8 +111,8 @@ class scale_by_dog(GradientTransformation):
 
     Args:
       init_step: a pair ``(kind, value)`` with ``kind`` in ``"distance"``, ``"learning_rate"``,
-        ``"heuristic"`` and ``value`` > 0 (a number, array or schedule; a schedule is read at
-        the first step), or a :class:`DoGInitStep`.
+        ``"heuristic"`` and ``value`` > 0 (a number or an array: it is used once), or a
+        :class:`DoGInitStep`.
       eps: :math:`\epsilon` >= 0 added to :math:`G_t`.
       <<accumulator_dtype>>
 
@@ -102,30 +121,10 @@ class scale_by_dog(GradientTransformation):
       Schedule*, ICML 2023 (Algorithm 1).
     """
 
-    init_step: Any = child(("heuristic", 1e-6))
-    eps: Hyper = hyper(1e-8, "[0, inf)")
-    accumulator_dtype: DType = static(None)
+    init_step: DoGInitStep = child(default=("heuristic", 1e-6), converter=_init_step)
+    eps: Hyper = hyper(default=1e-8, interval="[0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
-
-    def __post_init__(self):
-        spec = self.init_step
-        if not isinstance(spec, DoGInitStep):
-            if not (isinstance(spec, (tuple, list)) and len(spec) == 2):
-                raise self.error(f"must be a pair (kind, value), got {spec!r}", "init_step",
-                                 TypeError)
-            kind, value = spec
-            if kind not in INIT_STEP_KINDS:
-                raise self.error(f"kind must be one of {INIT_STEP_KINDS}, got {kind!r}",
-                                 "init_step")
-            if isinstance(value, numbers.Real) and not (math.isfinite(value) and value > 0):
-                raise self.error(f"value must be > 0, got {value!r}", "init_step")
-            object.__setattr__(self, "init_step", DoGInitStep(kind, value))
-        super().__post_init__()
-
-    def check(self):
-        if self.init_step.kind not in INIT_STEP_KINDS:
-            raise self.error(f"kind must be one of {INIT_STEP_KINDS}, got "
-                             f"{self.init_step.kind!r}", "init_step")
 
     def init_state(self, params):
         acc = self.accumulator_dtype
@@ -180,7 +179,7 @@ class scale_by_dowg(GradientTransformation):
 
     Args:
       init_estim_sq_dist: :math:`\bar r_0^2` > 0, a guess of the squared distance to the
-        solution, or ``None`` for ``eps``.
+        solution (a number or an array: it is used once), or ``None`` for ``eps``.
       eps: :math:`\epsilon` > 0.
       <<accumulator_dtype>>
 
@@ -189,9 +188,9 @@ class scale_by_dowg(GradientTransformation):
       Gradient Descent Method*, NeurIPS 2023 (Algorithm 1).
     """
 
-    init_estim_sq_dist: Hyper = hyper(None, "(0, inf)")
-    eps: Hyper = hyper(1e-4, "(0, inf)")
-    accumulator_dtype: DType = static(None)
+    init_estim_sq_dist: Numeric = hyper(default=None, interval="(0, inf)", schedule=False)
+    eps: Hyper = hyper(default=1e-4, interval="(0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

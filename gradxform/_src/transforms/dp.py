@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from gradxform._src import dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper
 from gradxform._src.transforms.parameter_free import _reject_complex
+from gradxform._src.transforms.per_example_clip import _clip_and_sum
 from gradxform._src.types import Hyper
 
 __all__ = ["differentially_private_aggregate", "DifferentiallyPrivateAggregateState"]
@@ -31,9 +32,9 @@ class differentially_private_aggregate(GradientTransformation):
         \bar g = \frac{1}{B}\Big(\sum_{i=1}^{B} g_i \min\Big(1,
         \frac{C}{\lVert g_i\rVert}\Big) + \mathcal N(0, \sigma^2 C^2 I)\Big)
 
-    with :math:`\lVert g_i\rVert` the norm of example :math:`i`'s whole gradient tree. The
-    result has the params' shapes; chain the rest of the optimizer after it
-    (:func:`gradxform.dpsgd` does).
+    with :math:`\lVert g_i\rVert` the norm of example :math:`i`'s whole gradient tree (the
+    clipping is :func:`per_example_global_norm_clip`). The result has the params' shapes; chain
+    the rest of the optimizer after it (:func:`gradxform.dpsgd` does).
 
     **The updates are per-example gradients**: every leaf has a leading batch axis of the same
     size, ``jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, batch)``. ``update`` checks
@@ -95,17 +96,13 @@ class differentially_private_aggregate(GradientTransformation):
         clip = step.value(self.l2_norm_clip)
         std = step.value(self.noise_multiplier)
         batch = leaves[0].shape[0]
-        norm = jax.vmap(tree.global_norm)(leaves)  # of each example's gradient
-        c = tree.scalar(clip, norm.dtype)
-        over = norm > c
-        factor = jnp.where(over, c / jnp.where(over, norm, jnp.ones_like(norm)),
-                           jnp.ones_like(norm))
+        summed, _ = _clip_and_sum(leaves, clip)  # per_example_global_norm_clip, unchecked
         keys = jax.random.split(key, len(leaves) + 1)
         out = []
-        for i, g in enumerate(leaves):
+        for i, (g, total) in enumerate(zip(leaves, summed)):
             acc = dtypes.accumulator_dtype(g.dtype)
-            total = jnp.tensordot(factor.astype(acc), g.astype(acc), axes=1)
             noise = jax.random.normal(keys[i + 1], total.shape, acc)
-            noisy = (total + tree.scalar(clip * std, acc) * noise) / tree.scalar(batch, acc)
+            noisy = (total.astype(acc) + tree.scalar(clip * std, acc) * noise) / tree.scalar(
+                batch, acc)
             out.append(noisy.astype(g.dtype))
         return treedef.unflatten(out), state

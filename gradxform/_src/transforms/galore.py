@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, as_transformation, child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.module import freeze, thaw
-from gradxform._src.transforms.adaptive import scale_by_adam
+from gradxform._src.transforms.adam import scale_by_adam
 from gradxform._src.types import Hyper
 
 __all__ = ["GaLoreDimensionNumbers", "scale_by_galore", "GaLoreState"]
@@ -88,6 +88,18 @@ def _matrix(shape: tuple, dims: GaLoreDimensionNumbers, where: str):
             lambda y: y.reshape(moved).transpose(inverse), (m, n))
 
 
+def _base_optimizer(value: Any) -> GradientTransformation:
+    """Field converter: ``None`` is ``scale_by_adam()``; optax transformations are wrapped."""
+    return scale_by_adam() if value is None else transformation(value)
+
+
+def _frozen_dims(dims: Any) -> Any:
+    """Field converter: dimension numbers in a hashable form (a callable passes through)."""
+    if dims is None or (callable(dims) and not _is_dims(dims)):
+        return dims
+    return freeze(dims)
+
+
 def _h(x: jax.Array) -> jax.Array:
     return x.T.conj() if jnp.iscomplexobj(x) else x.T
 
@@ -143,23 +155,12 @@ class scale_by_galore(GradientTransformation):
       Gradient Low-Rank Projection*, ICML 2024 (Algorithm 2).
     """
 
-    rank: int = static(128)
-    update_proj_gap: Hyper = hyper(200, "[1, inf)", integer=True)
-    scale: Hyper = hyper(1.0)
-    base_optimizer: Any = child(None)
-    weight_dimension_numbers: Any = static(None)
+    rank: int = static(default=128)
+    update_proj_gap: Hyper = hyper(default=200, interval="[1, inf)", integer=True)
+    scale: Hyper = hyper(default=1.0)
+    base_optimizer: GradientTransformation = child(default=None, converter=_base_optimizer)
+    weight_dimension_numbers: Any = static(default=None, converter=_frozen_dims)
     uses_count = True
-
-    def __post_init__(self):
-        base = scale_by_adam() if self.base_optimizer is None else self.base_optimizer
-        if not (hasattr(base, "init") and hasattr(base, "update")):
-            raise self.error(f"must be a transformation (an object with init and update), got "
-                             f"{base!r}", "base_optimizer", TypeError)
-        object.__setattr__(self, "base_optimizer", as_transformation(base))
-        dims = self.weight_dimension_numbers
-        if dims is not None and not (callable(dims) and not _is_dims(dims)):
-            object.__setattr__(self, "weight_dimension_numbers", freeze(dims))
-        super().__post_init__()
 
     def check(self):
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:

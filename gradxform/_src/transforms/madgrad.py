@@ -58,9 +58,9 @@ class scale_by_madgrad(GradientTransformation):
     """
 
     learning_rate: Hyper = hyper(interval="[0, inf)")
-    momentum: Hyper = hyper(0.9, "[0, 1)")
-    eps: Hyper = hyper(1e-6, "(0, inf)")
-    accumulator_dtype: DType = static(None)
+    momentum: Hyper = hyper(default=0.9, interval="[0, 1)")
+    eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, as_transformation, child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.transforms.parameter_free import _reject_complex, _vdot
 from gradxform._src.types import Hyper
 
@@ -78,20 +78,12 @@ class mechanize(GradientTransformation):
       the memory-efficient form).
     """
 
-    base_optimizer: Any = child()
-    weight_decay: Hyper = hyper(1e-2, "[0, inf)")
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    s_init: Hyper = hyper(1e-6, "(0, inf)")
-    num_betas: int = static(6)
+    base_optimizer: GradientTransformation = child(converter=transformation)
+    weight_decay: Hyper = hyper(default=1e-2, interval="[0, inf)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    s_init: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    num_betas: int = static(default=6)
     uses_count = True
-
-    def __post_init__(self):
-        inner = self.base_optimizer
-        if not (hasattr(inner, "init") and hasattr(inner, "update")):
-            raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                             f"init and update), got {inner!r}", "base_optimizer", TypeError)
-        object.__setattr__(self, "base_optimizer", as_transformation(inner))
-        super().__post_init__()
 
     def check(self):
         n = self.num_betas

@@ -96,12 +96,12 @@ class scale_by_momo(GradientTransformation):
       Learning Rates*, ICML 2024 (Algorithm 1 with weight decay, and MoMo*).
     """
 
-    learning_rate: Hyper = hyper(1.0, "[0, inf)")
-    beta: Hyper = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
-    lower_bound: Hyper = hyper(0.0)
-    weight_decay: Hyper = hyper(0.0, "[0, inf)")
-    adapt_lower_bound: bool = static(False)
-    accumulator_dtype: DType = static(None)
+    learning_rate: Hyper = hyper(default=1.0, interval="[0, inf)")
+    beta: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
+    lower_bound: Hyper = hyper(default=0.0)
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    adapt_lower_bound: bool = static(default=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):
@@ -192,14 +192,14 @@ class scale_by_momo_adam(GradientTransformation):
       Learning Rates*, ICML 2024 (Algorithm 3, MoMo-Adam).
     """
 
-    learning_rate: Hyper = hyper(1e-2, "[0, inf)")
-    b1: Hyper = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
-    b2: Hyper = hyper(0.999, "[0, 1)", decays_in="accumulator_dtype")
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    lower_bound: Hyper = hyper(0.0)
-    weight_decay: Hyper = hyper(0.0, "[0, inf)")
-    adapt_lower_bound: bool = static(False)
-    accumulator_dtype: DType = static(None)
+    learning_rate: Hyper = hyper(default=1e-2, interval="[0, inf)")
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="accumulator_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    lower_bound: Hyper = hyper(default=0.0)
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    adapt_lower_bound: bool = static(default=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -26,12 +26,12 @@ from gradxform._src import dtypes, tree
 from gradxform._src.base import (
     GradientTransformation,
     Step,
-    as_transformation,
     child,
     hyper,
     static,
+    transformation,
 )
-from gradxform._src.types import Hyper
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["normalize", "NormalizeState", "sam", "SAMState"]
 
@@ -77,6 +77,10 @@ class SAMState(NamedTuple):
     cache: Any
     opt_state: Any
     adv_state: Any
+
+
+def _optional_transformation(value: Any) -> GradientTransformation | None:
+    return None if value is None else transformation(value)
 
 
 def _with_count(step: Step, count: jax.Array) -> Step:
@@ -143,25 +147,15 @@ class sam(GradientTransformation):
       Improving Generalization*, ICLR 2021 (Algorithm 1).
     """
 
-    optimizer: Any = child()
-    adv_optimizer: Any = child(None)
-    sync_period: int = static(2)
-    reset_state: bool = static(True)
-    opaque_mode: bool = static(False)
-    batch_axis_name: Any = static(None)
-    rho: Hyper = hyper(0.05, "[0, inf)")
+    optimizer: GradientTransformation = child(converter=transformation)
+    adv_optimizer: GradientTransformation | None = child(default=None,
+                                                         converter=_optional_transformation)
+    sync_period: int = static(default=2)
+    reset_state: bool = static(default=True)
+    opaque_mode: bool = static(default=False)
+    batch_axis_name: AxisName = static(default=None)
+    rho: Hyper = hyper(default=0.05, interval="[0, inf)", kw_only=True)
     uses_count = True
-
-    def __post_init__(self):
-        for field in ("optimizer", "adv_optimizer"):
-            inner = getattr(self, field)
-            if inner is None and field == "adv_optimizer":
-                continue
-            if not (hasattr(inner, "init") and hasattr(inner, "update")):
-                raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                                 f"init and update), got {inner!r}", field, TypeError)
-            object.__setattr__(self, field, as_transformation(inner))
-        super().__post_init__()
 
     def check(self):
         k = self.sync_period

@@ -58,13 +58,13 @@ class scale_by_simplified_ademamix(GradientTransformation):
       Accelerated SGD Variants*, arXiv 2502.02431, 2025.
     """
 
-    b1: Hyper = hyper(0.99, "[0, 1)", decays_in="mu_dtype")
-    b2: Hyper = hyper(0.95, "[0, 1)", decays_in="nu_dtype")
-    alpha: Hyper = hyper(0.0, "[0, inf)")
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    eps_root: Hyper = hyper(0.0, "[0, inf)")
-    mu_dtype: DType = static(None)
-    nu_dtype: DType = static(None)
+    b1: Hyper = hyper(default=0.99, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.95, interval="[0, 1)", decays_in="nu_dtype")
+    alpha: Hyper = hyper(default=0.0, interval="[0, inf)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mu_dtype: DType = static(default=None, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation, as_transformation, child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.transforms.parameter_free import _reject_complex
 from gradxform._src.types import DType, Hyper
 
@@ -154,25 +154,18 @@ class scale_by_sophia(GradientTransformation):
       Language Model Pre-training*, ICLR 2024 (Algorithm 3).
     """
 
-    b1: Hyper = hyper(0.965, "[0, 1)", decays_in="mu_dtype")
-    b2: Hyper = hyper(0.99, "[0, 1)")
-    eps: Hyper = hyper(1e-8, "(0, inf)")
-    gamma: Hyper = hyper(0.01, "(0, inf)")
-    clip_threshold: Hyper = hyper(1.0, "(0, inf)")
-    update_interval: Hyper = hyper(10, "[1, inf)", integer=True)
-    hessian_diagonal_fn: Any = child(hutchinson_estimator_diag_hessian())
-    mu_dtype: DType = static(None)
-    verbose: bool = static(False)
-    print_win_rate_every_n_steps: int = static(0)
+    b1: Hyper = hyper(default=0.965, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.99, interval="[0, 1)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    gamma: Hyper = hyper(default=0.01, interval="(0, inf)")
+    clip_threshold: Hyper = hyper(default=1.0, interval="(0, inf)")
+    update_interval: Hyper = hyper(default=10, interval="[1, inf)", integer=True)
+    hessian_diagonal_fn: GradientTransformation = child(
+        default=hutchinson_estimator_diag_hessian(), converter=transformation)
+    mu_dtype: DType = static(default=None)
+    verbose: bool = static(default=False)
+    print_win_rate_every_n_steps: int = static(default=0)
     uses_count = True
-
-    def __post_init__(self):
-        fn = self.hessian_diagonal_fn
-        if not (hasattr(fn, "init") and hasattr(fn, "update")):
-            raise self.error(f"must be a transformation (an object with init and update), got "
-                             f"{fn!r}", "hessian_diagonal_fn", TypeError)
-        object.__setattr__(self, "hessian_diagonal_fn", as_transformation(fn))
-        super().__post_init__()
 
     def check(self):
         n = self.print_win_rate_every_n_steps
