@@ -40,6 +40,8 @@ RANGE_CHECKS = [
      "got 'guess'"),
     (lambda: gx.dog(init_step=("distance", 0.0)), "dog: init_step value must be > 0, got 0.0"),
     (lambda: gx.dog(init_step=1e-6), "dog: init_step must be a pair (kind, value), got 1e-06"),
+    (lambda: gx.dog(init_step=("distance", gx.constant_schedule(0.1))),
+     "dog: init_step value must be a real number or an array (it is used once)"),
     (lambda: gx.dog(eps=-1.0), "dog: eps must be >= 0, got -1.0"),
     (lambda: gx.dog(weight_decay=-1.0), "dog: weight_decay must be >= 0, got -1.0"),
     (lambda: gx.dowg(init_estim_sq_dist=0.0), "dowg: init_estim_sq_dist must be > 0, got 0.0"),

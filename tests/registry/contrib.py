@@ -55,8 +55,10 @@ def dpsgd(learning_rate, **kwargs):
 
 
 def sam(learning_rate, **kwargs):
-    """SAM (transparent mode) around SGD with momentum, rho = 1e-3."""
-    return gx.sam(gx.sgd(learning_rate, momentum=0.9), rho=1e-3, **kwargs)
+    """SAM (transparent mode) around SGD with momentum; the ascent written out as optax users
+    write it, normalised SGD of radius 1e-3."""
+    return gx.sam(gx.sgd(learning_rate, momentum=0.9), gx.chain(gx.normalize(), gx.sgd(1e-3)),
+                  **kwargs)
 
 
 def sam_opaque(learning_rate, **kwargs):

@@ -54,7 +54,7 @@ class DoGInitStep(Module):
     ``init_step=(kind, value)`` (a pair given to ``scale_by_dog`` is turned into this)."""
 
     kind: str = static(default="heuristic")
-    value: Numeric = hyper(default=1e-6, interval="(0, inf)")
+    value: Numeric = hyper(default=1e-6, interval="(0, inf)", schedule=False)
 
     def check(self):
         if self.kind not in INIT_STEP_KINDS:
@@ -70,6 +70,9 @@ def _init_step(value: Any) -> DoGInitStep:
     kind, size = value
     if kind not in INIT_STEP_KINDS:
         raise Invalid(f"kind must be one of {INIT_STEP_KINDS}, got {kind!r}")
+    if isinstance(size, Module) or callable(size):
+        raise Invalid(f"value must be a real number or an array (it is used once), got {size!r}",
+                      TypeError)
     if isinstance(size, numbers.Real) and not (math.isfinite(size) and size > 0):
         raise Invalid(f"value must be > 0, got {size!r}")
     return DoGInitStep(kind=kind, value=size)
