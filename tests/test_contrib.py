@@ -283,6 +283,19 @@ def test_momo_takes_no_step_without_a_direction():
         assert all(bool(jnp.all(x == 0)) for x in jax.tree.leaves(u)), tx.name
 
 
+def test_momo_steps_on_tiny_directions_where_optax_stops():
+    """optax skips the step where ||d||^2 <= 2.2e-16 (a threshold in the loss's units); here
+    only where it is 0: a gradient of 1e-9 still gets its (capped) step."""
+    params = {"x": jnp.asarray([3.0])}
+    grads = {"x": jnp.asarray([1e-9])}
+    value = jnp.float32(1.0)
+    mine, _ = gx.momo(0.5).update(grads, gx.momo(0.5).init(params), params, value=value)
+    np.testing.assert_allclose(mine["x"], [-0.5e-9], rtol=1e-6)
+    with standard_promotion():
+        theirs, _ = oc.momo(0.5).update(grads, oc.momo(0.5).init(params), params, value=value)
+    assert float(theirs["x"][0]) == 0.0
+
+
 def test_momo_reaches_the_minimum_of_an_interpolating_quadratic():
     """With the exact lower bound 0 the Polyak-type step solves a 1-d quadratic at once."""
     params = {"x": jnp.asarray([3.0])}
