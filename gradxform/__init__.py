@@ -336,3 +336,74 @@ __all__ += [
     "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState", "GradientTransformationExtraArgs",
 ]
 # -- end optax's core names ---------------------------------------------------------------------
+
+# -- optax.contrib's optimizers: SAM, COCOB, DoG/DoWG, Mechanic, MoMo, MADGRAD, Sophia, GaLore,
+# -- DP-SGD, ACProp, Simplified AdEMAMix, complex splitting -----------------------------------
+from gradxform._src.optimizers.acprop import acprop  # noqa: E402
+from gradxform._src.optimizers.distance_based import cocob, dog, dowg  # noqa: E402
+from gradxform._src.optimizers.galore import galore  # noqa: E402
+from gradxform._src.optimizers.madgrad import madgrad  # noqa: E402
+from gradxform._src.optimizers.momo import momo, momo_adam  # noqa: E402
+from gradxform._src.optimizers.private import dpsgd  # noqa: E402
+from gradxform._src.optimizers.simplified_ademamix import simplified_ademamix  # noqa: E402
+from gradxform._src.optimizers.sophia import sophia  # noqa: E402
+from gradxform._src.transforms.acprop import scale_by_acprop  # noqa: E402
+from gradxform._src.transforms.cocob import COCOBState, scale_by_cocob  # noqa: E402
+from gradxform._src.transforms.complex_valued import (  # noqa: E402
+    SplitRealAndImaginaryArrays,
+    SplitRealAndImaginaryState,
+    split_real_and_imaginary,
+)
+from gradxform._src.transforms.dog_global import (  # noqa: E402
+    DoGInitStep,
+    DoGState,
+    DoWGState,
+    scale_by_dog,
+    scale_by_dowg,
+)
+from gradxform._src.transforms.dp import (  # noqa: E402
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+)
+from gradxform._src.transforms.galore import (  # noqa: E402
+    GaLoreDimensionNumbers,
+    GaLoreState,
+    scale_by_galore,
+)
+from gradxform._src.transforms.madgrad import MadgradState, scale_by_madgrad  # noqa: E402
+from gradxform._src.transforms.mechanic import MechanicState, mechanize  # noqa: E402
+from gradxform._src.transforms.momo import (  # noqa: E402
+    MomoAdamState,
+    MomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
+)
+from gradxform._src.transforms.sam import NormalizeState, SAMState, normalize, sam  # noqa: E402
+from gradxform._src.transforms.simplified_ademamix import (  # noqa: E402
+    ScaleBySimplifiedAdEMAMixState,
+    scale_by_simplified_ademamix,
+)
+from gradxform._src.transforms.sophia import (  # noqa: E402
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+)
+
+__all__ += [
+    # optimizers
+    "sam", "cocob", "dog", "dowg", "mechanize", "momo", "momo_adam", "madgrad", "sophia",
+    "galore", "dpsgd", "acprop", "simplified_ademamix", "split_real_and_imaginary",
+    # transforms
+    "normalize", "scale_by_cocob", "scale_by_dog", "scale_by_dowg", "scale_by_momo",
+    "scale_by_momo_adam", "scale_by_madgrad", "scale_by_sophia",
+    "hutchinson_estimator_diag_hessian", "scale_by_galore", "differentially_private_aggregate",
+    "scale_by_acprop", "scale_by_simplified_ademamix",
+    # states and specifications
+    "SAMState", "NormalizeState", "COCOBState", "DoGState", "DoGInitStep", "DoWGState",
+    "MechanicState", "MomoState", "MomoAdamState", "MadgradState", "SophiaState",
+    "HutchinsonState", "GaLoreState", "GaLoreDimensionNumbers",
+    "DifferentiallyPrivateAggregateState", "ScaleBySimplifiedAdEMAMixState",
+    "SplitRealAndImaginaryState", "SplitRealAndImaginaryArrays",
+]
+# -- end optax.contrib's optimizers -----------------------------------------------------------

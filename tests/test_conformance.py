@@ -28,12 +28,23 @@ IDS = [e.name for e in ENTRIES]
 DTYPES = {"f32": jnp.float32, "f64": jnp.float64}
 
 
-def _extra(entry, loss_value, key):
+def _sum_of_squares(params):
+    total = jnp.zeros([], jnp.float32)
+    for x in jax.tree.leaves(params):
+        total = total + jnp.sum(jnp.abs(x) ** 2).astype(jnp.float32)
+    return total
+
+
+def _extra(entry, loss_value, key, loss=_sum_of_squares):
     extra = {}
     if "value" in entry.extra:
         extra["value"] = loss_value
     if entry.needs_key:
         extra["key"] = key
+    if "obj_fn" in entry.extra:  # the objective, for second-order estimates (Sophia)
+        extra["obj_fn"] = loss
+    if "grad_fn" in entry.extra:  # the gradient at another point (SAM's opaque mode)
+        extra["grad_fn"] = lambda p, i: jax.tree.map(jnp.conj, jax.grad(loss)(p))
     return extra
 
 
@@ -45,7 +56,7 @@ def _train(entry, tx, target, dtype, steps):
     def body(carry, key):
         p, s = carry
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
         return (gx.apply_updates(p, u), s), value
 
     keys = jax.random.split(jax.random.key(0), steps)
@@ -78,7 +89,7 @@ def test_eager_matches_jit(entry):
 
     def step(p, s):
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
         return gx.apply_updates(p, u), s
 
     jitted = jax.jit(step)
@@ -98,7 +109,7 @@ def test_no_retrace_when_learning_rate_changes(entry):
 
     def step(tx, s, p):
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
         return gx.apply_updates(p, u), s
 
     counter = TraceCounter(step)
@@ -117,7 +128,7 @@ def test_extra_args_and_cond(entry):
     tx = entry.make(target="quadratic")
     state = tx.init(params)
     value, g = jax.value_and_grad(loss)(params)
-    extra = _extra(entry, value, jax.random.key(2))
+    extra = _extra(entry, value, jax.random.key(2), loss)
     extra["unrelated_argument"] = jnp.ones(3)
     _, new_state = tx.update(g, state, params, **extra)
 

@@ -27,12 +27,23 @@ IDS = [e.name for e in ENTRIES]
 QUAD_INIT, QUAD_LOSS = TARGETS["quadratic"]
 
 
-def _extra(entry, value, key):
+def _sum_of_squares(params):
+    total = jnp.zeros([], jnp.float32)
+    for x in jax.tree.leaves(params):
+        total = total + jnp.sum(jnp.abs(x) ** 2).astype(jnp.float32)
+    return total
+
+
+def _extra(entry, value, key, loss=_sum_of_squares):
     out = {}
     if "value" in entry.extra:
         out["value"] = value
     if entry.needs_key:
         out["key"] = key
+    if "obj_fn" in entry.extra:  # the objective, for second-order estimates (Sophia)
+        out["obj_fn"] = loss
+    if "grad_fn" in entry.extra:  # the gradient at another point (SAM's opaque mode)
+        out["grad_fn"] = lambda p, i: jax.tree.map(jnp.conj, jax.grad(loss)(p))
     return out
 
 
@@ -42,7 +53,7 @@ def _train(entry, tx, params, loss, steps):
     def body(carry, key):
         p, s = carry
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
         return (gx.apply_updates(p, u), s), value
 
     keys = jax.random.split(jax.random.key(0), steps)
@@ -101,7 +112,8 @@ def test_bfloat16_params(entry):
         if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.ndim > 0:
             assert leaf.dtype == jnp.float32, f"{entry.name}: accumulator in {leaf.dtype}"
     value, g = jax.value_and_grad(QUAD_LOSS)(params)
-    updates, _ = tx.update(g, state, params, **_extra(entry, value, jax.random.key(0)))
+    updates, _ = tx.update(g, state, params,
+                         **_extra(entry, value, jax.random.key(0), QUAD_LOSS))
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(updates))
     new_params, _, values = _train(entry, tx, params, QUAD_LOSS, 60)
     assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(new_params))
@@ -144,7 +156,8 @@ def test_complex_params(entry):
     for _ in range(30):
         value, g = jax.value_and_grad(_complex_loss)(params)
         g = jax.tree.map(jnp.conj, g)  # JAX returns the conjugate of the descent direction
-        u, state = tx.update(g, state, params, **_extra(entry, value, jax.random.key(0)))
+        u, state = tx.update(g, state, params,
+                             **_extra(entry, value, jax.random.key(0), _complex_loss))
         params = gx.apply_updates(params, u)
     final = float(_complex_loss(params))
     assert np.isfinite(final) and final < start, f"{entry.name}: {start} -> {final}"

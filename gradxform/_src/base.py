@@ -342,7 +342,7 @@ class GradientTransformation(Module):
                 f"{where}: state must be the OptState returned by {self.name}.init, got "
                 f"{type(state).__name__}. Was the state built by another optimizer?"
             )
-        state.spec.check(updates, where, "updates")
+        self.check_updates(state.spec, updates, where)
         if params is not None:
             state.spec.check(params, where, "params")
         step = Step(state.count, extra_args)
@@ -355,6 +355,15 @@ class GradientTransformation(Module):
             raise named from None
         count = None if state.count is None else tree.safe_increment(state.count)
         return new_updates, OptState(count, inner, state.spec)
+
+    def check_updates(self, spec: ParamSpec, updates: PyTree, where: str) -> None:
+        """Check the updates given to ``update`` against the params' ``spec`` (raises).
+
+        By default they must have the params' structure, shapes and dtypes; a transformation
+        that takes per-example gradients (a leading batch axis) overrides this, and a chain
+        asks its first link.
+        """
+        spec.check(updates, where, "updates")
 
     def require_params(self, params: PyTree | None) -> PyTree:
         """``params``, or an error naming this transformation if they were not given."""

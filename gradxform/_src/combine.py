@@ -123,6 +123,11 @@ class chain(GradientTransformation):
         base = [t.name for t in self.transforms]
         return tuple(b if base.count(b) == 1 else f"{b}[{i}]" for i, b in enumerate(base))
 
+    def check_updates(self, spec, updates, where):
+        if self.transforms:  # the first link is the one that receives them
+            return self.transforms[0].check_updates(spec, updates, where)
+        return super().check_updates(spec, updates, where)
+
     def init_state(self, params):
         states = tuple(t.init_state(params) for t in self.transforms)
         return dict(zip(self.names, states)) if self.names is not None else states

@@ -32,7 +32,8 @@ class Entry:
       steps: steps per target (overrides of :data:`DEFAULT_STEPS`).
       tol: the target's final loss must be below ``tol`` (overrides of :data:`DEFAULT_TOL`).
       extra: keyword arguments every ``update`` call must receive (``value=`` for
-        loss-aware optimizers); the runner fills ``value`` with the current loss if present.
+        loss-aware optimizers); the runner fills ``value`` with the current loss, ``obj_fn``
+        with the loss function and ``grad_fn`` with ``(params, i) -> gradients``, if present.
       needs_key: the optimizer takes a PRNG key through ``update(..., key=...)``.
       supports_complex: complex params are optimised (as pairs of reals); if False, using
         complex params must raise an error naming the optimizer.
