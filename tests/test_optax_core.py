@@ -549,3 +549,11 @@ def test_keyword_only_arguments():
                   functools.partial(gx.scale_by_param_block_norm, 1e-3, "data")):
         with pytest.raises(TypeError, match="positional argument"):
             build()
+
+
+def test_per_example_clip_under_jit_with_a_python_number():
+    grads = {"w": jnp.ones((4, 3)), "b": jnp.ones((4,))}
+    eager = gx.per_example_global_norm_clip(grads, 0.5)
+    jitted = jax.jit(lambda g: gx.per_example_global_norm_clip(g, 0.5))(grads)
+    np.testing.assert_allclose(jitted[0]["w"], eager[0]["w"], rtol=1e-6)
+    assert int(jitted[1]) == int(eager[1]) == 4

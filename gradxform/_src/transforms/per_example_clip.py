@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform._src import dtypes, tree
 
@@ -30,8 +31,8 @@ def _check_clip(where: str, name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or hasattr(value, "dtype")):
         raise TypeError(f"{where}: {name} must be a real number or an array, got {value!r}")
-    try:
-        values = [float(v) for v in jnp.ravel(jnp.asarray(value))]
+    try:  # NumPy, not jnp: inside jit a jnp op on a Python number would give a tracer
+        values = [float(v) for v in np.ravel(np.asarray(value, dtype=np.float64))]
     except TypeError:
         raise TypeError(f"{where}: {name} must be a real number or an array, got {value!r}") \
             from None
