@@ -60,7 +60,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +69,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from gradxform._src.base import apply_updates
-from gradxform._src.optimizers.adam_family import adam
-from gradxform._src.schedules import cosine_decay_schedule
+from gradxform._src.optimizers.adaptive_classics import rprop
 
 __all__ = [
     "Params", "Data", "Posterior", "capacity_for", "make_data", "standardize", "matern52",
@@ -297,8 +296,8 @@ def _objective_and_grad(params: Params, data: Data) -> tuple[jax.Array, Params]:
     return -(value + prior), jax.tree.map(lambda a, b: -(a + b), grad, prior_grad)
 
 
-def fit(data: Data, starts: Params, *, steps: int = 100,
-        learning_rate: float = 0.1) -> tuple[Params, jax.Array]:
+def fit(data: Data, starts: Params, *, steps: int = 100, learning_rate: float = 0.1,
+        optimizer: Any = None) -> tuple[Params, jax.Array]:
     """Maximise the log marginal likelihood plus log prior from each start; keep the best.
 
     Args:
@@ -313,8 +312,8 @@ def fit(data: Data, starts: Params, *, steps: int = 100,
 
     Traceable; jit it with ``steps`` static. Needs float64 (``jax.enable_x64``).
     """
-    opt = adam(learning_rate=cosine_decay_schedule(init_value=learning_rate, decay_steps=steps,
-                                                    alpha=0.01))
+    opt = optimizer if optimizer is not None else rprop(learning_rate=learning_rate,
+                                                        max_step_size=1.0)
 
     def run(p0: Params):
         def body(carry, _):
