@@ -127,7 +127,9 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
     Args:
       post: the GP posterior (:func:`gp.condition`).
       best: the incumbent value (for log EI).
-      candidates: [m, d] points in the cube; the ``starts`` best of them start the ascent.
+      candidates: [m, d] points in the cube, or a tuple of such pools (a global one and a
+        local one): the best of each pool, an equal share of ``starts`` per pool, start the
+        ascent, so that a crowded region cannot take every start.
       free: [d] bool, the coordinates the ascent may move.
       kind: ``"logei"`` or ``"ucb"``.
       beta: the UCB exploration weight.
@@ -142,10 +144,16 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
     def score(x):
         return acquisition(post, x, best, kind=kind, beta=beta)
 
-    values = score(candidates)
-    values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
-    top_values, top = lax.top_k(values, starts)
-    x0 = candidates[top]
+    pools = candidates if isinstance(candidates, (tuple, list)) else (candidates,)
+    x0, top_values = [], []
+    for i, pool in enumerate(pools):
+        share = starts // len(pools) + (i < starts % len(pools))
+        values = score(pool)
+        values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
+        v, top = lax.top_k(values, share)
+        x0.append(pool[top])
+        top_values.append(v)
+    x0, top_values = jnp.concatenate(x0), jnp.concatenate(top_values)
     free_f = free.astype(x0.dtype)[None, :]
     opt = adam(learning_rate=cosine_decay_schedule(init_value=learning_rate,
                                                    decay_steps=steps, alpha=0.01))

@@ -5,7 +5,7 @@ first, then, each round,
 
 1. the values are imputed where trials failed (with the worst value seen), standardised and
    negated (the surrogate maximises), and put into a padded buffer (:mod:`gp`);
-2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.adam`:
+2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`:
    several starts (vmapped) when the buffer is new, else a short run warm-started from the last
    fit;
 3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
@@ -76,7 +76,7 @@ class Bayes(Tuner):
         \mu(x) = k(x, X) K^{-1} y, \qquad \sigma^2(x) = k(x, x) - k(x, X) K^{-1} k(X, x).
 
     The hyperparameters maximise :math:`\log p(y \mid X, \theta) + \log p(\theta)` (log-normal
-    length-scale prior of Hvarfner et al. 2024), fitted with :func:`gradxform.adam`. The next
+    length-scale prior of Hvarfner et al. 2024), fitted with :func:`gradxform.rprop`. The next
     point maximises **log expected improvement** (Ament et al. 2023) over the best value
     :math:`f^*` so far (of the negated, standardised losses):
 
@@ -132,7 +132,7 @@ class Bayes(Tuner):
       Learning Algorithms*, NeurIPS 2012.
     """
 
-    #: Adam steps and starts of a full hyperparameter fit and of a warm-started one.
+    #: (starts, rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
     full_fit = (4, 60, 0.1)
     warm_fit = (1, 20, 0.02)
     #: Gradient-ascent steps and initial step of the acquisition maximisation.
@@ -252,7 +252,8 @@ class Bayes(Tuner):
             if i < len(pending):
                 point = fantasies[i]
             else:
-                cands = jnp.asarray(self._candidates(data_x[:rows], data_f[:rows]))
+                cands = tuple(jnp.asarray(c)
+                              for c in self._candidates(data_x[:rows], data_f[:rows]))
                 xs, values, means = _maximize_jit(
                     params, data, jnp.asarray(best, jnp.float64), cands, free, beta,
                     kind=self.acquisition, starts=self.restarts, steps=steps,
@@ -281,15 +282,15 @@ class Bayes(Tuner):
                 return point
         return point
 
-    def _candidates(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
-        """Scrambled Sobol points and Gaussian perturbations of the best observations."""
+    def _candidates(self, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scrambled Sobol points, and Gaussian perturbations of the best observations."""
         dim = self.space.dim
         sobol = qmc.Sobol(dim, scramble=True, rng=self.rng).random(self.candidates)
-        top = np.argsort(-f)[:max(1, min(5, len(f) // 5))]
+        top = np.argsort(-f)[:max(1, min(10, len(f) // 4))]
         centres = x[top[self.rng.integers(len(top), size=self._local)]]
         scales = np.exp(self.rng.uniform(np.log(1e-4), np.log(0.2), size=(self._local, 1)))
         local = centres + scales * self.rng.standard_normal((self._local, dim)) * self._free
-        return self._canonical(np.concatenate([sobol, local]))
+        return self._canonical(sobol), self._canonical(local)
 
     def _fit(self, data: gp.Data, capacity: int) -> gp.Params:
         dim = self.space.dim
