@@ -285,7 +285,11 @@ class Bayes(Tuner):
     def _candidates(self, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scrambled Sobol points, and Gaussian perturbations of the best observations."""
         dim = self.space.dim
-        sobol = qmc.Sobol(dim, scramble=True, rng=self.rng).random(self.candidates)
+        # A fresh generator seeded from self.rng: qmc reads more than the state of a generator
+        # it is given (its seed sequence), which a restored state does not reproduce.
+        engine = qmc.Sobol(dim, scramble=True,
+                           rng=np.random.default_rng(self.rng.integers(2 ** 63)))
+        sobol = engine.random(self.candidates)
         top = np.argsort(-f)[:max(1, min(10, len(f) // 4))]
         centres = x[top[self.rng.integers(len(top), size=self._local)]]
         scales = np.exp(self.rng.uniform(np.log(1e-4), np.log(0.2), size=(self._local, 1)))
