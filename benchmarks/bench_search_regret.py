@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import math
 import os
+import sys
 import time
 import warnings
 
@@ -247,6 +248,8 @@ def main():
                 for n, dt in times.items():
                     timing.setdefault((name, problem, n), []).append(dt)
                 compile_total[name] = compile_total.get(name, 0.0) + compile_s
+                print(f"  [{problem} {name} seed {seed}: regret@{args.budget} "
+                      f"{fmt(best[-1] - optimum)}]", file=sys.stderr, flush=True)
             med = {c: float(np.median(regrets[c])) for c in checkpoints}
             row = f"{name:<12}" + "".join(f"{fmt(med[c]):>11}" for c in checkpoints)
             if 50 in checkpoints:

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
-from reference import gp_rasmussen2006 as ref
 from jax.flatten_util import ravel_pytree
+from reference import gp_rasmussen2006 as ref
 from scipy.stats import multivariate_normal
 
 from gradxform._src.search import acquisition as acq

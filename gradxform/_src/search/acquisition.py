@@ -62,8 +62,14 @@ from gradxform._src.optimizers.adam_family import adam
 from gradxform._src.schedules import cosine_decay_schedule
 from gradxform._src.search import gp
 
-__all__ = ["log_h", "log_expected_improvement", "upper_confidence_bound", "acquisition",
-           "maximize", "KINDS"]
+__all__ = [
+    "KINDS",
+    "acquisition",
+    "log_expected_improvement",
+    "log_h",
+    "maximize",
+    "upper_confidence_bound",
+]
 
 KINDS = ("logei", "ucb")
 _C1 = 0.5 * math.log(2.0 * math.pi)

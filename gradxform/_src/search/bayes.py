@@ -35,7 +35,7 @@ from gradxform._src.search import gp
 from gradxform._src.search.space import Categorical, Int, Space
 from gradxform._src.search.tuner import Tuner, check_count
 
-__all__ = ["Bayes", "TRACE_COUNTS"]
+__all__ = ["TRACE_COUNTS", "Bayes"]
 
 #: How many times each compiled function of this module was traced (tests read it).
 TRACE_COUNTS = {"fit": 0, "maximize": 0}
@@ -254,7 +254,7 @@ class Bayes(Tuner):
             else:
                 cands = tuple(jnp.asarray(c)
                               for c in self._candidates(data_x[:rows], data_f[:rows]))
-                xs, values, means = _maximize_jit(
+                xs, _, _ = _maximize_jit(
                     params, data, jnp.asarray(best, jnp.float64), cands, free, beta,
                     kind=self.acquisition, starts=self.restarts, steps=steps,
                     learning_rate=lr)

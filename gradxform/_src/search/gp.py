@@ -86,9 +86,22 @@ from gradxform._src.base import apply_updates
 from gradxform._src.optimizers.adaptive_classics import rprop
 
 __all__ = [
-    "Params", "Data", "Posterior", "capacity_for", "make_data", "standardize", "matern52",
-    "log_marginal_likelihood", "log_marginal_likelihood_and_grad", "log_prior", "prior_params", "sample_prior_params", "fit",
-    "condition", "predict", "NOISE_FLOOR",
+    "NOISE_FLOOR",
+    "Data",
+    "Params",
+    "Posterior",
+    "capacity_for",
+    "condition",
+    "fit",
+    "log_marginal_likelihood",
+    "log_marginal_likelihood_and_grad",
+    "log_prior",
+    "make_data",
+    "matern52",
+    "predict",
+    "prior_params",
+    "sample_prior_params",
+    "standardize",
 ]
 
 F64 = jnp.float64
