@@ -213,7 +213,7 @@ class BatchRunner:
             chunk = configs[i:i + self.size]
             try:
                 out.append(self._run(chunk))
-            except Exception as e:  # noqa: BLE001 - only out-of-memory errors are retried
+            except Exception as e:
                 if not _out_of_memory(e) or self.size <= self.shards:
                     raise
                 self.size = max(_round_up(self.size // 2, self.shards), self.shards)
