@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gradxform._src.search.grid import Grid
@@ -136,6 +136,10 @@ def population_sharding(mesh: Any, axis: str | Sequence[str] | None = None
         if not devices:
             raise ValueError(f"{WHERE}: mesh is an empty list of devices")
         mesh = Mesh(np.asarray(devices), ("population",))
+    if any(t != AxisType.Auto for t in mesh.axis_types):
+        # The population's gathers and reductions are left to the compiler: an explicitly
+        # sharded mesh (jax.make_mesh's default) is used with automatic axes.
+        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     axes = tuple(mesh.axis_names) if axis is None else (
         (axis,) if isinstance(axis, str) else tuple(axis))
     for a in axes:
