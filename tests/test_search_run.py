@@ -132,6 +132,9 @@ def test_vectorized_compiles_once_and_drops_padding():
     result = S.minimize(objective, BRANIN_SPACE, strategy="random", budget=18, batch_size=4,
                         vectorized=True, seed=2)
     assert len(traces) == 1 and result.compiles == 1      # 5 rounds, the last one padded
+    again = S.minimize(objective, BRANIN_SPACE, strategy="sobol", budget=8, batch_size=4,
+                       vectorized=True)
+    assert len(traces) == 1 and again.compiles == 0       # a new search reuses the program
     assert traces[0] == {"x": ((), jnp.float32), "y": ((), jnp.float32)}
     assert len(result.trials) == 18 and [t.round for t in result.trials][-2:] == [4, 4]
     sequential = S.minimize(branin, BRANIN_SPACE, strategy="random", budget=18, batch_size=4,

@@ -24,7 +24,10 @@ import numpy as np
 
 from gradxform._src.search.run import (
     WHERE,
+    Counter,
     _round_up,
+    _weak,
+    cached_program,
     population_sharding,
     put_population,
 )
@@ -68,16 +71,28 @@ class PopulationRunner:
         self.seed = seed
         self.sharded, self.replicated, self.shards = population_sharding(mesh, mesh_axis)
         self.max_batch = None if max_batch is None else _round_up(max_batch, self.shards)
-        self.traces = {"init": 0, "train": 0}
         init, train = objective.init, objective.train
+        key = ("population", init, self.sharded, self.replicated)
+        programs = cached_program(train, key, lambda: self._programs(init, train))
+        self._init, self._train, self._take, self._fetch, self._counters = programs
+        self._start = {k: c.n for k, c in self._counters.items()}
+
+    @property
+    def traces(self) -> dict[str, int]:
+        """Traces of ``init`` and ``train`` during this runner's life."""
+        return {k: c.n - self._start[k] for k, c in self._counters.items()}
+
+    def _programs(self, init, train):
+        counters = {"init": Counter(), "train": Counter()}
+        init_ref, train_ref = _weak(init), _weak(train)
 
         def init_one(config, key):
-            self.traces["init"] += 1
-            return init(config, key)
+            counters["init"].n += 1
+            return init_ref()(config, key)
 
         def train_one(state, config, steps):
-            self.traces["train"] += 1
-            state, loss = train(state, config, steps)
+            counters["train"].n += 1
+            state, loss = train_ref()(state, config, steps)
             loss = jax.numpy.asarray(loss)
             if loss.shape != ():
                 raise ValueError(f"{WHERE}: train must return (state, loss) with a scalar loss, "
@@ -90,11 +105,9 @@ class PopulationRunner:
         pop = {} if self.sharded is None else {"out_shardings": self.sharded}
         both = {} if self.sharded is None else {"out_shardings": (self.sharded, self.replicated)}
         rep = {} if self.replicated is None else {"out_shardings": self.replicated}
-        self._init = jax.jit(jax.vmap(init_one), **pop)
-        self._train = jax.jit(jax.vmap(train_one, in_axes=(0, 0, None)), static_argnums=2,
-                              **both)
-        self._take = jax.jit(take, **pop)
-        self._fetch = jax.jit(take, **rep)
+        return (jax.jit(jax.vmap(init_one), **pop),
+                jax.jit(jax.vmap(train_one, in_axes=(0, 0, None)), static_argnums=2, **both),
+                jax.jit(take, **pop), jax.jit(take, **rep), counters)
 
     # -- helpers ---------------------------------------------------------------------------
 

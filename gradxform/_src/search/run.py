@@ -14,6 +14,7 @@ import json
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ class Result:
         trials at the largest number of steps; for PBT, among the final generation).
       best_config, best_value: its configuration and value (``None`` if every trial failed).
       tuner: the tuner, which can continue the search (``tuner.ask`` / ``tuner.tell``).
-      compiles: how many times a vectorized objective was traced (1 for a whole search).
+      compiles: how many times a vectorized objective was traced during this search (1 for a
+        whole search; 0 if an earlier search of the same objective already compiled it).
       state: for successive halving and PBT, the trained state of the best member (NumPy).
     """
 
@@ -172,9 +174,43 @@ def _round_up(n: int, m: int) -> int:
 # The vectorized runner.
 
 
+def _weak(fn: Any) -> Callable[[], Any]:
+    """A weak reference to ``fn`` if it allows one, else a strong one."""
+    try:
+        return weakref.ref(fn)
+    except TypeError:
+        return lambda: fn
+
+
 def _out_of_memory(e: BaseException) -> bool:
     text = str(e)
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+class Counter:
+    """How many times a program was traced."""
+
+    def __init__(self):
+        self.n = 0
+
+
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached_program(owner: Any, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, built once per ``(owner, key)`` while ``owner`` (an objective) lives.
+
+    Searches of the same objective (a notebook comparing strategies, a resumed search) reuse
+    its jitted programs and JAX's compilation cache instead of compiling again. The programs
+    must hold ``owner`` weakly, or it would never be freed.
+    """
+    try:
+        table = _PROGRAMS.setdefault(owner, {})
+    except TypeError:   # not weakly referenceable: build it every time
+        return make()
+    if key not in table:
+        table[key] = make()
+    return table[key]
 
 
 class BatchRunner:
@@ -184,6 +220,7 @@ class BatchRunner:
     padding rows are computed and thrown away) and jitted once; every call feeds new numbers.
     With a mesh, the rows are split over its devices (``size`` is a multiple of their number).
     If XLA runs out of memory, ``size`` is halved (one new compilation) and the batch retried.
+    A later search of the same objective reuses the compiled program.
     """
 
     def __init__(self, objective: Callable, space: Space, size: int, *, mesh: Any = None,
@@ -191,19 +228,28 @@ class BatchRunner:
         self.space = space
         self.sharded, self.replicated, self.shards = population_sharding(mesh, mesh_axis)
         self.size = _round_up(size, self.shards)
-        self.traces = 0
 
-        def one(config):
-            self.traces += 1
-            value = objective(config)
-            value = jnp.asarray(value)
-            if value.shape != ():
-                raise ValueError(f"{WHERE}: a vectorized objective must return one number per "
-                                 f"configuration (a scalar), got shape {value.shape}")
-            return value.astype(jnp.float32)
+        def make():
+            counter, ref = Counter(), _weak(objective)
 
-        kw = {} if self.replicated is None else {"out_shardings": self.replicated}
-        self._fn = jax.jit(jax.vmap(one), **kw)
+            def one(config):
+                counter.n += 1
+                value = jnp.asarray(ref()(config))
+                if value.shape != ():
+                    raise ValueError(f"{WHERE}: a vectorized objective must return one number "
+                                     f"per configuration (a scalar), got shape {value.shape}")
+                return value.astype(jnp.float32)
+
+            kw = {} if self.replicated is None else {"out_shardings": self.replicated}
+            return jax.jit(jax.vmap(one), **kw), counter
+
+        self._fn, self._counter = cached_program(objective, ("batch", self.replicated), make)
+        self._start = self._counter.n
+
+    @property
+    def traces(self) -> int:
+        """Traces (compilations) of the objective during this runner's life."""
+        return self._counter.n - self._start
 
     def _run(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         batch = put_population(self.space.batch(configs, self.size), self.sharded)
