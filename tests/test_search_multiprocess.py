@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 import pytest
+from search_targets import ADAM_SPACE, BRANIN_SPACE, branin_jax, regression
 
 from gradxform import search
-from search_targets import ADAM_SPACE, BRANIN_SPACE, branin_jax, regression
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -89,7 +89,10 @@ def test_population_split_over_two_processes_equals_one_process(tmp_path):
         busy.listen()
         outs, attempts = run_workers(str(tmp_path), first_port=busy.getsockname()[1])
     assert attempts == 2                            # the taken port was detected and replaced
-    runs = [json.load(open(out)) for out in outs]
+    runs = []
+    for out in outs:
+        with open(out) as f:
+            runs.append(json.load(f))
     assert runs[0] == runs[1]                       # both processes saw the same search
     run = runs[0]
     assert run["branin_compiles"] == 1
