@@ -472,8 +472,8 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
     _resume(checkpoint, tuner)
     runner = None
     if vectorized:
-        runner = BatchRunner(objective, tuner.space, min(batch_size, max_batch or batch_size),
-                             mesh=mesh, mesh_axis=mesh_axis)
+        size = min(batch_size, budget, max_batch or batch_size)
+        runner = BatchRunner(objective, tuner.space, size, mesh=mesh, mesh_axis=mesh_axis)
     bar = _Progress(progress, budget, len(tuner.trials))
     try:
         while len(tuner.trials) < budget:
