@@ -32,7 +32,8 @@ class Grid(Tuner):
       space: a :class:`Space` or a dict of parameters.
       points: values per numeric parameter: a number for all of them, or a dict
         ``{name: number or explicit list of values}``. Default: the finest common number that
-        keeps the grid within ``budget`` (5 without a budget).
+        keeps the grid within ``budget``, then one more value for the first parameters while it
+        still fits (5 each without a budget).
       budget: the number of trials available. If the grid has more combinations, a random
         subset of ``budget`` of them (drawn with ``seed``) is evaluated, in random order.
       seed: seeds the subset.
@@ -80,10 +81,26 @@ class Grid(Tuner):
             else:
                 values[name] = p.grid(check_count(spec, f"points[{name!r}]", "Grid"))
         free = [n for n in self.space.params if n not in values]
-        if common is None:
-            common = self._fit(free, values, budget) if budget is not None else _DEFAULT_POINTS
+        if common is not None or budget is None:
+            for name in free:
+                values[name] = self.space.params[name].grid(common or _DEFAULT_POINTS)
+            return values
+        counts = dict.fromkeys(free, self._fit(free, values, budget))
         for name in free:
-            values[name] = self.space.params[name].grid(common)
+            values[name] = self.space.params[name].grid(counts[name])
+        # Then one more value for one parameter after another while the grid fits the budget.
+        grown = True
+        while grown:
+            grown = False
+            for name in free:
+                p = self.space.params[name]
+                more = p.grid(counts[name] + 1)
+                if len(more) <= len(values[name]):
+                    continue        # a categorical, or an int with all its values
+                if len(self._product({**values, name: more})) <= budget:
+                    counts[name] += 1
+                    values[name] = more
+                    grown = True
         return values
 
     def _fit(self, free, fixed, budget) -> int:
