@@ -46,6 +46,10 @@ def test_grid_full_product_subset_and_exhaustion():
     assert set(keys) <= {tuple(t.config.values()) for t in full.trials}
     fitted = S.Grid(BRANIN_SPACE, budget=50)
     assert fitted.size == 49                # the finest 7 x 7 grid within 50
+    grown = S.Grid(BRANIN_SPACE, budget=24)   # 4 x 4, then x gets 5 and 6 values: 6 x 4
+    configs = grown.ask(24)
+    assert grown.size == 24 and len({c["x"] for c in configs}) == 6
+    assert len({c["y"] for c in configs}) == 4
 
 
 def test_grid_respects_conditions_and_explicit_values():
