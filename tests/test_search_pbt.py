@@ -92,13 +92,14 @@ def test_take_copies_params_and_optimizer_state():
     from gradxform._src.search.population import PopulationRunner
 
     space = S.Space(ADAM_SPACE)
-    runner = PopulationRunner(regression(), space, seed=0)
-    configs = space.sample(0, 4)
-    state = runner.init(configs, [0, 1, 2, 3])
-    state, _ = runner.train(state, configs, 3)
-    copied = runner.take(state, [2, 2, 0, 3])
+    runner = PopulationRunner(regression(), space, seed=0)    # the programs PBT compiled
+    configs = space.sample(0, POP)
+    state = runner.init(configs, list(range(POP)))
+    state, _ = runner.train(state, configs, STEPS)
+    rows = [2, 2, 0, 3, 7, 7, 7, 1]
+    copied = runner.take(state, rows)
     for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(copied)):
-        np.testing.assert_array_equal(np.asarray(after), np.asarray(before)[[2, 2, 0, 3]])
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(before)[rows])
     mu = copied[1].inner[0].mu            # Adam's first moment travels with the params
     assert np.abs(np.asarray(mu)).sum() > 0
 
