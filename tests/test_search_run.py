@@ -196,7 +196,7 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(monkeypatch):
     real = run.BatchRunner._run
 
     def fake(self, configs):
-        if self.size > 2:
+        if self.size > 4:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
         return real(self, configs)
 
