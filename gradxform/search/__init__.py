@@ -11,6 +11,8 @@ Usage::
 See the "Hyperparameter search" guide of the documentation.
 """
 
+import importlib.util
+
 from gradxform._src.search.build import build
 from gradxform._src.search.grid import Grid
 from gradxform._src.search.halving import Halving
@@ -21,10 +23,9 @@ from gradxform._src.search.sampling import Random, Sobol
 from gradxform._src.search.space import Categorical, Float, Group, Int, Param, Space
 from gradxform._src.search.tuner import Trial, Tuner
 
-try:  # the Bayesian-optimisation tuner
+# The Bayesian-optimisation tuner, where it is part of the build (errors inside it propagate).
+if importlib.util.find_spec("gradxform._src.search.bayes") is not None:
     from gradxform._src.search.bayes import Bayes  # noqa: F401 - exported below
-except ImportError:  # pragma: no cover - a build without it
-    pass
 
 __all__ = [
     "Float", "Int", "Categorical", "Param", "Space", "Group",

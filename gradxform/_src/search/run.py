@@ -302,12 +302,11 @@ def make_tuner(strategy: Any, space: Space | None, *, budget: int | None, seed: 
     if strategy == "sobol":
         return Sobol(space, seed=seed, **options)
     if strategy == "bayes":
-        try:
-            from gradxform._src.search.bayes import Bayes
-        except ImportError as e:  # pragma: no cover - until Bayes is merged
-            raise ValueError(f"{WHERE}: strategy='bayes' is not available in this build "
-                             f"({e})") from e
-        return Bayes(space, seed=seed, **options)
+        from gradxform import search
+
+        if not hasattr(search, "Bayes"):  # pragma: no cover - a build without it
+            raise ValueError(f"{WHERE}: strategy='bayes' is not available in this build")
+        return search.Bayes(space, seed=seed, **options)
     from gradxform._src.search.halving import Halving
     from gradxform._src.search.pbt import PBT
     cls = Halving if strategy == "halving" else PBT
