@@ -4,6 +4,8 @@ member at a time gives the same model, sharding and host-chunked populations agr
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,6 +150,28 @@ def test_sharded_and_host_chunked_populations_agree(result):
         assert [t.config for t in other.trials] == [t.config for t in result.trials]
         np.testing.assert_allclose([t.value for t in other.trials],
                                    [t.value for t in result.trials], rtol=1e-5)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(result, tmp_path):
+    path = tmp_path / "pbt.json"
+
+    def stop(trials):
+        if trials[0].info["generation"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pbt(checkpoint=path, callback=stop)
+    saved = json.loads(path.read_text())
+    assert saved["generation"] == 2 and len(saved["tuner"]["trials"]) == 2 * POP
+    assert len(list(tmp_path.glob("pbt.json.state-*.npz"))) == 1     # older ones removed
+    resumed = run_pbt(checkpoint=path)
+    assert resumed.compiles == 0          # the programs of the first run are reused
+    assert [t.config for t in resumed.trials] == [t.config for t in result.trials]
+    assert [t.info for t in resumed.trials] == [t.info for t in result.trials]
+    np.testing.assert_allclose([t.value for t in resumed.trials],
+                               [t.value for t in result.trials], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(result.state)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,message", [

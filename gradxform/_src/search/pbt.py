@@ -9,11 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from gradxform._src.search.population import PopulationRunner, PopulationTuner
+from gradxform._src.search.population import (
+    PopulationRunner,
+    PopulationTuner,
+    load_population,
+    save_population,
+)
 from gradxform._src.search.space import Categorical, Space
 from gradxform._src.search.tuner import Trial, check_count
 
 __all__ = ["PBT"]
+
+FORMAT = "gradxform.search.pbt/1"
 
 
 class PBT(PopulationTuner):
@@ -106,7 +113,8 @@ class PBT(PopulationTuner):
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback):
+    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
+            checkpoint=None):
         from gradxform._src.search.run import Result, _Progress
 
         n = self.population if self.population is not None else budget
@@ -116,12 +124,25 @@ class PBT(PopulationTuner):
         start = time.perf_counter()
         runner = PopulationRunner(objective, self.space, seed=self.seed, mesh=mesh,
                                   mesh_axis=mesh_axis, max_batch=max_batch)
-        configs = self.ask(n)
-        state = runner.init(configs, list(range(n)))
-        parent = np.arange(n)
-        bar = _Progress(progress, self.generations, 0, unit="generation")
+        settings = {"population": n, "steps": self.steps, "generations": self.generations}
+        saved = load_population(checkpoint, FORMAT)
+        if saved is None:
+            configs = self.ask(n)
+            state = runner.init(configs, list(range(n)))
+            parent, first = np.arange(n), 0
+        else:
+            data, leaves = saved
+            if data["settings"] != settings:
+                raise ValueError(f"search.minimize: the checkpoint {checkpoint} is of a PBT run "
+                                 f"with {data['settings']}, not {settings}")
+            self.load_state_dict(data["tuner"])
+            configs = [self.space.from_plain(c) for c in data["configs"]]
+            parent, first = np.asarray(data["parent"]), int(data["generation"])
+            state = runner.from_host(runner.init(configs, list(range(n))), leaves)
+        losses = np.zeros(n)
+        bar = _Progress(progress, self.generations, first, unit="generation")
         try:
-            for generation in range(self.generations):
+            for generation in range(first, self.generations):
                 t0 = time.perf_counter()
                 state, losses = runner.train(state, configs, self.steps)
                 per = (time.perf_counter() - t0) / n
@@ -138,8 +159,17 @@ class PBT(PopulationTuner):
                     state = runner.take(state, parent.tolist())
                     configs = [self.explore(configs[p]) if p != i else configs[i]
                                for i, p in enumerate(parent)]
+                if checkpoint is not None:
+                    save_population(checkpoint, {
+                        "format": FORMAT, "settings": settings, "generation": generation + 1,
+                        "configs": [self.space.to_plain(c) for c in configs],
+                        "parent": parent.tolist(), "tuner": self.state_dict()},
+                        runner.to_host(state))
         finally:
             bar.close()
+        if first >= self.generations:   # a finished run, loaded again
+            return Result(self, compiles=runner.traces["train"], state=None,
+                          seconds=time.perf_counter() - start)
         best_row = int(self._rank(losses)[0])
         best_state = runner.fetch(state, best_row) if np.isfinite(losses[best_row]) else None
         return Result(self, compiles=runner.traces["train"], state=best_state,

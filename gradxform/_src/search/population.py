@@ -16,6 +16,9 @@ member that copies another one's state continues from it.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -33,7 +36,7 @@ from gradxform._src.search.run import (
 )
 from gradxform._src.search.sampling import Random, Sobol
 from gradxform._src.search.space import Space
-from gradxform._src.search.tuner import Trial, Tuner
+from gradxform._src.search.tuner import Trial, Tuner, atomic_write_json
 
 __all__ = ["Stateful", "is_stateful", "PopulationRunner", "PopulationTuner"]
 
@@ -75,6 +78,7 @@ class PopulationRunner:
         key = ("population", init, self.sharded, self.replicated)
         programs = cached_program(train, key, lambda: self._programs(init, train))
         self._init, self._train, self._take, self._fetch, self._counters = programs
+        self._gather = None
         self._start = {k: c.n for k, c in self._counters.items()}
 
     @property
@@ -191,6 +195,25 @@ class PopulationRunner:
         index = put_population(np.asarray(rows, np.int32), self.replicated)
         return self._take(state, index)
 
+    def to_host(self, state: Any) -> list[np.ndarray]:
+        """Every leaf of the population's state as a host array (gathered from all processes)."""
+        if not isinstance(jax.tree.leaves(state)[0], np.ndarray) and self.replicated is not None:
+            if self._gather is None:
+                self._gather = jax.jit(lambda s: s, out_shardings=self.replicated)
+            state = self._gather(state)
+        return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+    def from_host(self, like: Any, leaves: Sequence[np.ndarray]) -> Any:
+        """A state shaped and placed like ``like`` holding the host arrays ``leaves``."""
+        mine = jax.tree.leaves(like)
+        if len(mine) != len(leaves) or any(
+                np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
+                for a, b in zip(mine, leaves)):
+            raise ValueError(f"{WHERE}: the saved population state does not match the one "
+                             "init builds (another objective or population size?)")
+        host = jax.tree.unflatten(jax.tree.structure(like), [np.asarray(x) for x in leaves])
+        return host if isinstance(mine[0], np.ndarray) else self._put(host)
+
     def fetch(self, state: Any, row: int) -> Any:
         """One member's state on the host (NumPy), from any process."""
         if isinstance(jax.tree.leaves(state)[0], np.ndarray):
@@ -229,3 +252,43 @@ class PopulationTuner(Tuner):
 
     def _tell_generation(self, configs, losses, infos) -> list[Trial]:
         return self.tell(configs, list(losses), info=infos)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints of a population: JSON for the search, NPZ for the trained states.
+
+
+def save_population(path: str, data: Mapping[str, Any], leaves: Sequence[np.ndarray]) -> None:
+    """Write ``data`` to ``path`` (JSON) and the state's leaves beside it, atomically: the NPZ
+    file is new for every save and the JSON names it, so the two always belong together."""
+    if jax.process_index() != 0:     # every process holds the same search; one writes it
+        return
+    tag = f"{os.getpid()}-{time.time_ns()}"
+    states = f"{path}.state-{tag}.npz"
+    with open(states + ".tmp", "wb") as f:
+        np.savez(f, *leaves)
+    os.replace(states + ".tmp", states)
+    old = None
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f).get("state_file")
+    atomic_write_json(path, {**data, "state_file": os.path.basename(states)})
+    if old and old != os.path.basename(states):
+        stale = os.path.join(os.path.dirname(os.path.abspath(path)), old)
+        if os.path.exists(stale):
+            os.remove(stale)
+
+
+def load_population(path: str | None, kind: str) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+    """``(data, leaves)`` saved by :func:`save_population`, or ``None`` if there is no file."""
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        data = json.load(f)
+    if data.get("format") != kind:
+        raise ValueError(f"{WHERE}: {path} is not a {kind} checkpoint (format "
+                         f"{data.get('format')!r})")
+    states = os.path.join(os.path.dirname(os.path.abspath(path)), data["state_file"])
+    with np.load(states) as npz:
+        leaves = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    return data, leaves
