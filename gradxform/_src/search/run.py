@@ -141,7 +141,8 @@ def population_sharding(mesh: Any, axis: str | Sequence[str] | None = None
     if any(t != AxisType.Auto for t in mesh.axis_types):
         # The population's gathers and reductions are left to the compiler: an explicitly
         # sharded mesh (jax.make_mesh's default) is used with automatic axes.
-        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+        auto = (AxisType.Auto,) * len(mesh.axis_names)
+        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
     axes = tuple(mesh.axis_names) if axis is None else (
         (axis,) if isinstance(axis, str) else tuple(axis))
     for a in axes:
