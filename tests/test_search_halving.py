@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,6 +72,28 @@ def test_hyperband_runs_every_bracket_to_the_top():
     assert result.best_trial.info["steps"] == 2
     tops = [t for t in result.trials if t.info["steps"] == 2]
     assert result.best_value == min(t.value for t in tops)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(result, tmp_path):
+    path = tmp_path / "halving.json"
+
+    def stop(trials):
+        if trials[0].info["rung"] == 1:
+            raise KeyboardInterrupt
+
+    run = dict(strategy="halving", budget=9, max_steps=18, eta=3, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        S.minimize(regression(), ADAM_SPACE, checkpoint=path, callback=stop, **run)
+    assert len(json.loads(path.read_text())["tuner"]["trials"]) == 9     # rung 0 was saved
+    resumed = S.minimize(regression(), ADAM_SPACE, checkpoint=path, **run)
+    assert [(t.config, t.info) for t in resumed.trials] == \
+        [(t.config, t.info) for t in result.trials]
+    np.testing.assert_allclose([t.value for t in resumed.trials],
+                               [t.value for t in result.trials], rtol=1e-6)
+    np.testing.assert_allclose(resumed.state[0], result.state[0], rtol=1e-6)
+    again = S.minimize(regression(), ADAM_SPACE, checkpoint=path, **run)   # finished
+    assert len(again.trials) == len(result.trials) and again.compiles == 0
+    np.testing.assert_allclose(again.state[0], result.state[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -7,13 +7,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
-from gradxform._src.search.population import PopulationRunner, PopulationTuner
+from gradxform._src.search.population import (
+    PopulationRunner,
+    PopulationTuner,
+    load_population,
+    save_population,
+)
 from gradxform._src.search.space import Space
 from gradxform._src.search.tuner import Trial, check_count
 
 __all__ = ["Halving"]
+
+FORMAT = "gradxform.search.halving/1"
 
 
 class Halving(PopulationTuner):
@@ -110,7 +118,8 @@ class Halving(PopulationTuner):
         done = [t for t in self._trials if t.ok and t.info.get("steps") == self._final_steps]
         return min(done, key=lambda t: t.value) if done else super().best_trial
 
-    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback):
+    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
+            checkpoint=None):
         from gradxform._src.search.run import Result, _Progress
 
         n = self.population if self.population is not None else budget
@@ -121,20 +130,61 @@ class Halving(PopulationTuner):
         runner = PopulationRunner(objective, self.space, seed=self.seed, mesh=mesh,
                                   mesh_axis=mesh_axis, max_batch=max_batch)
         plan = self.brackets(n)
+        settings = {"plan": [list(p) for p in plan], "max_steps": self.max_steps,
+                    "eta": self.eta}
         total = sum(sum(m for m, _ in self.rungs(c, s)) for c, s in plan)
-        bar = _Progress(progress, total, 0, unit="member-rung")
-        best_state, best_value = None, math.inf
-        next_id = 0
+        best_state, best_value, next_id = None, math.inf, 0
+        first_bracket, first_rung, resumed, best_leaves = 0, 0, None, None
+        saved = load_population(checkpoint, FORMAT)
+        if saved is not None:
+            data, leaves = saved
+            if data["settings"] != settings:
+                raise ValueError(f"search.minimize: the checkpoint {checkpoint} is of a halving "
+                                 f"run with {data['settings']}, not {settings}")
+            self.load_state_dict(data["tuner"])
+            first_bracket, first_rung = int(data["bracket"]), int(data["rung"])
+            next_id = int(data["next_id"])
+            best_value = math.inf if data["best_value"] is None else float(data["best_value"])
+            count = int(data["state_leaves"])
+            resumed, best_leaves = (data, leaves[:count]), leaves[count:] or None
+        bar = _Progress(progress, total, len(self.trials), unit="member-rung")
+
+        def save(bracket, rung, bookkeeping, state):
+            if checkpoint is None:
+                return
+            current = [] if state is None else runner.to_host(state)
+            best = [] if best_state is None else jax.tree.leaves(best_state)
+            save_population(checkpoint, {
+                "format": FORMAT, "settings": settings, "bracket": bracket, "rung": rung,
+                "next_id": next_id, "best_value": None if math.isinf(best_value) else best_value,
+                "state_leaves": len(current), "tuner": self.state_dict(), **bookkeeping},
+                current + [np.asarray(x) for x in best])
+
         try:
-            for bracket, (count, first_steps) in enumerate(plan):
-                configs = self.ask(count)
-                ids = list(range(next_id, next_id + count))
-                next_id += count
-                state = runner.init(configs, ids)
-                alive = list(range(count))       # rows of `state` -> positions in configs
-                done_steps = 0
-                losses = np.zeros(count)
-                for rung, (members, steps) in enumerate(self.rungs(count, first_steps)):
+            for bracket in range(first_bracket, len(plan)):
+                count, first_steps = plan[bracket]
+                rung0 = 0
+                if resumed is not None and bracket == first_bracket and resumed[1]:
+                    data, leaves = resumed
+                    configs = [self.space.from_plain(c) for c in data["configs"]]
+                    ids, alive = list(data["ids"]), list(data["alive"])
+                    done_steps, losses = int(data["done_steps"]), np.asarray(data["losses"])
+                    like = runner.init([configs[i] for i in alive], [ids[i] for i in alive])
+                    state, rung0 = runner.from_host(like, leaves), first_rung
+                else:
+                    configs = self.ask(count)
+                    ids = list(range(next_id, next_id + count))
+                    next_id += count
+                    state = runner.init(configs, ids)
+                    alive = list(range(count))       # rows of `state` -> positions in configs
+                    done_steps, losses = 0, np.zeros(count)
+                if best_leaves is not None:          # the best member of earlier brackets
+                    best_state = jax.tree.unflatten(
+                        jax.tree.structure(runner.fetch(state, 0)), best_leaves)
+                    best_leaves = None
+                rungs = self.rungs(count, first_steps)
+                for rung in range(rung0, len(rungs)):
+                    members, steps = rungs[rung]
                     if len(alive) > members:
                         keep = self._rank(losses)[:members]
                         state = runner.take(state, keep.tolist())
@@ -151,12 +201,23 @@ class Halving(PopulationTuner):
                     bar.update(len(new), self.best_value)
                     if callback is not None:
                         callback(new)
+                    if rung + 1 < len(rungs):
+                        save(bracket, rung + 1, {
+                            "configs": [self.space.to_plain(c) for c in configs], "ids": ids,
+                            "alive": alive, "done_steps": done_steps,
+                            "losses": [float(v) for v in np.nan_to_num(losses, nan=np.inf,
+                                                                       posinf=1e300)]}, state)
                 best_row = int(self._rank(losses)[0])
                 if np.isfinite(losses[best_row]) and losses[best_row] < best_value:
                     best_value = float(losses[best_row])
                     best_state = runner.fetch(state, best_row)
+                save(bracket + 1, 0, {}, None)
         finally:
             bar.close()
+        if best_leaves is not None:     # a finished run loaded again: rebuild the best state
+            like = runner.init([self.trials[-1].config], [0])
+            best_state = jax.tree.unflatten(jax.tree.structure(runner.fetch(like, 0)),
+                                            best_leaves)
         compiles = runner.traces["train"]
         return Result(self, compiles=compiles, state=best_state,
                       seconds=time.perf_counter() - start)

@@ -241,7 +241,8 @@ class PopulationTuner(Tuner):
         """A fresh configuration from the prior (for resampling), from ``self.rng``."""
         return self.space.decode(self.rng.random(self.space.dim))
 
-    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback):
+    def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
+            checkpoint=None):
         raise NotImplementedError
 
     @staticmethod

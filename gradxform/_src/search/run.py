@@ -408,8 +408,8 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
       mesh_axis: the mesh axes the population is split over (default: all).
       checkpoint: a JSON file written after every round (and when interrupted); if it exists,
         the search resumes from it: finished trials are kept, pending ones evaluated first.
-        For PBT it is written after every generation, with the population's trained states in
-        an NPZ file beside it (not for successive halving).
+        For PBT (after every generation) and successive halving (after every rung) the
+        population's trained states go to an NPZ file beside it, which the JSON names.
       progress: show a tqdm bar (needs tqdm) with the best value so far.
       callback: called with the new trials after each round.
       tuner_options: keyword arguments for the strategy's tuner (``{"points": 7}`` for a grid,
@@ -434,7 +434,6 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
         max_batch = check_count(max_batch, "max_batch", WHERE)
     if not callable(objective) and not _is_stateful(objective):
         raise TypeError(f"{WHERE}: objective must be callable, got {objective!r}")
-    from gradxform._src.search.pbt import PBT
     from gradxform._src.search.population import PopulationTuner, is_stateful
 
     options = dict(tuner_options or {})
@@ -451,15 +450,9 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
         if population:
             raise TypeError(f"{WHERE}: {sorted(population)} are options of a tuner given by "
                             f"name; set them on the {type(tuner).__name__} object instead")
-        kw = {}
-        if checkpoint is not None:
-            if not isinstance(tuner, PBT):
-                raise ValueError(f"{WHERE}: checkpoint= is not supported for "
-                                 f"{type(tuner).__name__} (it is for PBT and the strategies "
-                                 "that train one trial at a time)")
-            kw["checkpoint"] = checkpoint
         return tuner.run(objective, budget=budget, max_batch=max_batch, mesh=mesh,
-                         mesh_axis=mesh_axis, progress=progress, callback=callback, **kw)
+                         mesh_axis=mesh_axis, progress=progress, callback=callback,
+                         checkpoint=checkpoint)
     if population:
         raise TypeError(f"{WHERE}: unexpected arguments {sorted(population)} (they belong to "
                         "the population strategies 'halving' and 'pbt')")
