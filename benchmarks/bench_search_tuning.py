@@ -119,8 +119,11 @@ def first_hit(values, target):
 
 
 def gradxform_trials(strategy, seed, budget, target, batch):
+    def reached(trials):       # stop the search at the first round that reaches the target
+        return any(t.value is not None and t.value <= target for t in trials)
+
     result = search.minimize(objective, SPACE, strategy=strategy, budget=budget,
-                             batch_size=batch, vectorized=True, seed=seed)
+                             batch_size=batch, vectorized=True, seed=seed, callback=reached)
     return first_hit([t.value for t in result.trials], target)
 
 
@@ -136,6 +139,8 @@ def optuna_trials(seed, budget, target):
                   "b1": trial.suggest_float("b1", 0.5, 0.99)}
         v = sequential_objective(config)
         values.append(v)
+        if v <= target:
+            study.stop()
         return v
 
     study.optimize(opt_objective, n_trials=budget)

@@ -123,6 +123,13 @@ def test_callback_and_progress_bar(capsys):
     assert "best=" in capsys.readouterr().err
 
 
+def test_a_callback_returning_true_stops_the_search():
+    result = S.minimize(branin, BRANIN_SPACE, budget=40, batch_size=4,
+                        callback=lambda trials: any(t.value < 20 for t in trials), seed=0)
+    values = [t.value for t in result.trials]
+    assert min(values[-4:]) < 20 and all(v >= 20 for v in values[:-4])
+
+
 # -- vectorized objectives ---------------------------------------------------------------------
 
 

@@ -411,7 +411,9 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
         For PBT (after every generation) and successive halving (after every rung) the
         population's trained states go to an NPZ file beside it, which the JSON names.
       progress: show a tqdm bar (needs tqdm) with the best value so far.
-      callback: called with the new trials after each round.
+      callback: called with the new trials after each round; if it returns ``True`` the search
+        stops there (for example once a target value is reached; halving and PBT ignore the
+        return value).
       tuner_options: keyword arguments for the strategy's tuner (``{"points": 7}`` for a grid,
         ``{"eta": 3}`` for halving).
       **population: for ``strategy="halving"`` or ``"pbt"`` given by name, the options of
@@ -490,8 +492,8 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
                 new = _sequential_round(objective, tuner, configs, checkpoint, budget)
             _save(checkpoint, tuner, budget)
             bar.update(len(new), tuner.best_value)
-            if callback is not None:
-                callback(new)
+            if callback is not None and callback(new) is True:
+                break   # the caller has seen enough (a target reached)
             if tuner.finished and not tuner.pending:
                 break
     finally:
