@@ -4,6 +4,8 @@ The public API. Everything is re-exported explicitly from ``gradxform._src``; th
 ``__all__`` and the API reference in sync.
 """
 
+from importlib import metadata as _metadata
+
 from gradxform._src import dtypes as dtype_policy
 from gradxform._src.base import (
     Foreign,
@@ -13,48 +15,26 @@ from gradxform._src.base import (
     Step,
     StructureMismatchError,
     apply_updates,
+    child,
+    hyper,
     hyperparams,
     identity,
     set_to_zero,
     stack,
     stateless,
+    static,
 )
-from gradxform._src.combine import chain, masked, named_chain
-from gradxform._src.module import Module, child, hyper, static
-from gradxform._src.optimizers.adam_family import adam, adamw
-from gradxform._src.optimizers.classic import adagrad, rmsprop, sgd
-from gradxform._src.schedules import (
-    Schedule,
-    constant_schedule,
-    cosine_decay_schedule,
-    exponential_decay,
-    join_schedules,
-    linear_schedule,
-    piecewise_constant_schedule,
-    polynomial_schedule,
-    schedule_fn,
-    warmup_cosine_decay_schedule,
+from gradxform._src.combine import (
+    by_path,
+    by_regex,
+    chain,
+    freeze,
+    masked,
+    named_chain,
+    partition,
+    path_string,
 )
-from gradxform._src.transforms.adaptive import (
-    ScaleByAdamState,
-    ScaleByRmsState,
-    ScaleByRssState,
-    ScaleByStddevState,
-    scale_by_adam,
-    scale_by_rms,
-    scale_by_rss,
-)
-from gradxform._src.transforms.clipping import clip, clip_by_global_norm
-from gradxform._src.transforms.momentum import EmaState, TraceState, ema, trace
-from gradxform._src.transforms.regularisation import (
-    add_decayed_weights,
-    add_l1_penalty,
-    add_l2_penalty,
-)
-from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
-from gradxform._src.tree import global_norm
-
-# Distributed training: sharded state, data-parallel gradients, updates on shards.
+from gradxform._src.config import from_config, to_config
 from gradxform._src.distributed import (
     data_parallel_grad,
     data_parallel_value_and_grad,
@@ -62,70 +42,16 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
-
-# -- modern optimizers, SWATS and lookahead ----------------------------------------------------
-from gradxform._src.optimizers.modern import (
-    dadapt_adamw,
-    muon,
-    prodigy,
-    schedule_free_adamw,
-    schedule_free_sgd,
-    swats,
-)
-from gradxform._src.transforms.orthogonal import (
-    MuonDimensionNumbers,
-    MuonState,
-    orthogonalize_via_newton_schulz,
-    scale_by_muon,
-    scale_by_shape,
-)
-from gradxform._src.transforms.parameter_free import (
-    DAdaptAdamWState,
-    ProdigyState,
-    scale_by_dadapt_adamw,
-    scale_by_prodigy,
-)
-from gradxform._src.transforms.schedule_free import (
-    ScheduleFreeState,
-    schedule_free,
-    schedule_free_eval_params,
-)
-from gradxform._src.transforms.swats import SwatsState, scale_by_swats
-from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
-
-# schedules (complete set), routing, wrappers, configs
-from gradxform._src.combine import by_path, by_regex, freeze, partition, path_string
-from gradxform._src.config import from_config, to_config
-from gradxform._src.schedules import (
-    cosine_onecycle_schedule,
-    cyclic_schedule,
-    inverse_sqrt_schedule,
-    inverse_time_decay,
-    linear_onecycle_schedule,
-    multiply_schedules,
-    piecewise_interpolate_schedule,
-    sgdr_schedule,
-    warmup_constant_schedule,
-    warmup_exponential_decay_schedule,
-)
-from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
-from gradxform._src.wrappers.ascent import maximize
-from gradxform._src.wrappers.averaging import (
-    AveragedParamsState,
-    averaged_params,
-    ema_params,
-    swa_params,
-)
-from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
-from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
-from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
-
-
-# -- Adam variants and adaptive classics ------------------------------------------------------
-from gradxform._src.optimizers.adam_variants import (
+from gradxform._src.metrics import CSVLogger, step_metrics
+from gradxform._src.module import Module
+from gradxform._src.optimizers.adafactor import adafactor
+from gradxform._src.optimizers.adagrad import adadelta, adagrad
+from gradxform._src.optimizers.adam import (
     adabelief,
+    adam,
     adamax,
     adamaxw,
+    adamw,
     adan,
     ademamix,
     adopt,
@@ -134,10 +60,45 @@ from gradxform._src.optimizers.adam_variants import (
     nadam,
     nadamw,
     radam,
+    swats,
     yogi,
 )
-from gradxform._src.optimizers.adaptive_classics import adadelta, rprop
+from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
+from gradxform._src.optimizers.muon import muon
+from gradxform._src.optimizers.parameter_free import dadapt_adamw, prodigy
+from gradxform._src.optimizers.rmsprop import rmsprop
+from gradxform._src.optimizers.rprop import rprop
+from gradxform._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
+from gradxform._src.optimizers.sgd import noisy_sgd, polyak_sgd, sgd
+from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
+from gradxform._src.optimizers.sm3 import sm3
+from gradxform._src.schedules import (
+    Schedule,
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cyclic_schedule,
+    exponential_decay,
+    inverse_sqrt_schedule,
+    inverse_time_decay,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    multiply_schedules,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_schedule,
+    schedule_fn,
+    sgdr_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+from gradxform._src.transforms.adabelief import ScaleByBeliefState, scale_by_belief
 from gradxform._src.transforms.adadelta import ScaleByAdaDeltaState, scale_by_adadelta
+from gradxform._src.transforms.adafactor import FactoredRmsState, scale_by_factored_rms
+from gradxform._src.transforms.adagrad import ScaleByRssState, scale_by_rss
+from gradxform._src.transforms.adam import ScaleByAdamState, scale_by_adam
 from gradxform._src.transforms.adamax import scale_by_adamax
 from gradxform._src.transforms.adan import ScaleByAdanState, scale_by_adan
 from gradxform._src.transforms.ademamix import (
@@ -148,111 +109,230 @@ from gradxform._src.transforms.ademamix import (
 )
 from gradxform._src.transforms.adopt import scale_by_adopt
 from gradxform._src.transforms.amsgrad import ScaleByAmsgradState, scale_by_amsgrad
-from gradxform._src.transforms.belief import ScaleByBeliefState, scale_by_belief
-from gradxform._src.transforms.proximal import proximal_weight_decay
-from gradxform._src.transforms.radam import scale_by_radam
-from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
-from gradxform._src.transforms.yogi import scale_by_yogi
-# -- end Adam variants and adaptive classics --------------------------------------------------
-
-# -- sign-based, normalised, layer-wise, memory-light and other optimizers --------------------
-from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
-from gradxform._src.optimizers.memory_light import adafactor, sm3
-from gradxform._src.optimizers.others import noisy_sgd, polyak_sgd
-from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
 from gradxform._src.transforms.block_rms import clip_by_block_rms, scale_by_param_block_rms
-from gradxform._src.transforms.factored import FactoredRmsState, scale_by_factored_rms
+from gradxform._src.transforms.clipping import clip, clip_by_global_norm
 from gradxform._src.transforms.fromage import scale_by_fromage
 from gradxform._src.transforms.lion import ScaleByLionState, scale_by_lion
+from gradxform._src.transforms.momentum import EmaState, TraceState, ema, trace
+from gradxform._src.transforms.muon import (
+    MuonDimensionNumbers,
+    MuonState,
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+    scale_by_shape,
+)
 from gradxform._src.transforms.noise import add_noise
 from gradxform._src.transforms.normalize import scale_by_normalized
 from gradxform._src.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradxform._src.transforms.parameter_free import (
+    DAdaptAdamWState,
+    ProdigyState,
+    scale_by_dadapt_adamw,
+    scale_by_prodigy,
+)
 from gradxform._src.transforms.polyak import scale_by_polyak
+from gradxform._src.transforms.proximal import proximal_weight_decay
+from gradxform._src.transforms.radam import scale_by_radam
+from gradxform._src.transforms.regularisation import (
+    add_decayed_weights,
+    add_l1_penalty,
+    add_l2_penalty,
+)
+from gradxform._src.transforms.rmsprop import ScaleByRmsState, ScaleByStddevState, scale_by_rms
+from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
+from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
+from gradxform._src.transforms.schedule_free import (
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_eval_params,
+)
 from gradxform._src.transforms.sign import scale_by_sign
 from gradxform._src.transforms.sm3 import ScaleBySm3State, scale_by_sm3
+from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
-# ---------------------------------------------------------------------------------------------
+from gradxform._src.transforms.yogi import scale_by_yogi
+from gradxform._src.tree import global_norm
+from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
+from gradxform._src.wrappers.ascent import maximize
+from gradxform._src.wrappers.averaging import (
+    AveragedParamsState,
+    averaged_params,
+    ema_params,
+    swa_params,
+)
+from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
+from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
+from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
+from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("gradxform")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
-    # protocol and values
-    "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError",
-    "Module", "hyper", "static", "child", "Foreign",
-    "apply_updates", "hyperparams", "stack", "global_norm", "dtype_policy",
-    # combinators
-    "chain", "named_chain", "masked", "identity", "set_to_zero", "stateless",
-    # transforms
+    # the protocol and values
+    "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
+    "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
+    "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
+    # combining transformations and routing leaves
+    "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
+    # transformations (the math of each optimizer, one concept per file)
     "scale", "scale_by_learning_rate", "trace", "ema", "scale_by_adam", "scale_by_rms",
     "scale_by_rss", "clip", "clip_by_global_norm", "add_decayed_weights", "add_l2_penalty",
-    "add_l1_penalty",
-    # states
-    "TraceState", "EmaState", "ScaleByAdamState", "ScaleByRmsState", "ScaleByStddevState",
-    "ScaleByRssState",
-    # optimizers
-    "sgd", "adagrad", "rmsprop", "adam", "adamw",
+    "add_l1_penalty", "TraceState", "EmaState", "ScaleByAdamState", "ScaleByRmsState",
+    "ScaleByStddevState", "ScaleByRssState", "scale_by_sign", "scale_by_normalized",
+    "scale_by_lion", "scale_by_trust_ratio", "scale_by_lars", "scale_by_fromage",
+    "scale_by_novograd", "scale_by_factored_rms", "clip_by_block_rms", "scale_by_param_block_rms",
+    "scale_by_sm3", "add_noise", "scale_by_polyak", "ScaleByLionState", "ScaleByNovogradState",
+    "FactoredRmsState", "ScaleBySm3State", "scale_by_muon", "scale_by_shape",
+    "orthogonalize_via_newton_schulz", "MuonDimensionNumbers", "MuonState", "schedule_free",
+    "schedule_free_eval_params", "ScheduleFreeState", "scale_by_prodigy", "ProdigyState",
+    "scale_by_dadapt_adamw", "DAdaptAdamWState", "scale_by_swats", "SwatsState", "scale_by_amsgrad",
+    "scale_by_radam", "scale_by_adamax", "scale_by_belief", "scale_by_yogi", "scale_by_adan",
+    "scale_by_adopt", "scale_by_ademamix", "scale_by_adadelta", "scale_by_rprop",
+    "proximal_weight_decay", "ScaleByAmsgradState", "ScaleByBeliefState", "ScaleByAdanState",
+    "ScaleByAdemamixState", "ScaleByAdaDeltaState", "ScaleByRpropState", "ademamix_alpha_schedule",
+    "ademamix_b3_schedule",
+    # optimizers (short chains of transformations)
+    "sgd", "adagrad", "rmsprop", "adam", "adamw", "sign_sgd", "signum", "normalized_sgd", "lion",
+    "lars", "lamb", "fromage", "novograd", "adafactor", "sm3", "noisy_sgd", "polyak_sgd", "muon",
+    "schedule_free_sgd", "schedule_free_adamw", "prodigy", "dadapt_adamw", "swats", "amsgrad",
+    "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi", "adan", "adopt", "adoptw",
+    "ademamix", "adadelta", "rprop",
+    # wrappers (around another transformation, on its own clock)
+    "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
+    "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
+    "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
+    "lookahead", "lookahead_slow_params", "LookaheadState",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
-    "warmup_cosine_decay_schedule", "join_schedules",
-    # schedules (complete set), routing, wrappers, configs
-    "warmup_constant_schedule", "warmup_exponential_decay_schedule",
-    "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
-    "sgdr_schedule", "cyclic_schedule", "inverse_time_decay", "inverse_sqrt_schedule",
-    "multiply_schedules",
-    "freeze", "partition", "by_regex", "by_path", "path_string",
-    "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
-    "swa_params", "averaged_params", "reduce_on_plateau", "maximize",
-    "AccumulateState", "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState",
-    "ReduceOnPlateauState",
-    "to_config", "from_config",
-
-    # -- sign-based, normalised, layer-wise, memory-light and other optimizers --
-    "sign_sgd", "signum", "normalized_sgd", "lion", "lars", "lamb", "fromage", "novograd",
-    "adafactor", "sm3", "noisy_sgd", "polyak_sgd",
-    "scale_by_sign", "scale_by_normalized", "scale_by_lion", "scale_by_trust_ratio",
-    "scale_by_lars", "scale_by_fromage", "scale_by_novograd", "scale_by_factored_rms",
-    "clip_by_block_rms", "scale_by_param_block_rms", "scale_by_sm3", "add_noise",
-    "scale_by_polyak",
-    "ScaleByLionState", "ScaleByNovogradState", "FactoredRmsState", "ScaleBySm3State",
-]
-
-# distributed training
-__all__ += [
+    "warmup_cosine_decay_schedule", "join_schedules", "warmup_constant_schedule",
+    "warmup_exponential_decay_schedule", "piecewise_interpolate_schedule",
+    "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule", "cyclic_schedule",
+    "inverse_time_decay", "inverse_sqrt_schedule", "multiply_schedules",
+    # distributed training
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
+    # training loops
+    "step_metrics", "CSVLogger",
 ]
 
-__all__ += [
-    # modern optimizers, SWATS and lookahead
-    "muon", "scale_by_muon", "scale_by_shape", "orthogonalize_via_newton_schulz",
-    "MuonDimensionNumbers", "MuonState",
-    "schedule_free", "schedule_free_sgd", "schedule_free_adamw", "schedule_free_eval_params",
-    "ScheduleFreeState",
-    "prodigy", "scale_by_prodigy", "ProdigyState",
-    "dadapt_adamw", "scale_by_dadapt_adamw", "DAdaptAdamWState",
-    "swats", "scale_by_swats", "SwatsState",
-    "lookahead", "lookahead_slow_params", "LookaheadState",
-]
+# -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring, helpers --
+from gradxform._src.distributions import MultiNormalDiagFromLogScale, multi_normal  # noqa: E402
+from gradxform._src.linear_algebra import matrix_inverse_pth_root, power_iteration  # noqa: E402
+from gradxform._src.monitoring import (  # noqa: E402
+    MeasureWithEmaState,
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    measurements,
+    monitor,
+    snapshot,
+)
+from gradxform._src.numerics import (  # noqa: E402
+    safe_int32_increment,
+    safe_norm,
+    safe_root_mean_squares,
+)
+from gradxform._src.optimizers.optimistic import (  # noqa: E402
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
+from gradxform._src.stateless import (  # noqa: E402
+    EmptyState,
+    init_empty_state,
+    stateless_with_tree_map,
+    with_extra_args_support,
+)
+from gradxform._src.target_networks import incremental_update, periodic_update  # noqa: E402
+from gradxform._src.transforms.adaptive_clip import adaptive_grad_clip  # noqa: E402
+from gradxform._src.transforms.apply_every import ApplyEveryState, apply_every  # noqa: E402
+from gradxform._src.transforms.centralize import centralize  # noqa: E402
+from gradxform._src.transforms.constrain import (  # noqa: E402
+    ZeroNansState,
+    keep_params_nonnegative,
+    zero_nans,
+)
+from gradxform._src.transforms.dog import (  # noqa: E402
+    ScaleByDistanceOverGradientsState,
+    scale_by_distance_over_gradients,
+)
+from gradxform._src.transforms.norm_scaling import (  # noqa: E402
+    normalize_by_update_norm,
+    scale_by_param_block_norm,
+)
+from gradxform._src.transforms.optimistic import (  # noqa: E402
+    ScaleByOptimisticGradientState,
+    scale_by_optimistic_gradient,
+)
+from gradxform._src.transforms.per_example_clip import (  # noqa: E402
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
+from gradxform._src.transforms.schedule_scaling import scale_by_schedule  # noqa: E402
+from gradxform._src.transforms.stddev import scale_by_stddev  # noqa: E402
+from gradxform._src.tree import (  # noqa: E402
+    bias_correction,
+    safe_increment,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
 
-# -- Adam variants and adaptive classics ------------------------------------------------------
+# Type aliases under optax's names: importable (gx.Params), but not in __all__, because the API
+# reference is built by inspecting objects and a typing construct has nothing of gradxform's in it.
+from gradxform._src.types import (  # noqa: E402, F401
+    MaskOrFn,
+    Params,
+    ScalarOrSchedule,
+    Updates,
+)
+from gradxform._src.wrappers.conditional import (  # noqa: E402
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    conditionally_mask,
+    conditionally_transform,
+)
+from gradxform._src.wrappers.selective import selective_transform  # noqa: E402
+from gradxform._src.wrappers.should_skip import (  # noqa: E402
+    ShouldSkipUpdateFunction,  # noqa: F401  (a type alias: see above)
+    skip_large_updates,
+    skip_not_finite,
+)
+
+# optax's names for classes gradxform has under its own names (the states keep no step count:
+# it is the optimizer's, in OptState.count; every transformation takes extra arguments).
+ScaleByRStdDevState = ScaleByStddevState
+ScaleBySM3State = ScaleBySm3State
+FactoredState = FactoredRmsState
+GradientTransformationExtraArgs = GradientTransformation
+
 __all__ += [
     # transforms
-    "scale_by_amsgrad", "scale_by_radam", "scale_by_adamax", "scale_by_belief", "scale_by_yogi",
-    "scale_by_adan", "scale_by_adopt", "scale_by_ademamix", "scale_by_adadelta",
-    "scale_by_rprop", "proximal_weight_decay",
-    # states
-    "ScaleByAmsgradState", "ScaleByBeliefState", "ScaleByAdanState", "ScaleByAdemamixState",
-    "ScaleByAdaDeltaState", "ScaleByRpropState",
+    "zero_nans", "keep_params_nonnegative", "centralize", "adaptive_grad_clip",
+    "scale_by_param_block_norm", "normalize_by_update_norm", "scale_by_stddev",
+    "scale_by_schedule", "scale_by_distance_over_gradients", "apply_every",
+    "scale_by_optimistic_gradient", "stateless_with_tree_map",
+    # wrappers and monitoring
+    "conditionally_mask", "conditionally_transform", "selective_transform", "snapshot",
+    "measure_with_ema", "monitor", "measurements",
     # optimizers
-    "amsgrad", "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi", "adan",
-    "adopt", "adoptw", "ademamix", "adadelta", "rprop",
-    # schedules
-    "ademamix_alpha_schedule", "ademamix_b3_schedule",
+    "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
+    # functions: per-example clipping, skip predicates, target networks, tree math, numerics
+    "per_example_global_norm_clip", "per_example_layer_norm_clip", "skip_not_finite",
+    "skip_large_updates", "incremental_update", "periodic_update", "bias_correction",
+    "update_moment", "update_moment_per_elem_norm", "update_infinity_moment", "safe_increment",
+    "safe_int32_increment", "safe_norm", "safe_root_mean_squares", "power_iteration",
+    "matrix_inverse_pth_root", "multi_normal", "MultiNormalDiagFromLogScale",
+    "init_empty_state", "with_extra_args_support",
+    # states and types
+    "ZeroNansState", "ApplyEveryState", "ScaleByDistanceOverGradientsState",
+    "ScaleByOptimisticGradientState", "ConditionallyMaskState", "ConditionallyTransformState",
+    "SnapshotState", "MeasureWithEmaState", "MonitorState", "EmptyState",
+    # optax's names for existing classes
+    "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState", "GradientTransformationExtraArgs",
 ]
-# -- end Adam variants and adaptive classics --------------------------------------------------
-
-# Training loops: per-step metrics and logging.
-from gradxform._src.metrics import CSVLogger, step_metrics  # noqa: E402
-
-__all__ += ["step_metrics", "CSVLogger"]
+# -- end optax's core names ---------------------------------------------------------------------

@@ -100,6 +100,16 @@ def _wrappers():
 WRAPPERS = list(_wrappers())
 # Optimizer variants whose classes the conformance table does not reach.
 VARIANTS = [gx.lars(0.1, paper_trust_ratio=True)]
+# optax's core names (their other tests: tests/test_optax_core.py).
+VARIANTS += [
+    gx.chain(gx.zero_nans(), gx.centralize(axis=(0, 1)), gx.adaptive_grad_clip(0.01, axis=(0,)),
+             gx.scale_by_param_block_norm(1e-2, axis_name="data"),
+             gx.normalize_by_update_norm(-1.0, 1e-4),
+             gx.scale_by_distance_over_gradients(1e-4, param_dtype=jnp.float32),
+             gx.scale_by_optimistic_gradient(0.5, 2.0, accumulator_dtype=np.float64),
+             gx.apply_every(4), gx.keep_params_nonnegative(), name="optax_core"),
+    gx.selective_transform(gx.adam(1e-3), freeze_mask={"encoder": True, "head": False}),
+]
 
 
 @pytest.mark.parametrize("tx", VARIANTS, ids=[f"{t.name}{i}" for i, t in enumerate(VARIANTS)])
@@ -119,7 +129,9 @@ def test_the_round_trips_cover_every_public_value_class():
     covered |= {type(v.mask) for v in WRAPPERS if isinstance(v, gx.masked)}
     public = {getattr(gx, n) for n in gx.__all__}
     public = {c for c in public if isinstance(c, type) and issubclass(c, Module)}
-    functions_inside = {gx.schedule_fn, gx.stateless, gx.Foreign, gx.by_path}
+    functions_inside = {gx.schedule_fn, gx.stateless, gx.Foreign, gx.by_path,
+                        gx.stateless_with_tree_map, gx.conditionally_mask,
+                        gx.conditionally_transform, gx.snapshot, gx.monitor, gx.measure_with_ema}
     abstract = {Module, gx.Schedule, gx.GradientTransformation}
     missing = public - covered - functions_inside - abstract
     assert not missing, sorted(c.__name__ for c in missing)

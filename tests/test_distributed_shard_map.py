@@ -294,17 +294,17 @@ def test_global_norm_counts_replicated_leaves_once():
     mesh = _model_mesh()
     tree_ = sharded_tree(3)
     expected = gx.global_norm(tree_)
-    norm = jax.jit(jax.shard_map(lambda t: gx.global_norm(t, "model"), mesh=mesh,
+    norm = jax.jit(jax.shard_map(lambda t: gx.global_norm(t, axis_name="model"), mesh=mesh,
                                  in_specs=(SHARDED_SPECS,), out_specs=P()))(tree_)
     np.testing.assert_allclose(norm, expected, rtol=1e-6)
     # Where JAX does not track replication (check_vma=False, pmap) every leaf must be a shard.
     only_shards = {k: v for k, v in tree_.items() if SHARDED_SPECS[k] != P()}
     specs = {k: SHARDED_SPECS[k] for k in only_shards}
-    norm = jax.jit(jax.shard_map(lambda t: gx.global_norm(t, "model"), mesh=mesh,
+    norm = jax.jit(jax.shard_map(lambda t: gx.global_norm(t, axis_name="model"), mesh=mesh,
                                  in_specs=(specs,), out_specs=P(), check_vma=False))(only_shards)
     np.testing.assert_allclose(norm, gx.global_norm(only_shards), rtol=1e-6)
     stacked = {k: v.reshape(N, -1) for k, v in {"w": tree_["w"], "v": tree_["v"]}.items()}
-    norm = jax.pmap(lambda t: gx.global_norm(t, "model"), axis_name="model")(stacked)
+    norm = jax.pmap(lambda t: gx.global_norm(t, axis_name="model"), axis_name="model")(stacked)
     np.testing.assert_allclose(norm, gx.global_norm(stacked), rtol=1e-6)
 
 

@@ -66,7 +66,9 @@ def test_matches_the_paper(case):
     _, make, reference = case
     with jax.enable_x64(True):
         ours = gx_iterates(make())
-    np.testing.assert_allclose(ours, np.asarray(reference()), rtol=1e-12, atol=1e-13)
+    # 1e-11: jax's rsqrt and NumPy's 1/sqrt differ in the last bit; 150 steps carry that to
+    # ~2e-12 relative in a few iterates (rmsprop).
+    np.testing.assert_allclose(ours, np.asarray(reference()), rtol=1e-11, atol=1e-13)
 
 
 def test_textbook_dampened_momentum():

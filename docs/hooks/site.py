@@ -1,7 +1,7 @@
 """mkdocs hooks: the generated parts of the documentation site.
 
 * **API reference**, from ``gradxform.__all__``: one page per source module (``api/<module>.md``,
-  e.g. ``api/transforms.adaptive.md``) with a ``::: gradxform.<name>`` entry for each exported
+  e.g. ``api/transforms.adam.md``) with a ``::: gradxform.<name>`` entry for each exported
   name defined there, and an index of every name with its one-line summary. A name added to
   ``__all__`` appears without editing the documentation.
 * **Notebooks**: each ``notebooks/*.ipynb`` becomes ``notebooks/<name>.md`` (markdown cells as

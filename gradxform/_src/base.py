@@ -28,24 +28,63 @@ step)``. ``apply`` must return a state of the same structure, shapes and dtypes 
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.module import Module, child, hyper, running, static
+from gradxform._src import module as _module
+from gradxform._src.module import Invalid, Module, child, renamed_error, static
+from gradxform._src.schedules import Schedule, as_schedule
 
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
     "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
-    "hyper", "static", "child",
+    "hyper", "static", "child", "walk",
 ]
 
 PyTree = Any
+
+
+# --------------------------------------------------------------------------------------------
+# Fields of transformations.
+
+
+def _as_hyper(value: Any) -> Any:
+    if isinstance(value, Module) and not isinstance(value, Schedule):
+        raise Invalid(f"must be a real number, an array or a schedule, got {value!r}", TypeError)
+    return as_schedule(value)
+
+
+def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
+          integer: bool = False, decays_in: str | None = None, schedule: bool = True,
+          converter: Callable[[Any], Any] | None = None, kw_only: bool = False) -> Any:
+    """A float hyperparameter of a transformation: a number, an array or a schedule.
+
+    A plain function ``count -> value`` becomes a :class:`~gradxform.schedule_fn`. Numbers and
+    concrete arrays are checked against ``interval`` when the value is built (see
+    :func:`gradxform._src.module.hyper` for ``integer`` and ``decays_in``); schedules were
+    checked when they were built. ``schedule=False`` for arguments that are used once (sizes,
+    initial values), which take numbers and arrays only. ``converter`` runs first (presets
+    given by name, lists turned into arrays).
+    """
+    if not schedule:
+        return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
+                             converter=converter, kw_only=kw_only)
+
+    def convert(value):
+        return _as_hyper(value if converter is None else converter(value))
+
+    return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
+                         converter=convert, accepts=lambda v: isinstance(v, Schedule),
+                         accepts_phrase="a real number, an array or a schedule",
+                         kw_only=kw_only)
 
 
 class StructureMismatchError(ValueError):
@@ -144,8 +183,19 @@ def _abbrev(items: list[str], n: int = 8) -> str:
 # The state and the step.
 
 
-class OptState:
+_OptStateFields = collections.namedtuple("OptState", ["count", "inner"])
+
+
+class OptState(_OptStateFields):
     """The state ``init`` returns: one step counter, the transformation's state, the param spec.
+
+    A NamedTuple ``(count, inner)``, so tools that know NamedTuples handle it as they handle
+    optax's states (``flax.serialization.to_bytes``, orbax, ``jax.tree`` paths ``.count`` and
+    ``.inner``). The param spec is static: it belongs to the *type*. ``OptState(count, inner,
+    spec)`` returns an instance of the subclass made once for that spec, so two states built for
+    the same params have the same tree structure and states for other params do not, and
+    rebuilding a state from its fields (``type(state)(count, inner)``, as JAX and flax do) keeps
+    its spec.
 
     Attributes:
       count: int32 number of updates applied so far, or ``None`` if nothing in the
@@ -154,26 +204,38 @@ class OptState:
       spec: static :class:`ParamSpec` of the params given to ``init``.
     """
 
-    __slots__ = ("count", "inner", "spec")
+    __slots__ = ()
+    spec: ParamSpec | None = None
+    _by_spec: dict[ParamSpec, type[OptState]] = {}
 
-    def __init__(self, count: jax.Array | None, inner: PyTree, spec: ParamSpec):
-        self.count, self.inner, self.spec = count, inner, spec
+    def __new__(cls, count: jax.Array | None, inner: PyTree, spec: ParamSpec | None = None):
+        if spec is None:
+            if cls.spec is None:
+                raise TypeError("OptState: needs the ParamSpec of the params (spec=...); build "
+                                "states with the optimizer's init")
+            return super().__new__(cls, count, inner)
+        return super().__new__(OptState.for_spec(spec), count, inner)
+
+    @staticmethod
+    def for_spec(spec: ParamSpec) -> type[OptState]:
+        """The subclass of :class:`OptState` holding ``spec`` (made once per spec)."""
+        found = OptState._by_spec.get(spec)
+        if found is None:
+            found = type("OptState", (OptState,), {"__slots__": (), "spec": spec,
+                                                     "__module__": OptState.__module__})
+            OptState._by_spec[spec] = found
+        return found
 
     def __repr__(self) -> str:
         return f"OptState(count={self.count!r}, inner={self.inner!r})"
 
+    def __reduce__(self):
+        return OptState, (self.count, self.inner, self.spec)
+
     def replace(self, **changes: Any) -> OptState:
+        """A copy with ``count``, ``inner`` or ``spec`` changed."""
         values = {"count": self.count, "inner": self.inner, "spec": self.spec, **changes}
         return OptState(**values)
-
-
-jax.tree_util.register_pytree_with_keys(
-    OptState,
-    lambda s: (((jax.tree_util.GetAttrKey("count"), s.count),
-                (jax.tree_util.GetAttrKey("inner"), s.inner)), s.spec),
-    lambda spec, children: OptState(children[0], children[1], spec),
-    lambda s: ((s.count, s.inner), s.spec),
-)
 
 
 class Step(NamedTuple):
@@ -190,8 +252,6 @@ class Step(NamedTuple):
 
     def value(self, hyperparameter: Any) -> Any:
         """The current value of a hyperparameter (a schedule is evaluated at ``count``)."""
-        from gradxform._src.schedules import Schedule
-
         if isinstance(hyperparameter, Schedule):
             if self.count is None:
                 raise RuntimeError("a schedule was evaluated without a step count")
@@ -208,6 +268,8 @@ class Step(NamedTuple):
 # The transformation.
 
 
+@dataclass_transform(frozen_default=True, eq_default=False,
+                    field_specifiers=(hyper, static, child, dataclasses.field))
 class GradientTransformation(Module):
     """Base of every gradxform transformation. See the module docstring for the protocol."""
 
@@ -252,8 +314,6 @@ class GradientTransformation(Module):
     @property
     def needs_count(self) -> bool:
         """True if some part of this transformation reads the step count."""
-        from gradxform._src.schedules import Schedule
-
         for m in self.submodules():
             if isinstance(m, Schedule) or (
                 isinstance(m, GradientTransformation) and m.uses_count
@@ -264,8 +324,13 @@ class GradientTransformation(Module):
     def init(self, params: PyTree) -> OptState:
         """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
-        with running(self.name):
+        try:
             inner = self.init_state(params)
+        except (ValueError, TypeError) as e:
+            named = renamed_error(e, self.name)
+            if named is None:
+                raise
+            raise named from None
         return OptState(count, inner, ParamSpec.of(params))
 
     def update(self, updates: PyTree, state: OptState, params: PyTree | None = None,
@@ -281,8 +346,13 @@ class GradientTransformation(Module):
         if params is not None:
             state.spec.check(params, where, "params")
         step = Step(state.count, extra_args)
-        with running(self.name):
+        try:
             new_updates, inner = self.apply(updates, state.inner, params, step)
+        except (ValueError, TypeError) as e:
+            named = renamed_error(e, self.name)
+            if named is None:
+                raise
+            raise named from None
         count = None if state.count is None else tree.safe_increment(state.count)
         return new_updates, OptState(count, inner, state.spec)
 
@@ -372,13 +442,48 @@ class Foreign(GradientTransformation):
         return dict(found) if isinstance(found, Mapping) else {}
 
 
+def _uncalled_hint(value: Any) -> str:
+    """A hint for a factory or class passed where a transformation was expected."""
+    name = getattr(value, "__name__", None)
+    is_class = isinstance(value, type) and issubclass(value, GradientTransformation)
+    is_factory = callable(value) and (getattr(value, "__gradxform_api__", None) is not None
+                                      or str(getattr(value, "__module__", "")).startswith(
+                                          ("gradxform", "optax")))
+    if name and (is_class or is_factory):
+        return f"; did you forget to call it? ({name}(...) builds a transformation)"
+    return ""
+
+
+def _describe_value(value: Any) -> str:
+    if callable(value) and not hasattr(value, "init"):
+        return f"the function {getattr(value, '__qualname__', value)!r}"
+    return repr(value)
+
+
+def described(value: Any) -> str:
+    """How a value that is not a transformation is shown in errors (with a hint if it is a
+    factory or class that was not called)."""
+    return f"{_describe_value(value)}{_uncalled_hint(value)}"
+
+
+def transformation(value: Any) -> GradientTransformation:
+    """Field converter: a gradxform transformation as it is, an optax one as :class:`Foreign`."""
+    if isinstance(value, GradientTransformation):
+        return value
+    if hasattr(value, "init") and hasattr(value, "update"):
+        return Foreign(value)
+    raise Invalid(f"must be a transformation (gradxform or optax: an object with init and "
+                  f"update), got {described(value)}", TypeError)
+
+
 def as_transformation(tx: Any) -> GradientTransformation:
     """``tx`` itself if it is a gradxform transformation, else wrapped as :class:`Foreign`."""
     if isinstance(tx, GradientTransformation):
         return tx
     if hasattr(tx, "init") and hasattr(tx, "update"):
         return Foreign(tx)
-    raise TypeError(f"expected a transformation (an object with init and update), got {tx!r}")
+    raise TypeError(f"expected a transformation (an object with init and update), got "
+                    f"{described(tx)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +511,23 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         ) from e
 
 
+def walk(tx: GradientTransformation, state: OptState,
+         ) -> Iterator[tuple[tuple[str, ...], GradientTransformation, PyTree, Step]]:
+    """Every transformation inside ``tx``, depth first and ``tx`` first, as ``(path, t, state,
+    step)``: its path of link labels, its part of ``state.inner`` and the step it sees (wrappers
+    on their own clock hand their inner transformation another count).
+
+    The one traversal behind :func:`hyperparams` and the readers of wrapper states.
+    """
+
+    def visit(t, st, step, path):
+        yield path, t, st, step
+        for label, sub, sub_state, sub_step in t.links(st, step):
+            yield from visit(sub, sub_state, sub_step, path + (label,))
+
+    yield from visit(tx, state.inner, Step(state.count, {}), ())
+
+
 def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Array]:
     """The current value of every hyperparameter of ``tx``, schedules evaluated at the step.
 
@@ -420,18 +542,13 @@ def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Ar
     if not isinstance(state, OptState):
         raise TypeError(f"hyperparams: state must be an OptState, got {type(state).__name__}")
     found: list[tuple[tuple[str, ...], str, Any]] = []
-
-    def visit(t, st, step, path):
+    for path, t, st, step in walk(tx, state):
         for name in t._hyper_fields:
             value = getattr(t, name)
             if value is not None:
                 found.append((path, name, jnp.asarray(step.value(value))))
         for name, value in t.state_hyperparams(st).items():
             found.append((path, name, jnp.asarray(value)))
-        for label, sub, sub_state, sub_step in t.links(st, step):
-            visit(sub, sub_state, sub_step, path + (label,))
-
-    visit(tx, state.inner, Step(state.count, {}), ())
     counts: dict[str, int] = {}
     for _, name, _ in found:
         counts[name] = counts.get(name, 0) + 1

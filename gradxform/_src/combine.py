@@ -46,17 +46,36 @@ import numpy as np
 from gradxform._src.base import (
     GradientTransformation,
     _path_key,
-    as_transformation,
+    child,
+    described,
     identity,
     set_to_zero,
+    static,
+    transformation,
 )
-from gradxform._src.module import Module, api, child, static, thaw
+from gradxform._src.module import Invalid, Module, api, thaw
 from gradxform._src.module import freeze as freeze_tree
+from gradxform._src.types import Mask
 
 __all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
            "path_string", "mask_leaves"]
 
 PyTree = Any
+
+
+def _links(transforms: Any) -> tuple[GradientTransformation, ...]:
+    """Field converter of :class:`chain`: every link a transformation (optax ones wrapped)."""
+    links = []
+    for i, tx in enumerate(transforms):
+        if not (hasattr(tx, "init") and hasattr(tx, "update")):
+            raise Invalid(f"[{i}] is not a transformation: expected a transformation (an object "
+                          f"with init and update), got {described(tx)}", TypeError)
+        links.append(transformation(tx))
+    return tuple(links)
+
+
+def _optional_tuple(value: Any) -> tuple | None:
+    return None if value is None else tuple(value)
 
 
 class chain(GradientTransformation):
@@ -74,9 +93,9 @@ class chain(GradientTransformation):
         opt = gx.chain(gx.clip_by_global_norm(1.0), gx.scale_by_adam(), gx.scale(-1e-3))
     """
 
-    transforms: tuple = child()
-    names: tuple | None = static(None)
-    chain_name: str | None = static(None)
+    transforms: tuple[GradientTransformation, ...] = child(converter=_links)
+    names: tuple[str, ...] | None = static(default=None, converter=_optional_tuple)
+    chain_name: str | None = static(default=None)
 
     def __init__(self, *transforms: Any, name: str | None = None,
                  names: tuple[str, ...] | None = None):
@@ -84,10 +103,7 @@ class chain(GradientTransformation):
             transforms[0], "init"
         ):
             transforms = tuple(transforms[0])
-        object.__setattr__(self, "transforms", tuple(as_transformation(t) for t in transforms))
-        object.__setattr__(self, "names", None if names is None else tuple(names))
-        object.__setattr__(self, "chain_name", name)
-        self.__post_init__()
+        self.__init_fields__(transforms=transforms, names=names, chain_name=name)
 
     def check(self):
         if self.names is not None:
@@ -200,7 +216,7 @@ class by_regex(Module):
     """
 
     rules: tuple = static()
-    default: Any = static(None)
+    default: Any = static(default=None)
 
     def __init__(self, rules: Any, default: Any = None):
         if isinstance(rules, str):
@@ -209,9 +225,7 @@ class by_regex(Module):
             rules = tuple(rules.items())
         else:
             rules = tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in rules)
-        object.__setattr__(self, "rules", rules)
-        object.__setattr__(self, "default", default)
-        self.__post_init__()
+        self.__init_fields__(rules=rules, default=default)
 
     def check(self):
         if not self.rules:
@@ -389,6 +403,22 @@ def _prepare_mask(mask: Any) -> Any:
     return freeze_tree(mask)
 
 
+def _labelled_transforms(transforms: Any) -> dict[str, GradientTransformation]:
+    """Field converter of :class:`partition`: a non-empty ``{label: transformation}`` dict."""
+    if not isinstance(transforms, Mapping) or not transforms:
+        raise Invalid(f"must be a non-empty dict {{label: transformation}}, got {transforms!r}",
+                      TypeError)
+    out = {}
+    for label, tx in transforms.items():
+        if not isinstance(label, str):
+            raise Invalid(f"labels (the keys) must be strings, got {label!r}", TypeError)
+        try:
+            out[label] = transformation(tx)
+        except Invalid as e:
+            raise Invalid(f"[{label!r}] {e.message}", e.kind) from None
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # masked, freeze, partition.
 
@@ -414,13 +444,8 @@ class masked(GradientTransformation):
                  gx.scale(-1e-3))
     """
 
-    inner: Any = child()
-    mask: Any = static()
-
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        object.__setattr__(self, "mask", _prepare_mask(self.mask))
-        super().__post_init__()
+    inner: GradientTransformation = child(converter=transformation)
+    mask: Mask = static(converter=_prepare_mask)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -465,13 +490,8 @@ class freeze(GradientTransformation):
         opt = gx.freeze(gx.adam(1e-3), r"\['encoder'\]")   # the same, by regex
     """
 
-    inner: Any = child()
-    frozen: Any = static()
-
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        object.__setattr__(self, "frozen", _prepare_mask(self.frozen))
-        super().__post_init__()
+    inner: GradientTransformation = child(converter=transformation)
+    frozen: Mask = static(converter=_prepare_mask)
 
     def _trainable(self, tree_):
         return [not f for f in route(self.frozen, tree_, self.name, "mask")]
@@ -517,21 +537,8 @@ class partition(GradientTransformation):
         state.inner["no_decay"]      # Adam's moments of the biases and scales only
     """
 
-    transforms: Any = child()
-    labels: Any = static()
-
-    def __post_init__(self):
-        if not isinstance(self.transforms, Mapping) or not self.transforms:
-            raise self.error(f"must be a non-empty dict {{label: transformation}}, got "
-                             f"{self.transforms!r}", "transforms", TypeError)
-        for label in self.transforms:
-            if not isinstance(label, str):
-                raise self.error(f"labels (the keys) must be strings, got {label!r}",
-                                 "transforms", TypeError)
-        object.__setattr__(self, "transforms",
-                           {k: as_transformation(v) for k, v in self.transforms.items()})
-        object.__setattr__(self, "labels", freeze_tree(self.labels))
-        super().__post_init__()
+    transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
+    labels: Any = static(converter=freeze_tree)
 
     def check(self):
         labels = thaw(self.labels)

@@ -134,11 +134,12 @@ def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis
     """The sharding of every leaf of ``tx.init(params)``, derived from the params' shardings.
 
     Each state leaf that mirrors a param (moments, traces, copies: its path ends with the
-    param's path, the longest such, and the shapes are equal) gets that param's sharding. Other leaves (the step count, factored
-    statistics of another shape) are replicated. With ``zero_axis`` (ZeRO stage 1), every
-    state leaf is in addition split along that mesh axis, independently of the params: on the
-    first dimension that is not already sharded and whose size the axis size divides; leaves
-    with no such dimension stay replicated along it. ``rule`` overrides any leaf.
+    param's path, the longest such, and the shapes are equal) gets that param's sharding. Other
+    leaves (the step count, factored statistics of another shape) are replicated. With
+    ``zero_axis`` (ZeRO stage 1), every state leaf is in addition split along that mesh axis,
+    independently of the params: on the first dimension that is not already sharded and whose
+    size the axis size divides; leaves with no such dimension stay replicated along it. ``rule``
+    overrides any leaf.
 
     The result has exactly the tree structure of ``jax.eval_shape(tx.init, params)`` (the
     :class:`~gradxform.OptState` with its static param spec), so it can be given to
@@ -188,8 +189,9 @@ def state_shardings(tx: Any, params: PyTree, shardings: Any = None, *, zero_axis
     kinds = {type(s) for _, _, s in param_list}
     as_specs = PartitionSpec in kinds
     if as_specs and len(kinds) > 1:
+        names = {"PartitionSpec" if k is PartitionSpec else k.__name__ for k in kinds}
         raise TypeError(f"{where}: shardings must be all PartitionSpecs or all shardings, got "
-                        f"{sorted({'PartitionSpec' if k is PartitionSpec else k.__name__ for k in kinds})}")
+                        f"{sorted(names)}")
     if mesh is None:
         meshes = {s.mesh for _, _, s in param_list if isinstance(s, NamedSharding)}
         if len(meshes) > 1:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["canonical", "accumulator_dtype", "real_dtype", "safe_eps", "leaf_dtype", "cast",
-           "wider", "check_decay_fits"]
+           "wider", "largest_decay_below_one"]
 
 
 def wider(*dtypes_: Any) -> np.dtype:
@@ -111,19 +111,15 @@ def cast(x: jax.Array, dtype: Any) -> jax.Array:
     return x.astype(dtype)
 
 
-def check_decay_fits(module: Any, field: str, dtype_field: str) -> None:
-    """Reject a decay rate that rounds to 1 in an explicitly requested accumulator dtype.
+def largest_decay_below_one(value: Any, dtype: Any) -> float | None:
+    """If the decay rate ``value`` rounds to 1 in ``dtype``, the largest rate that does not.
 
-    ``b2 = 0.999`` is 1.0 in bfloat16: the moment would never forget, silently. Raised at
-    construction (for Python numbers) with the largest decay the dtype can hold.
+    ``b2 = 0.999`` is 1.0 in bfloat16: a moment kept in that dtype would never forget. ``None``
+    when the rate fits (or is not a Python number, or no dtype was requested).
     """
-    value, dtype = getattr(module, field), getattr(module, dtype_field)
     if dtype is None or not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
+        return None
     dtype = real_dtype(canonical(dtype))
     if value < 1 and float(np.asarray(value, dtype)) >= 1.0:
-        largest = float(np.nextafter(np.asarray(1.0, dtype), np.asarray(0.0, dtype)))
-        raise module.error(
-            f"={value} rounds to 1.0 in {dtype_field}={dtype.name}, so the accumulator would "
-            f"never decay; keep the default accumulator dtype (float32) or use {field} <= "
-            f"{largest}", field)
+        return float(np.nextafter(np.asarray(1.0, dtype), np.asarray(0.0, dtype)))
+    return None

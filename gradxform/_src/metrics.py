@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation, OptState, hyperparams as _hyperparams
+from gradxform._src.base import GradientTransformation, OptState
+from gradxform._src.base import hyperparams as _hyperparams
 
 __all__ = ["step_metrics", "CSVLogger"]
 

@@ -3,41 +3,55 @@
 Every transformation and every schedule in gradxform is a :class:`Module`. A module's fields are
 of three kinds, declared with :func:`hyper`, :func:`static` and :func:`child`:
 
-* ``hyper``: a float hyperparameter. It is a pytree leaf (a Python number or an array) or a
-  schedule (itself a module whose numbers are leaves). Changing it is new data, not a new program:
-  jit does not retrace, vmap can batch over it, grad can differentiate through it. A Python number
-  is range-checked when the module is built; arrays are checked when they are concrete; traced
-  values cannot be checked (documented at each use).
+* ``hyper``: a float hyperparameter, a pytree leaf (a Python number or an array). Changing it is
+  new data, not a new program: jit does not retrace, vmap can batch over it, grad can
+  differentiate through it. A Python number is range-checked when the module is built; arrays
+  are checked when they are concrete; traced values cannot be checked (documented at each use).
+  Layers above this one widen what a field accepts through its ``converter`` and ``accepts``
+  hooks (transformations accept schedules, see ``gradxform._src.base.hyper``).
 * ``static``: structure (flags, dtypes, sizes, names, masks). Part of the tree definition, so a
   different value is a different program.
 * ``child``: nested modules or pytrees of them (the links of a chain, the inner optimizer of a
   wrapper).
 
-Errors raised while checking name the public call the user made (``adam: b1 must be in [0, 1),
-got 1.0``), see :func:`api`.
+Any field may have a ``converter`` (run once, when a value is built, never when JAX rebuilds a
+value from its leaves) and may be keyword-only (``kw_only=True``).
+
+**Errors name the call the user made.** A failed check raises an ordinary ``ValueError`` or
+``TypeError`` whose text names the module and the argument (``scale_by_adam: b1 must be in
+[0, 1), got 1.0``) and which carries an :class:`Origin` (the module class, the field, the
+message). A public factory decorated with :func:`api` re-raises such an error under its own
+name, with the argument renamed where it passes it on under another name: ``@api("sgd",
+rename={field_of(trace, "decay"): "momentum"})`` turns ``trace: decay must be in [0, 1)`` into
+``sgd: momentum must be in [0, 1)``. The mechanism is local: the decorator (or a
+:func:`renaming` block) sits at the call site; nothing is global.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, dataclass_transform
 
 import jax
 import numpy as np
 
-__all__ = ["Module", "hyper", "static", "child", "api", "api_name", "running", "Interval", "freeze",
+from gradxform._src import dtypes
+
+__all__ = ["Module", "hyper", "static", "child", "field_of", "api", "renaming", "Origin",
+           "Invalid", "argument_error", "renamed_error", "validate", "Interval", "freeze",
            "thaw"]
 
 _KIND = "gradxform.kind"
 _INTERVAL = "gradxform.interval"
 _INTEGER = "gradxform.integer"
 _DECAYS_IN = "gradxform.decays_in"
+_CONVERTER = "gradxform.converter"
+_ACCEPTS = "gradxform.accepts"
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,96 +91,190 @@ class Interval:
         return f"in {left}{num(self.lo)}, {num(self.hi)}{right}"
 
 
-def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *, integer: bool = False,
-          decays_in: str | None = None):
-    """A float hyperparameter field: a pytree leaf or a schedule, checked against ``interval``.
+def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
+          integer: bool = False, decays_in: str | None = None,
+          converter: Callable[[Any], Any] | None = None,
+          accepts: Callable[[Any], bool] | None = None,
+          accepts_phrase: str | None = None, kw_only: bool = False) -> Any:
+    """A float hyperparameter field: a pytree leaf, checked against ``interval``.
 
-    ``interval`` is written as in mathematics, ``"[0, 1)"``, ``"(0, inf)"``; every value must
-    also be finite. ``integer=True`` asks for a whole number (step counts of schedules).
-    ``decays_in="mu_dtype"`` names the static field holding the dtype of the accumulator this
-    decay rate multiplies: a rate that rounds to 1 in an explicitly requested dtype is rejected.
+    Args:
+      default: the default value (omit for a required argument).
+      interval: written as in mathematics, ``"[0, 1)"``, ``"(0, inf)"``; every value must also
+        be finite.
+      integer: ask for a whole number (step counts of schedules).
+      decays_in: the static field holding the dtype of the accumulator this decay rate
+        multiplies (``"mu_dtype"``): a rate that rounds to 1 in an explicitly requested dtype is
+        rejected.
+      converter: applied to the value given by the user, before the checks.
+      accepts: a predicate for values other than numbers and arrays that the field takes as
+        they are (schedules); they are not range-checked here.
+      accepts_phrase: how errors describe what the field accepts (default: "a real number or an
+        array").
+      kw_only: the argument is keyword-only.
     """
     meta = {_KIND: "hyper", _INTERVAL: Interval.parse(interval) if interval else None,
-            _INTEGER: integer, _DECAYS_IN: decays_in}
-    return dataclasses.field(default=default, metadata=meta)
+            _INTEGER: integer, _DECAYS_IN: decays_in, _CONVERTER: converter,
+            _ACCEPTS: (accepts, accepts_phrase)}
+    return dataclasses.field(default=default, metadata=meta, kw_only=kw_only)
 
 
-def static(default: Any = dataclasses.MISSING):
+def static(default: Any = dataclasses.MISSING, *,
+           converter: Callable[[Any], Any] | None = None, kw_only: bool = False) -> Any:
     """A structural field: flags, dtypes, sizes, names. Part of the tree definition."""
-    return dataclasses.field(default=default, metadata={_KIND: "static"})
+    return dataclasses.field(default=default, kw_only=kw_only,
+                             metadata={_KIND: "static", _CONVERTER: converter})
 
 
-def child(default: Any = dataclasses.MISSING):
+def child(default: Any = dataclasses.MISSING, *,
+          converter: Callable[[Any], Any] | None = None, kw_only: bool = False) -> Any:
     """A field holding nested modules (or pytrees of them)."""
-    return dataclasses.field(default=default, metadata={_KIND: "child"})
+    return dataclasses.field(default=default, kw_only=kw_only,
+                             metadata={_KIND: "child", _CONVERTER: converter})
 
 
 def _kind(field: dataclasses.Field) -> str:
     return field.metadata.get(_KIND, "child")
 
 
-# --------------------------------------------------------------------------------------------
-# Naming the public call in errors.
+def field_of(cls: type, name: str) -> dataclasses.Field:
+    """The field ``name`` of the module class ``cls`` (an error at import time if it has none).
 
-_API: contextvars.ContextVar[tuple[str, Mapping[tuple[str, str], str]] | None]
-_API = contextvars.ContextVar("gradxform_api", default=None)
-
-
-def api(name: str, rename: Mapping[tuple[str, str], str] | None = None):
-    """Decorate a public factory so argument errors raised while it builds name it.
-
-    ``rename`` maps ``(module class name, field)`` to the factory's own argument name, for
-    factories that pass an argument on under another name (``sgd(momentum=...)`` builds
-    ``trace(decay=...)``).
+    Used as the key of a rename: ``rename={field_of(trace, "decay"): "momentum"}``.
     """
+    found = {f.name: f for f in dataclasses.fields(cls)}.get(name)
+    if found is None:
+        raise AttributeError(f"{cls.__name__} has no field {name!r}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Errors that know which argument they are about.
+
+
+class Origin(NamedTuple):
+    """What an argument error is about, kept on the exception so callers can rename it.
+
+    Attributes:
+      owner: the module class whose check failed.
+      field: the dataclass field checked, or ``None`` (a message about the whole value).
+      arg: the argument name shown (the field's name until a caller renames it).
+      call: the call name shown (the module's class name until a public call renames it).
+      message: the rest of the text (``"must be in [0, 1), got 1.0"``).
+    """
+
+    owner: type | None
+    field: dataclasses.Field | None
+    arg: str | None
+    call: str
+    message: str
+
+
+_ORIGIN = "__gradxform_origin__"
+
+
+def _text(origin: Origin) -> str:
+    if origin.arg is None:
+        return f"{origin.call}: {origin.message}"
+    sep = "" if origin.message.startswith(("=", "[")) else " "
+    return f"{origin.call}: {origin.arg}{sep}{origin.message}"
+
+
+def _raisable(origin: Origin, exc: type[BaseException]) -> BaseException:
+    err = exc(_text(origin))
+    setattr(err, _ORIGIN, origin)
+    return err
+
+
+def argument_error(owner: type | str, field: dataclasses.Field | str | None, message: str,
+                   exc: type[BaseException] = ValueError) -> BaseException:
+    """An ``exc`` reading ``"<owner>: <field> <message>"`` that :func:`api` can rename.
+
+    ``owner`` is a module class (or a call name); ``field`` a dataclass field, a plain argument
+    name, or ``None`` for a message about the whole call.
+    """
+    cls = owner if isinstance(owner, type) else None
+    call = owner.__name__ if isinstance(owner, type) else str(owner)
+    if isinstance(field, str) and cls is not None and dataclasses.is_dataclass(cls):
+        field = {f.name: f for f in dataclasses.fields(cls)}.get(field, field)
+    fld = field if isinstance(field, dataclasses.Field) else None
+    arg = field.name if isinstance(field, dataclasses.Field) else field
+    return _raisable(Origin(cls, fld, arg, call, message), exc)
+
+
+def renamed_error(error: BaseException, call: str | None = None,
+                  rename: Mapping[dataclasses.Field, str] | None = None) -> BaseException | None:
+    """``error`` said by ``call`` with its argument renamed, or ``None`` if it is no argument
+    error (it has no :class:`Origin`)."""
+    origin = getattr(error, _ORIGIN, None)
+    if origin is None:
+        return None
+    arg = origin.arg
+    if rename and origin.field is not None and origin.field in rename:
+        arg = rename[origin.field]
+    new = origin._replace(arg=arg, call=call or origin.call)
+    if new == origin:
+        return None
+    return _raisable(new, type(error))
+
+
+class Invalid(Exception):
+    """Raised by a field converter: the value is wrong; the module adds the call and the field.
+
+    ``Invalid("must be a transformation, got 3", TypeError)`` becomes ``TypeError("chain:
+    transforms must be a transformation, got 3")``.
+    """
+
+    def __init__(self, message: str, kind: type[BaseException] = ValueError):
+        super().__init__(message)
+        self.message, self.kind = message, kind
+
+
+def api(name: str, rename: Mapping[dataclasses.Field, str] | None = None):
+    """Decorate a public factory so that argument errors raised while it builds name it.
+
+    ``rename`` maps fields of the modules it builds to the factory's own argument names, for
+    arguments passed on under another name: ``sgd(momentum=...)`` builds ``trace(decay=...)``,
+    so ``@api("sgd", rename={field_of(trace, "decay"): "momentum"})``. An error raised inside a
+    nested public call is renamed again by the outer one: the user sees the call they made.
+    """
+    rename = dict(rename or {})
+    for key in rename:
+        if not isinstance(key, dataclasses.Field):
+            raise TypeError(f"api({name!r}): rename keys must be fields (field_of(cls, name)), "
+                            f"got {key!r}")
 
     def decorate(fn):
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            if _API.get() is not None:  # an outer public call already named itself
-                return fn(*args, **kwargs)
-            token = _API.set((name, dict(rename or {})))
+        def public(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            finally:
-                _API.reset(token)
+            except (ValueError, TypeError) as e:
+                new = renamed_error(e, name, rename)
+                if new is None:
+                    raise
+                raise new from None
 
-        return wrapper
+        public.__gradxform_api__ = name
+        return public
 
     return decorate
 
 
 @contextlib.contextmanager
-def running(name: str) -> Iterator[None]:
-    """While a transformation called ``name`` runs ``init`` or ``update``, errors its links raise
-    name it (``sign_sgd: ...`` rather than the link's class), unless a public call already does.
+def renaming(rename: Mapping[dataclasses.Field, str]) -> Iterator[None]:
+    """Rename the argument of errors raised in a block of a factory.
+
+    For a factory that builds the same kind of module twice from different arguments (``muon``
+    builds two ``add_decayed_weights``, from ``weight_decay`` and ``adam_weight_decay``).
     """
-    if _API.get() is not None:
-        yield
-        return
-    token = _API.set((name, {}))
     try:
         yield
-    finally:
-        _API.reset(token)
-
-
-@contextlib.contextmanager
-def _no_api() -> Iterator[None]:
-    token = _API.set(None)
-    try:
-        yield
-    finally:
-        _API.reset(token)
-
-
-def api_name(module_cls: type, field: str | None = None) -> tuple[str, str | None]:
-    """The (call name, argument name) to use in a message about ``module_cls.field``."""
-    current = _API.get()
-    if current is None:
-        return module_cls.__name__, field
-    name, rename = current
-    return name, rename.get((module_cls.__name__, field), field)
+    except (ValueError, TypeError) as e:
+        new = renamed_error(e, None, rename)
+        if new is None:
+            raise
+        raise new from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,15 +287,21 @@ def _is_tracer(x: Any) -> bool:
 
 def _check_hyper(cls: type, field: dataclasses.Field, value: Any) -> None:
     """Range-check one hyperparameter value (numbers and concrete arrays; not tracers)."""
-    from gradxform._src.schedules import Schedule  # late import: schedules are modules
-
-    if value is None or isinstance(value, Schedule) or _is_tracer(value):
+    accepts, phrase = field.metadata.get(_ACCEPTS, (None, None))
+    if value is None or _is_tracer(value):
         return
-    call, arg = api_name(cls, field.name)
+    if accepts is not None and accepts(value):
+        return
+    phrase = phrase or "a real number or an array"
+
+    def error(message, exc=ValueError):
+        return argument_error(cls, field, message, exc)
+
+    if isinstance(value, Module):
+        what = "a whole number" if field.metadata.get(_INTEGER) else "a real number"
+        raise error(f"must be {what} or an array, not {_short_repr(value)}", TypeError)
     if isinstance(value, bool) or isinstance(value, (str, bytes)) or isinstance(value, complex):
-        raise TypeError(
-            f"{call}: {arg} must be a real number, an array or a schedule, got {value!r}"
-        )
+        raise error(f"must be {phrase}, got {value!r}", TypeError)
     if isinstance(value, numbers.Real):
         values = np.asarray([float(value)])
     elif hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -195,26 +309,45 @@ def _check_hyper(cls: type, field: dataclasses.Field, value: Any) -> None:
             return
         arr = np.asarray(value)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(
-                f"{call}: {arg} must hold real numbers, got an array of dtype {arr.dtype}"
-            )
+            raise error(f"must hold real numbers, got an array of dtype {arr.dtype}", TypeError)
         values = arr.astype(np.float64).ravel()
     else:
-        raise TypeError(
-            f"{call}: {arg} must be a real number, an array or a schedule, "
-            f"got {type(value).__name__} {value!r}"
-        )
+        raise error(f"must be {phrase}, got {type(value).__name__} {value!r}", TypeError)
     interval: Interval | None = field.metadata.get(_INTERVAL)
     for v in values:
         shown = value
         if np.ndim(value) != 0:
             shown = f"{float(v)!r} (in an array of shape {np.shape(value)})"
         if not math.isfinite(v):
-            raise ValueError(f"{call}: {arg} must be finite, got {shown}")
+            raise error(f"must be finite, got {shown}")
         if interval is not None and v not in interval:
-            raise ValueError(f"{call}: {arg} must be {interval.phrase()}, got {shown}")
+            raise error(f"must be {interval.phrase()}, got {shown}")
         if field.metadata.get(_INTEGER) and not float(v).is_integer():
-            raise ValueError(f"{call}: {arg} must be a whole number, got {shown}")
+            raise error(f"must be a whole number, got {shown}")
+
+
+def _convert(cls: type, field: dataclasses.Field, value: Any) -> Any:
+    converter = field.metadata.get(_CONVERTER)
+    if converter is None:
+        return value
+    try:
+        return converter(value)
+    except Invalid as e:
+        raise argument_error(cls, field, e.message, e.kind) from None
+
+
+def validate(cls: type, name: str, value: Any) -> Any:
+    """Convert and check ``value`` as the field ``name`` of ``cls`` would, and return it.
+
+    For a factory that checks an argument it passes on in another form (``schedule_free_sgd``
+    turns its learning rate into a warm-up schedule, whose own checks would name other
+    arguments).
+    """
+    field = field_of(cls, name)
+    value = _convert(cls, field, value)
+    if _kind(field) == "hyper":
+        _check_hyper(cls, field, value)
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,21 +426,36 @@ def _short_repr(x: Any) -> str:
     return repr(x)
 
 
+@dataclass_transform(frozen_default=True, eq_default=False,
+                    field_specifiers=(hyper, static, child, dataclasses.field))
 class Module:
     """Base of gradxform values: a frozen dataclass registered as a pytree.
 
     Subclasses are turned into frozen dataclasses automatically. ``hyper`` and ``child`` fields
     are pytree children, ``static`` fields are tree-definition metadata. Equality and hashing go
     by content (two ``adam(1e-3)`` are equal and hash alike), ``repr`` shows the fields.
-    Unflattening (inside jit, vmap, grad) bypasses ``__init__``, so checks run only when a user
-    builds a value.
+    Unflattening (inside jit, vmap, grad) bypasses ``__init__``, so conversions and checks run
+    only when a user builds a value.
+
+    A subclass whose call signature differs from its fields (``chain(*transforms)``) writes its
+    own ``__init__`` mapping the arguments to fields and ends it with
+    ``self.__init_fields__(field=value, ...)``, which sets the fields, converts and checks them.
     """
 
     __slots__ = ()
+    _data_fields: tuple[str, ...] = ()
+    _static_fields: tuple[str, ...] = ()
+    _hyper_fields: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        own_init = cls.__dict__.get("__init__")
+        if own_init is not None:
+            delattr(cls, "__init__")
         dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        cls.__init_fields__ = cls.__init__
+        if own_init is not None:
+            cls.__init__ = own_init
         fields = dataclasses.fields(cls)
         cls._data_fields = tuple(f.name for f in fields if _kind(f) != "static")
         cls._static_fields = tuple(f.name for f in fields if _kind(f) == "static")
@@ -319,37 +467,58 @@ class Module:
     # -- construction ------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
-        from gradxform._src import dtypes  # late import: the policy module uses modules' errors
-        from gradxform._src.schedules import as_schedule  # late import: schedules are modules
-
-        for field in dataclasses.fields(self):
-            if _kind(field) != "hyper":
-                continue
+        cls = type(self)
+        fields = dataclasses.fields(self)
+        for field in fields:
             value = getattr(self, field.name)
-            if callable(value) and not isinstance(value, Module):
-                value = as_schedule(value)
-                object.__setattr__(self, field.name, value)
-            _check_hyper(type(self), field, value)
-        for field in dataclasses.fields(self):
-            if field.metadata.get(_DECAYS_IN):
-                dtypes.check_decay_fits(self, field.name, field.metadata[_DECAYS_IN])
+            converted = _convert(cls, field, value)
+            if converted is not value:
+                object.__setattr__(self, field.name, converted)
+            if _kind(field) == "hyper":
+                _check_hyper(cls, field, converted)
+        for field in fields:
+            dtype_field = field.metadata.get(_DECAYS_IN)
+            if dtype_field:
+                self._check_decay_fits(field, dtype_field)
         self.check()
+
+    def _check_decay_fits(self, field: dataclasses.Field, dtype_field: str) -> None:
+        """Reject a decay rate that rounds to 1 in an explicitly requested accumulator dtype.
+
+        ``b2 = 0.999`` is 1.0 in bfloat16: the moment would never forget, silently.
+        """
+        largest = dtypes.largest_decay_below_one(getattr(self, field.name),
+                                                 getattr(self, dtype_field))
+        if largest is not None:
+            dtype = dtypes.real_dtype(dtypes.canonical(getattr(self, dtype_field)))
+            raise self.error(
+                f"={getattr(self, field.name)} rounds to 1.0 in {dtype_field}={dtype.name}, so "
+                f"the accumulator would never decay; keep the default accumulator dtype "
+                f"(float32) or use {field.name} <= {largest}", field.name)
 
     def check(self) -> None:
         """Further argument checks of a subclass, run after the per-field ones."""
 
-    def error(self, message: str, field: str | None = None, exc: type = ValueError):
-        """An exception naming the public call (and the argument, if ``field`` is given)."""
-        call, arg = api_name(type(self), field)
-        if arg is not None:
-            sep = "" if message.startswith("=") else " "
-            return exc(f"{call}: {arg}{sep}{message}")
-        return exc(f"{call}: {message}")
+    def error(self, message: str, field: str | None = None,
+              exc: type[BaseException] = ValueError) -> BaseException:
+        """An exception naming this module (and the argument ``field``, if given).
 
-    def replace(self, **changes: Any):
-        """A copy with some fields changed (checked like a new value)."""
-        with _no_api():
-            return dataclasses.replace(self, **changes)
+        A public call decorated with :func:`api` renames it to the call the user made.
+        """
+        return argument_error(type(self), field, message, exc)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (converted and checked like a new value)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.replace: no field named "
+                            f"{', '.join(map(repr, unknown))}; fields: {sorted(names)}")
+        values = {name: getattr(self, name) for name in names}
+        values.update(changes)
+        new = object.__new__(type(self))
+        type(self).__init_fields__(new, **values)
+        return new
 
     # -- pytree ------------------------------------------------------------------------------
 
@@ -415,4 +584,3 @@ def _modules_in(value: Any) -> Iterator[Module]:
     elif isinstance(value, Mapping):
         for v in value.values():
             yield from _modules_in(v)
-

@@ -16,6 +16,7 @@ A plain Python function ``count -> value`` is accepted too (it is wrapped in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src.module import Module, child, hyper, static
+from gradxform._src.types import Hyper, Numeric
 
 __all__ = [
     "Schedule", "as_schedule", "schedule_fn", "constant_schedule", "linear_schedule",
@@ -56,12 +58,12 @@ class Schedule(Module):
     def __mul__(self, other: Any) -> multiply_schedules:
         if not _is_factor(other):
             return NotImplemented
-        return multiply_schedules(self, other)
+        return multiply_schedules(first=self, second=other)
 
     def __rmul__(self, other: Any) -> multiply_schedules:
         if not _is_factor(other):
             return NotImplemented
-        return multiply_schedules(other, self)
+        return multiply_schedules(first=other, second=self)
 
 
 def _is_factor(x: Any) -> bool:
@@ -90,14 +92,29 @@ class schedule_fn(Schedule):
 def as_schedule(value: Any) -> Any:
     """Schedules and numbers pass through; plain callables become :class:`schedule_fn`."""
     if callable(value) and not isinstance(value, Module):
-        return schedule_fn(value)
+        return schedule_fn(fn=value)
     return value
+
+
+def _schedules(values: Sequence[Any]) -> tuple:
+    """Field converter: a sequence of schedules (plain functions wrapped)."""
+    return tuple(as_schedule(v) for v in values)
+
+
+def _is_schedule(value: Any) -> bool:
+    return isinstance(value, Schedule)
+
+
+def factor(default: Any = dataclasses.MISSING) -> Any:
+    """A field holding a schedule, a number or an array (the factors of a product)."""
+    return hyper(default, converter=as_schedule, accepts=_is_schedule,
+                 accepts_phrase="a real number, an array or a schedule")
 
 
 class constant_schedule(Schedule):
     """``v(t) = value``."""
 
-    value: Any = hyper()
+    value: Numeric = hyper()
 
     def __call__(self, count):
         return _f(self.value) + jnp.zeros_like(_f(count))
@@ -112,10 +129,10 @@ class linear_schedule(Schedule):
     ``init_value`` forever.
     """
 
-    init_value: Any = hyper()
-    end_value: Any = hyper()
-    transition_steps: Any = hyper(interval="[0, inf)", integer=True)
-    transition_begin: Any = hyper(0, "[0, inf)", integer=True)
+    init_value: Numeric = hyper()
+    end_value: Numeric = hyper()
+    transition_steps: Numeric = hyper(interval="[0, inf)", integer=True)
+    transition_begin: Numeric = hyper(default=0, interval="[0, inf)", integer=True)
 
     def __call__(self, count):
         return polynomial_schedule.evaluate(
@@ -133,11 +150,11 @@ class polynomial_schedule(Schedule):
     ``transition_steps``; ``T = 0`` keeps ``init_value`` forever.
     """
 
-    init_value: Any = hyper()
-    end_value: Any = hyper()
-    power: Any = hyper(interval="(0, inf)")
-    transition_steps: Any = hyper(interval="[0, inf)", integer=True)
-    transition_begin: Any = hyper(0, "[0, inf)", integer=True)
+    init_value: Numeric = hyper()
+    end_value: Numeric = hyper()
+    power: Numeric = hyper(interval="(0, inf)")
+    transition_steps: Numeric = hyper(interval="[0, inf)", integer=True)
+    transition_begin: Numeric = hyper(default=0, interval="[0, inf)", integer=True)
 
     def __call__(self, count):
         return self.evaluate(self.init_value, self.end_value, self.power, self.transition_steps,
@@ -162,12 +179,12 @@ class exponential_decay(Schedule):
     when ``r > 1``).
     """
 
-    init_value: Any = hyper()
-    transition_steps: Any = hyper(interval="(0, inf)", integer=True)
-    decay_rate: Any = hyper(interval="(0, inf)")
-    transition_begin: Any = hyper(0, "[0, inf)", integer=True)
-    staircase: bool = static(False)
-    end_value: Any = hyper(None)
+    init_value: Numeric = hyper()
+    transition_steps: Numeric = hyper(interval="(0, inf)", integer=True)
+    decay_rate: Numeric = hyper(interval="(0, inf)")
+    transition_begin: Numeric = hyper(default=0, interval="[0, inf)", integer=True)
+    staircase: bool = static(default=False)
+    end_value: Numeric = hyper(default=None)
 
     def __call__(self, count):
         return self.evaluate(self.init_value, self.transition_steps, self.decay_rate,
@@ -198,10 +215,10 @@ class cosine_decay_schedule(Schedule):
     ``init_value``) and :math:`p` = ``exponent``.
     """
 
-    init_value: Any = hyper()
-    decay_steps: Any = hyper(interval="(0, inf)", integer=True)
-    alpha: Any = hyper(0.0)
-    exponent: Any = hyper(1.0, "(0, inf)")
+    init_value: Numeric = hyper()
+    decay_steps: Numeric = hyper(interval="(0, inf)", integer=True)
+    alpha: Numeric = hyper(default=0.0)
+    exponent: Numeric = hyper(default=1.0, interval="(0, inf)")
 
     def __call__(self, count):
         steps = _f(self.decay_steps)
@@ -222,12 +239,12 @@ class warmup_cosine_decay_schedule(Schedule):
               {D - W}\right)\right)^p \quad (t \ge W)
     """
 
-    init_value: Any = hyper()
-    peak_value: Any = hyper()
-    warmup_steps: Any = hyper(interval="[0, inf)", integer=True)
-    decay_steps: Any = hyper(interval="(0, inf)", integer=True)
-    end_value: Any = hyper(0.0)
-    exponent: Any = hyper(1.0, "(0, inf)")
+    init_value: Numeric = hyper()
+    peak_value: Numeric = hyper()
+    warmup_steps: Numeric = hyper(interval="[0, inf)", integer=True)
+    decay_steps: Numeric = hyper(interval="(0, inf)", integer=True)
+    end_value: Numeric = hyper(default=0.0)
+    exponent: Numeric = hyper(default=1.0, interval="(0, inf)")
 
     def check(self):
         w, d = self.warmup_steps, self.decay_steps
@@ -261,17 +278,15 @@ class piecewise_constant_schedule(Schedule):
     ``boundaries_and_scales`` maps step boundaries to scales, e.g. ``{1000: 0.1, 2000: 0.1}``.
     """
 
-    init_value: Any = hyper()
-    boundaries: tuple = child(())
-    scales: tuple = child(())
+    init_value: Numeric = hyper()
+    boundaries: tuple = child(default=())
+    scales: tuple = child(default=())
 
     def __init__(self, init_value: Any,
                  boundaries_and_scales: Mapping[int, float] | None = None):
         items = sorted((boundaries_and_scales or {}).items())
-        object.__setattr__(self, "init_value", init_value)
-        object.__setattr__(self, "boundaries", tuple(b for b, _ in items))
-        object.__setattr__(self, "scales", tuple(s for _, s in items))
-        self.__post_init__()
+        self.__init_fields__(init_value=init_value, boundaries=tuple(b for b, _ in items),
+                             scales=tuple(s for _, s in items))
 
     def check(self):
         for b, s in zip(self.boundaries, self.scales):
@@ -296,13 +311,8 @@ class join_schedules(Schedule):
     ``boundaries`` are increasing step numbers, one fewer than ``schedules``.
     """
 
-    schedules: tuple = child()
-    boundaries: tuple = child()
-
-    def __init__(self, schedules: Sequence[Any], boundaries: Sequence[int]):
-        object.__setattr__(self, "schedules", tuple(as_schedule(s) for s in schedules))
-        object.__setattr__(self, "boundaries", tuple(boundaries))
-        self.__post_init__()
+    schedules: tuple = child(converter=_schedules)
+    boundaries: tuple = child(converter=tuple)
 
     def check(self):
         if len(self.schedules) == 0:
@@ -352,9 +362,9 @@ class warmup_constant_schedule(Schedule):
       warmup_steps: :math:`W` >= 0, the length of the warmup.
     """
 
-    init_value: Any = hyper()
-    peak_value: Any = hyper()
-    warmup_steps: Any = hyper(interval="[0, inf)", integer=True)
+    init_value: Numeric = hyper()
+    peak_value: Numeric = hyper()
+    warmup_steps: Numeric = hyper(interval="[0, inf)", integer=True)
 
     def __call__(self, count):
         count = _f(count)
@@ -382,14 +392,14 @@ class warmup_exponential_decay_schedule(Schedule):
       end_value: a bound on the decayed value (from below if :math:`r < 1`).
     """
 
-    init_value: Any = hyper()
-    peak_value: Any = hyper()
-    warmup_steps: Any = hyper(interval="[0, inf)", integer=True)
-    transition_steps: Any = hyper(interval="(0, inf)", integer=True)
-    decay_rate: Any = hyper(interval="(0, inf)")
-    transition_begin: Any = hyper(0, "[0, inf)", integer=True)
-    staircase: bool = static(False)
-    end_value: Any = hyper(None)
+    init_value: Numeric = hyper()
+    peak_value: Numeric = hyper()
+    warmup_steps: Numeric = hyper(interval="[0, inf)", integer=True)
+    transition_steps: Numeric = hyper(interval="(0, inf)", integer=True)
+    decay_rate: Numeric = hyper(interval="(0, inf)")
+    transition_begin: Numeric = hyper(default=0, interval="[0, inf)", integer=True)
+    staircase: bool = static(default=False)
+    end_value: Numeric = hyper(default=None)
 
     def __call__(self, count):
         count = _f(count)
@@ -462,18 +472,16 @@ class piecewise_interpolate_schedule(Schedule):
     """
 
     interpolate_type: str = static()
-    init_value: Any = hyper()
-    boundaries: tuple = child(())
-    scales: tuple = child(())
+    init_value: Numeric = hyper()
+    boundaries: tuple = child(default=())
+    scales: tuple = child(default=())
 
     def __init__(self, interpolate_type: str, init_value: Any,
                  boundaries_and_scales: Mapping[int, float] | None = None):
         items = sorted((boundaries_and_scales or {}).items())
-        object.__setattr__(self, "interpolate_type", interpolate_type)
-        object.__setattr__(self, "init_value", init_value)
-        object.__setattr__(self, "boundaries", tuple(b for b, _ in items))
-        object.__setattr__(self, "scales", tuple(s for _, s in items))
-        self.__post_init__()
+        self.__init_fields__(interpolate_type=interpolate_type, init_value=init_value,
+                             boundaries=tuple(b for b, _ in items),
+                             scales=tuple(s for _, s in items))
 
     def check(self):
         if self.interpolate_type not in ("linear", "cosine"):
@@ -509,12 +517,12 @@ class linear_onecycle_schedule(Schedule):
       Learning Rates*, 2017.
     """
 
-    transition_steps: Any = hyper(interval="[1, inf)", integer=True)
-    peak_value: Any = hyper()
-    pct_start: Any = hyper(0.3, "(0, 1)")
-    pct_final: Any = hyper(0.85, "(0, 1]")
-    div_factor: Any = hyper(25.0, "(0, inf)")
-    final_div_factor: Any = hyper(1e4, "(0, inf)")
+    transition_steps: Numeric = hyper(interval="[1, inf)", integer=True)
+    peak_value: Numeric = hyper()
+    pct_start: Numeric = hyper(default=0.3, interval="(0, 1)")
+    pct_final: Numeric = hyper(default=0.85, interval="(0, 1]")
+    div_factor: Numeric = hyper(default=25.0, interval="(0, inf)")
+    final_div_factor: Numeric = hyper(default=1e4, interval="(0, inf)")
 
     def check(self):
         if not _whole(self, "transition_steps", "pct_start", "pct_final"):
@@ -563,11 +571,11 @@ class cosine_onecycle_schedule(Schedule):
       Learning Rates*, 2017.
     """
 
-    transition_steps: Any = hyper(interval="[1, inf)", integer=True)
-    peak_value: Any = hyper()
-    pct_start: Any = hyper(0.3, "(0, 1)")
-    div_factor: Any = hyper(25.0, "(0, inf)")
-    final_div_factor: Any = hyper(1e4, "(0, inf)")
+    transition_steps: Numeric = hyper(interval="[1, inf)", integer=True)
+    peak_value: Numeric = hyper()
+    pct_start: Numeric = hyper(default=0.3, interval="(0, 1)")
+    div_factor: Numeric = hyper(default=25.0, interval="(0, inf)")
+    final_div_factor: Numeric = hyper(default=1e4, interval="(0, inf)")
 
     def check(self):
         if not _whole(self, "transition_steps", "pct_start"):
@@ -619,11 +627,11 @@ class sgdr_schedule(Schedule):
       Loshchilov & Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*, ICLR 2017.
     """
 
-    init_value: Any = hyper()
-    first_decay_steps: Any = hyper(interval="[1, inf)", integer=True)
-    t_mul: Any = hyper(2.0, "[1, inf)")
-    m_mul: Any = hyper(1.0, "[0, inf)")
-    alpha: Any = hyper(0.0, "[0, 1]")
+    init_value: Numeric = hyper()
+    first_decay_steps: Numeric = hyper(interval="[1, inf)", integer=True)
+    t_mul: Numeric = hyper(default=2.0, interval="[1, inf)")
+    m_mul: Numeric = hyper(default=1.0, interval="[0, inf)")
+    alpha: Numeric = hyper(default=0.0, interval="[0, 1]")
 
     def __call__(self, count):
         frac = _f(count) / _f(self.first_decay_steps)
@@ -671,12 +679,12 @@ class cyclic_schedule(Schedule):
       Smith, *Cyclical Learning Rates for Training Neural Networks*, WACV 2017.
     """
 
-    base_value: Any = hyper()
-    max_value: Any = hyper()
-    step_size_up: Any = hyper(2000, "[1, inf)", integer=True)
-    step_size_down: Any = hyper(None, "[0, inf)", integer=True)
-    mode: str = static("triangular")
-    gamma: Any = hyper(1.0, "(0, 1]")
+    base_value: Numeric = hyper()
+    max_value: Numeric = hyper()
+    step_size_up: Numeric = hyper(default=2000, interval="[1, inf)", integer=True)
+    step_size_down: Numeric = hyper(default=None, interval="[0, inf)", integer=True)
+    mode: str = static(default="triangular")
+    gamma: Numeric = hyper(default=1.0, interval="(0, 1]")
 
     def check(self):
         if self.mode not in ("triangular", "triangular2", "exp_range"):
@@ -724,10 +732,10 @@ class inverse_time_decay(Schedule):
       staircase: decay in steps of :math:`T`.
     """
 
-    init_value: Any = hyper()
-    decay_steps: Any = hyper(interval="(0, inf)", integer=True)
-    decay_rate: Any = hyper(interval="[0, inf)")
-    staircase: bool = static(False)
+    init_value: Numeric = hyper()
+    decay_steps: Numeric = hyper(interval="(0, inf)", integer=True)
+    decay_rate: Numeric = hyper(interval="[0, inf)")
+    staircase: bool = static(default=False)
 
     def __call__(self, count):
         p = _f(count) / _f(self.decay_steps)
@@ -755,9 +763,9 @@ class inverse_sqrt_schedule(Schedule):
       Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 (section 5.3).
     """
 
-    peak_value: Any = hyper()
-    warmup_steps: Any = hyper(interval="[1, inf)", integer=True)
-    init_value: Any = hyper(0.0)
+    peak_value: Numeric = hyper()
+    warmup_steps: Numeric = hyper(interval="[1, inf)", integer=True)
+    init_value: Numeric = hyper(default=0.0)
 
     def __call__(self, count):
         t = _f(count)
@@ -786,8 +794,8 @@ class multiply_schedules(Schedule):
         lr = gx.cosine_decay_schedule(1e-3, 10_000) * gx.cyclic_schedule(0.5, 1.0, 500)
     """
 
-    first: Any = hyper()
-    second: Any = hyper()
+    first: Hyper = factor()
+    second: Hyper = factor()
 
     def __call__(self, count):
         def value(x):

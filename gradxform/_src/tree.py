@@ -16,6 +16,7 @@ from gradxform._src import dtypes
 
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
+    "update_infinity_moment",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
     "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
@@ -117,18 +118,31 @@ def update_moment_per_elem_norm(
     return jax.tree.map(one, updates, moments)
 
 
+def update_infinity_moment(updates: PyTree, moments: PyTree, decay: Any, eps: Any) -> PyTree:
+    """``u <- max(|g| + eps, decay * u)``, AdaMax's infinity norm, in the (real) moment's dtype.
+
+    ``eps`` is made safe for that dtype (see :func:`gradxform._src.dtypes.safe_eps`).
+    """
+
+    def one(g, u):
+        size = jnp.abs(g.astype(dtypes.wider(g.dtype, u.dtype))).astype(u.dtype)
+        return jnp.maximum(size + dtypes.safe_eps(eps, u.dtype), scalar(decay, u.dtype) * u)
+
+    return jax.tree.map(one, updates, moments)
+
+
 def bias_correction(moments: PyTree, decay: Any, count: jax.Array) -> PyTree:
     """``m / (1 - decay**count)``; the power is formed in at least float32."""
 
     def one(m):
         work = dtypes.wider(dtypes.real_dtype(m.dtype), jnp.float32)
-        correction = 1 - scalar(decay, work) ** count.astype(work)
+        correction = 1 - scalar(decay, work) ** jnp.asarray(count).astype(work)
         return m / correction.astype(m.dtype)
 
     return jax.tree.map(one, moments)
 
 
-def global_norm(tree: PyTree, axis_name: Any = None) -> jax.Array:
+def global_norm(tree: PyTree, *, axis_name: Any = None) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
 
     With ``axis_name`` the squared norms are summed over that mapped axis as well (inside
@@ -154,9 +168,19 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
                      jnp.zeros_like(x))
 
 
-def safe_increment(count: jax.Array) -> jax.Array:
-    """``count + 1``, saturating at the dtype's maximum instead of wrapping around."""
-    top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
+def safe_increment(count: Any) -> jax.Array:
+    """``count + 1``, saturating at the dtype's maximum instead of wrapping around.
+
+    ``count`` is an integer (or floating-point) scalar or array; a Python int becomes an int32.
+    """
+    count = jnp.asarray(count)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
+    elif jnp.issubdtype(count.dtype, jnp.floating):
+        top = jnp.asarray(jnp.finfo(count.dtype).max, count.dtype)
+    else:
+        raise TypeError(f"safe_increment: count must be an integer or floating-point array, got "
+                        f"dtype {count.dtype}")
     return jnp.where(count < top, count + jnp.asarray(1, count.dtype), top)
 
 
@@ -168,13 +192,19 @@ def _axis_tuple(axis_name: Any) -> tuple:
     return axis_name if isinstance(axis_name, tuple) else (axis_name,)
 
 
-def _vma(x: Any) -> frozenset | None:
-    """The manual mesh axes along which ``x`` varies, or None if JAX does not say."""
-    aval = jax.typeof(x)
+def vma_of(aval: Any) -> frozenset | None:
+    """The manual mesh axes along which a value of abstract type ``aval`` varies inside
+    ``shard_map``, or ``None`` if JAX does not say (outside ``shard_map``, older versions)."""
     found = getattr(aval, "vma", None)
-    if found is None:
-        found = getattr(getattr(aval, "mat", None), "varying", None)
+    for holder in ("manual_axis_type", "mat"):
+        if found is None:
+            found = getattr(getattr(aval, holder, None), "varying", None)
     return None if found is None else frozenset(found)
+
+
+def _vma(x: Any) -> frozenset | None:
+    """The manual mesh axes along which the value ``x`` varies (see :func:`vma_of`)."""
+    return vma_of(jax.typeof(x))
 
 
 def varying_axes(x: Any, axis_name: Any) -> tuple | None:

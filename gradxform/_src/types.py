@@ -15,7 +15,8 @@ import numpy as np
 if TYPE_CHECKING:
     from gradxform._src.schedules import Schedule
 
-__all__ = ["PyTree", "Numeric", "Hyper", "DType"]
+__all__ = ["PyTree", "Numeric", "Hyper", "DType", "AxisName", "Mask", "Params", "Updates",
+           "ScalarOrSchedule", "MaskOrFn"]
 
 PyTree: TypeAlias = Any
 """Any JAX pytree (nested dicts, lists, tuples, registered classes) of arrays."""
@@ -30,3 +31,27 @@ Hyper: TypeAlias = Union[float, int, jax.Array, np.ndarray, np.number, "Schedule
 DType: TypeAlias = Any
 """A dtype (``jnp.float32``, ``np.dtype('bfloat16')``, ``"float32"``) or ``None`` for the
 default of the dtype policy."""
+
+AxisName: TypeAlias = Union[str, tuple[str, ...], None]
+"""The name(s) of mapped axes (``shard_map``/``pmap``) a reduction spans, or ``None``."""
+
+Mask: TypeAlias = Any
+"""Which leaves something applies to: a tree of bools matched to the params by path (or a prefix
+of it), a callable ``params -> tree``, a regular expression string, or a
+:class:`~gradxform.by_regex` / :class:`~gradxform.by_path` rule."""
+
+
+# Names optax uses in its signatures, for code written against them.
+
+Params: TypeAlias = Any
+"""A tree of parameter arrays (optax's ``Params``)."""
+
+Updates: TypeAlias = Any
+"""A tree of updates shaped like the params (optax's ``Updates``)."""
+
+ScalarOrSchedule: TypeAlias = Hyper
+"""What a float hyperparameter accepts: a number, an array or a schedule (optax's
+``ScalarOrSchedule``; gradxform's ``Hyper``)."""
+
+MaskOrFn: TypeAlias = Mask
+"""optax's name for :data:`Mask` (``None`` where a mask is optional: all leaves)."""

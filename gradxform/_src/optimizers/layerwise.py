@@ -10,8 +10,8 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain, masked
-from gradxform._src.module import api
-from gradxform._src.transforms.adaptive import scale_by_adam
+from gradxform._src.module import api, field_of
+from gradxform._src.transforms.adam import scale_by_adam
 from gradxform._src.transforms.fromage import scale_by_fromage
 from gradxform._src.transforms.momentum import trace
 from gradxform._src.transforms.novograd import scale_by_novograd
@@ -27,7 +27,7 @@ def _all_leaves(mask: Any) -> bool:
 
 
 @docs.args
-@api("lars", rename={("trace", "decay"): "momentum"})
+@api("lars", rename={field_of(trace, "decay"): "momentum"})
 def lars(learning_rate: Any, weight_decay: Any = 0.0, weight_decay_mask: Any = True,
          trust_coefficient: Any = 0.001, eps: Any = 0.0, trust_ratio_mask: Any = True,
          momentum: Any = 0.9, nesterov: bool = False, *, paper_trust_ratio: bool = False,
@@ -80,17 +80,19 @@ def lars(learning_rate: Any, weight_decay: Any = 0.0, weight_decay_mask: Any = T
                 "lars: paper_trust_ratio=True applies the weight decay and the trust ratio to "
                 "every leaf; leave weight_decay_mask and trust_ratio_mask at True, or use the "
                 "default (optax) form to mask them")
-        ratio = scale_by_lars(trust_coefficient, weight_decay, eps, ratio_at_zero_norm,
-                              axis_name)
-        return chain(ratio, scale_by_learning_rate(learning_rate), trace(momentum, nesterov),
+        ratio = scale_by_lars(trust_coefficient=trust_coefficient, weight_decay=weight_decay,
+                              eps=eps, ratio_at_zero_norm=ratio_at_zero_norm, axis_name=axis_name)
+        return chain(ratio, scale_by_learning_rate(learning_rate=learning_rate),
+                     trace(decay=momentum, nesterov=nesterov),
                      name="lars")
     ratio = scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps,
                                  ratio_at_zero_norm=ratio_at_zero_norm, axis_name=axis_name)
     if not _all_leaves(trust_ratio_mask):
-        ratio = masked(ratio, trust_ratio_mask)
+        ratio = masked(ratio, mask=trust_ratio_mask)
     decay_mask = None if _all_leaves(weight_decay_mask) else weight_decay_mask
-    return chain(add_decayed_weights(weight_decay, decay_mask), ratio,
-                 scale_by_learning_rate(learning_rate), trace(momentum, nesterov), name="lars")
+    return chain(add_decayed_weights(weight_decay=weight_decay, mask=decay_mask), ratio,
+                 scale_by_learning_rate(learning_rate=learning_rate),
+                 trace(decay=momentum, nesterov=nesterov), name="lars")
 
 
 @docs.args
@@ -130,10 +132,11 @@ def lamb(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-6,
       You, Li, Reddi, Hseu, Kumar, Bhojanapalli, Song, Demmel, Keutzer, Hsieh, *Large Batch
       Optimization for Deep Learning: Training BERT in 76 minutes*, ICLR 2020 (Algorithm 2).
     """
-    return chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay, mask),
+    return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
                  scale_by_trust_ratio(ratio_at_zero_norm=ratio_at_zero_norm,
                                       axis_name=axis_name),
-                 scale_by_learning_rate(learning_rate), name="lamb")
+                 scale_by_learning_rate(learning_rate=learning_rate), name="lamb")
 
 
 @docs.args
@@ -159,13 +162,13 @@ def fromage(learning_rate: Any, min_norm: Any = 1e-6, *, axis_name: Any = None) 
       stability of learning*, NeurIPS 2020 (Algorithm 1).
     """
     return chain(scale_by_trust_ratio(min_norm=min_norm, axis_name=axis_name),
-                 scale_by_fromage(learning_rate), name="fromage")
+                 scale_by_fromage(learning_rate=learning_rate), name="fromage")
 
 
 @docs.args
 @api("novograd")
 def novograd(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-6,
-             eps_root: Any = 0.0, weight_decay: Any = 0.0, mu_dtype: Any = None) -> chain:
+             eps_root: Any = 0.0, weight_decay: Any = 0.0, *, mu_dtype: Any = None) -> chain:
     r"""NovoGrad (Ginsburg et al. 2019): ``chain(scale_by_novograd(...),
     scale_by_learning_rate(lr))``.
 
@@ -185,5 +188,6 @@ def novograd(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-6,
       weight_decay: :math:`\lambda` >= 0, added to the normalised gradient.
       <<mu_dtype>>
     """
-    return chain(scale_by_novograd(b1, b2, eps, eps_root, weight_decay, mu_dtype),
-                 scale_by_learning_rate(learning_rate), name="novograd")
+    return chain(scale_by_novograd(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                                   weight_decay=weight_decay, mu_dtype=mu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="novograd")

@@ -9,7 +9,7 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api
+from gradxform._src.module import api, field_of
 from gradxform._src.transforms.lion import scale_by_lion
 from gradxform._src.transforms.momentum import ema
 from gradxform._src.transforms.normalize import scale_by_normalized
@@ -37,11 +37,12 @@ def sign_sgd(learning_rate: Any) -> chain:
 
         opt = gx.sign_sgd(gx.cosine_decay_schedule(1e-2, 1000))
     """
-    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate), name="sign_sgd")
+    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate=learning_rate),
+                 name="sign_sgd")
 
 
 @docs.args
-@api("signum", rename={("ema", "decay"): "beta"})
+@api("signum", rename={field_of(ema, "decay"): "beta"})
 def signum(learning_rate: Any, beta: Any = 0.9, accumulator_dtype: Any = None) -> chain:
     r"""Signum (Bernstein et al. 2018): the sign of a moving average of the gradients.
 
@@ -62,8 +63,9 @@ def signum(learning_rate: Any, beta: Any = 0.9, accumulator_dtype: Any = None) -
       Bernstein, Wang, Azizzadenesheli, Anandkumar, *signSGD: Compressed Optimisation for
       Non-Convex Problems*, ICML 2018 (Algorithm 3, Signum).
     """
-    return chain(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), scale_by_sign(),
-                 scale_by_learning_rate(learning_rate), name="signum")
+    return chain(ema(decay=beta, debias=False, accumulator_dtype=accumulator_dtype),
+                 scale_by_sign(),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="signum")
 
 
 @docs.args
@@ -83,7 +85,7 @@ def normalized_sgd(learning_rate: Any, eps: Any = 1e-8) -> chain:
       <<learning_rate>>
       <<eps>>
     """
-    return chain(scale_by_normalized(eps), scale_by_learning_rate(learning_rate),
+    return chain(scale_by_normalized(eps=eps), scale_by_learning_rate(learning_rate=learning_rate),
                  name="normalized_sgd")
 
 
@@ -113,5 +115,6 @@ def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Any = None
       <<weight_decay>>
       <<mask>>
     """
-    return chain(scale_by_lion(b1, b2, mu_dtype), add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="lion")
+    return chain(scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="lion")

@@ -302,7 +302,8 @@ class Tuner:
         self._pending = [self.space.from_plain(c) for c in state["pending"]]
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` as JSON (atomically: a crash leaves the old file)."""
+        """Write :meth:`state_dict` to ``path`` as JSON, atomically (a crash leaves the old
+        file)."""
         atomic_write_json(path, self.state_dict())
 
     def restore(self, path: str | os.PathLike) -> None:

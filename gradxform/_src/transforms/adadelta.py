@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_adadelta", "ScaleByAdaDeltaState"]
 
@@ -49,9 +49,9 @@ class scale_by_adadelta(GradientTransformation):
       Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, arXiv:1212.5701, 2012 (Algorithm 1).
     """
 
-    rho: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
-    eps: Any = hyper(1e-6, "(0, inf)")
-    accumulator_dtype: Any = static(None)
+    rho: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
+    eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
 
     def init_state(self, params):
         zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.transforms.adam import ScaleByAdamState
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_adamax"]
 
@@ -43,11 +41,11 @@ class scale_by_adamax(GradientTransformation):
       Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    mu_dtype: DType = static(default=None, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):
@@ -59,12 +57,7 @@ class scale_by_adamax(GradientTransformation):
         mu = tree.update_moment(updates, state.mu, b1, 1)
         mu_hat = tree.bias_correction(mu, b1, step.number)
 
-        def infinity_norm(g, u):
-            work = dtypes.wider(g.dtype, u.dtype)
-            size = jnp.abs(g.astype(work)).astype(u.dtype)
-            return jnp.maximum(size + dtypes.safe_eps(eps, u.dtype), tree.scalar(b2, u.dtype) * u)
-
-        nu = jax.tree.map(infinity_norm, updates, state.nu)
+        nu = tree.update_infinity_moment(updates, state.nu, b2, eps)
 
         def one(g, m, u):
             if jnp.iscomplexobj(m):

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_adan", "ScaleByAdanState"]
 
@@ -65,13 +65,13 @@ class scale_by_adan(GradientTransformation):
       Optimizing Deep Models*, IEEE TPAMI 2024, arXiv:2208.06677 (Algorithm 1).
     """
 
-    b1: Any = hyper(0.98, "[0, 1)", decays_in="accumulator_dtype")
-    b2: Any = hyper(0.92, "[0, 1)", decays_in="accumulator_dtype")
-    b3: Any = hyper(0.99, "[0, 1)", decays_in="accumulator_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    paper_difference_weight: bool = static(False)
-    accumulator_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.98, interval="[0, 1)", decays_in="accumulator_dtype")
+    b2: Hyper = hyper(default=0.92, interval="[0, 1)", decays_in="accumulator_dtype")
+    b3: Hyper = hyper(default=0.99, interval="[0, 1)", decays_in="accumulator_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    paper_difference_weight: bool = static(default=False, kw_only=True)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_ademamix", "ScaleByAdemamixState", "ademamix_alpha_schedule",
            "ademamix_b3_schedule"]
@@ -60,14 +60,14 @@ class scale_by_ademamix(GradientTransformation):
       arXiv:2409.03137 (Algorithm 1).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    b3: Any = hyper(0.9999, "[0, 1)", decays_in="mu_dtype")
-    alpha: Any = hyper(5.0, "[0, inf)")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    b3: Hyper = hyper(default=0.9999, interval="[0, 1)", decays_in="mu_dtype")
+    alpha: Hyper = hyper(default=5.0, interval="[0, inf)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mu_dtype: DType = static(default=None)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):
@@ -108,8 +108,8 @@ class ademamix_alpha_schedule(Schedule):
       (section 3, "Schedulers for alpha and beta3").
     """
 
-    alpha: Any = hyper(interval="[0, inf)")
-    warmup_steps: Any = hyper(interval="[0, inf)", integer=True)
+    alpha: Hyper = hyper(interval="[0, inf)")
+    warmup_steps: Hyper = hyper(interval="[0, inf)", integer=True)
 
     def __call__(self, count):
         t, steps, alpha = _work(count) + 1, _work(self.warmup_steps), _work(self.alpha)
@@ -138,9 +138,9 @@ class ademamix_b3_schedule(Schedule):
       (section 3, "Schedulers for alpha and beta3").
     """
 
-    b3: Any = hyper(interval="(0, 1)")
-    warmup_steps: Any = hyper(interval="[0, inf)", integer=True)
-    b_start: Any = hyper(0.9, "(0, 1)")
+    b3: Hyper = hyper(interval="(0, 1)")
+    warmup_steps: Hyper = hyper(interval="[0, inf)", integer=True)
+    b_start: Hyper = hyper(default=0.9, interval="(0, 1)")
 
     def __call__(self, count):
         t, steps = _work(count) + 1, _work(self.warmup_steps)

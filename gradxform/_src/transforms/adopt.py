@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.transforms.adam import ScaleByAdamState
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_adopt"]
 
@@ -68,14 +66,14 @@ class scale_by_adopt(GradientTransformation):
       (Algorithms 1 and 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.9999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-6, "(0, inf)")
-    clip_exponent: Any = hyper(0.25, "[0, inf)")
-    use_clipping: bool = static(True)
-    nesterov: bool = static(False)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.9999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    clip_exponent: Hyper = hyper(default=0.25, interval="[0, inf)", kw_only=True)
+    use_clipping: bool = static(default=True, kw_only=True)
+    nesterov: bool = static(default=False, kw_only=True)
+    mu_dtype: DType = static(default=None)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

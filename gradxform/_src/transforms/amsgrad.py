@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_amsgrad", "ScaleByAmsgradState"]
 
@@ -56,14 +56,14 @@ class scale_by_amsgrad(GradientTransformation):
       Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
-    bias_correction_mu: bool = static(True)
-    bias_correction_nu: bool = static(True)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mu_dtype: DType = static(default=None)
+    nu_dtype: DType = static(default=None, kw_only=True)
+    bias_correction_mu: bool = static(default=True)
+    bias_correction_nu: bool = static(default=True)
 
     @property
     def uses_count(self) -> bool:

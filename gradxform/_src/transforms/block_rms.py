@@ -8,15 +8,13 @@ completed across the shards of a leaf split along its leading dimension (see
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["clip_by_block_rms", "scale_by_param_block_rms"]
 
@@ -40,8 +38,8 @@ class clip_by_block_rms(GradientTransformation):
       2018 (section 6, eq. 12).
     """
 
-    threshold: Any = hyper(interval="(0, inf)")
-    axis_name: Any = static(None)
+    threshold: Hyper = hyper(interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         threshold = step.value(self.threshold)
@@ -75,8 +73,8 @@ class scale_by_param_block_rms(GradientTransformation):
       2018 (section 8, Algorithms 4 and 5).
     """
 
-    min_scale: Any = hyper(1e-3, "(0, inf)")
-    axis_name: Any = static(None)
+    min_scale: Hyper = hyper(default=1e-3, interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["clip", "clip_by_global_norm"]
 
@@ -23,7 +21,7 @@ class clip(GradientTransformation):
       max_delta: :math:`\delta` > 0 (a number, array or schedule).
     """
 
-    max_delta: Any = hyper(interval="(0, inf)")
+    max_delta: Hyper = hyper(interval="(0, inf)")
 
     def apply(self, updates, state, params, step):
         delta = step.value(self.max_delta)
@@ -57,11 +55,11 @@ class clip_by_global_norm(GradientTransformation):
       ICML 2013.
     """
 
-    max_norm: Any = hyper(interval="(0, inf)")
-    axis_name: Any = static(None)
+    max_norm: Hyper = hyper(interval="(0, inf)")
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
-        norm = tree.global_norm(updates, self.axis_name)
+        norm = tree.global_norm(updates, axis_name=self.axis_name)
         c = tree.scalar(step.value(self.max_norm), norm.dtype)
         factor = c / jnp.maximum(norm, c)
         return jax.tree.map(lambda u: tree.scale_by(u, factor), updates), state

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper
+from gradxform._src.base import GradientTransformation, hyper
+from gradxform._src.types import Hyper
 
 __all__ = ["scale_by_fromage"]
 
@@ -57,7 +57,7 @@ class scale_by_fromage(GradientTransformation):
       stability of learning*, NeurIPS 2020 (Algorithm 1, Fromage).
     """
 
-    learning_rate: Any = hyper(interval="[0, inf)")
+    learning_rate: Hyper = hyper(interval="[0, inf)")
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

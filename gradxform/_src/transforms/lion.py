@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms.sign import reject_complex
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_lion", "ScaleByLionState"]
 
@@ -45,9 +45,9 @@ class scale_by_lion(GradientTransformation):
       Optimization Algorithms*, NeurIPS 2023 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.99, "[0, 1)")
-    mu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)")
+    b2: Hyper = hyper(default=0.99, interval="[0, 1)")
+    mu_dtype: DType = static(default=None)
 
     def init_state(self, params):
         reject_complex(self, params, "params")

@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 import jax
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["trace", "TraceState", "ema", "EmaState"]
 
@@ -46,10 +46,10 @@ class trace(GradientTransformation):
       deep learning*, ICML 2013.
     """
 
-    decay: Any = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
-    nesterov: bool = static(False)
-    dampening: Any = hyper(0.0, "[0, 1)")
-    accumulator_dtype: Any = static(None)
+    decay: Hyper = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
+    nesterov: bool = static(default=False)
+    dampening: Hyper = hyper(default=0.0, interval="[0, 1)", kw_only=True)
+    accumulator_dtype: DType = static(default=None)
 
     def init_state(self, params):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
@@ -88,9 +88,9 @@ class ema(GradientTransformation):
       <<accumulator_dtype>>
     """
 
-    decay: Any = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
-    debias: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    decay: Hyper = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
+    debias: bool = static(default=True)
+    accumulator_dtype: DType = static(default=None)
 
     @property
     def uses_count(self) -> bool:

@@ -3,14 +3,13 @@ r"""Annealed Gaussian gradient noise: ``add_noise``, with the PRNG key passed to
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper
+from gradxform._src.base import GradientTransformation, hyper
+from gradxform._src.types import Hyper
 
 __all__ = ["add_noise"]
 
@@ -48,8 +47,8 @@ class add_noise(GradientTransformation):
       Improves Learning for Very Deep Networks*, 2015 (section 2, eq. 1).
     """
 
-    eta: Any = hyper(0.01, "[0, inf)")
-    gamma: Any = hyper(0.55, "[0, inf)")
+    eta: Hyper = hyper(default=0.01, interval="[0, inf)")
+    gamma: Hyper = hyper(default=0.55, interval="[0, inf)")
     uses_count = True
 
     def apply(self, updates, state, params, step):

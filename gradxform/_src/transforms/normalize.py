@@ -2,14 +2,12 @@ r"""Per-coordinate normalisation: ``scale_by_normalized``, a fixed-length step a
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper
+from gradxform._src.base import GradientTransformation, hyper
+from gradxform._src.types import Hyper
 
 __all__ = ["scale_by_normalized"]
 
@@ -41,7 +39,7 @@ class scale_by_normalized(GradientTransformation):
       Prince, *Understanding Deep Learning*, MIT Press 2023, section 6.4, eqs. 6.13-6.14.
     """
 
-    eps: Any = hyper(1e-8, "(0, inf)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
 
     def apply(self, updates, state, params, step):
         eps = step.value(self.eps)

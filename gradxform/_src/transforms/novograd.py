@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_novograd", "ScaleByNovogradState"]
 
@@ -57,12 +57,12 @@ class scale_by_novograd(GradientTransformation):
       Networks*, 2019 (Algorithm 1).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(0.25, "[0, 1)")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    mu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)")
+    b2: Hyper = hyper(default=0.25, interval="[0, 1)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mu_dtype: DType = static(default=None)
     uses_count = True
 
     def init_state(self, params):

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_prodigy", "ProdigyState", "scale_by_dadapt_adamw", "DAdaptAdamWState"]
 
@@ -139,17 +139,17 @@ class scale_by_prodigy(GradientTransformation):
       ICML 2024 (arXiv 2306.06101), the Adam version of the algorithm.
     """
 
-    learning_rate: Any = hyper(1.0, "[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="accumulator_dtype")
-    beta3: Any = hyper(None, "[0, 1)")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    estim_lr0: Any = hyper(1e-6, "(0, inf)")
-    estim_lr_coef: Any = hyper(1.0, "(0, inf)")
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    safeguard_warmup: bool = static(False)
-    bias_correction: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    learning_rate: Hyper = hyper(default=1.0, interval="[0, inf)")
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="accumulator_dtype")
+    beta3: Hyper = hyper(default=None, interval="[0, 1)")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    estim_lr0: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    estim_lr_coef: Hyper = hyper(default=1.0, interval="(0, inf)")
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    safeguard_warmup: bool = static(default=False)
+    bias_correction: bool = static(default=True)
+    accumulator_dtype: DType = static(default=None)
     uses_count = True
 
     def init_state(self, params):
@@ -189,11 +189,8 @@ class scale_by_prodigy(GradientTransformation):
             sk = c(beta3) * sk + weight * dg / c(d0)
             return m, v, sk
 
-        flat_g, treedef = jax.tree.flatten(grads)
-        new = [moments(g, m, v, sk) for g, m, v, sk in zip(
-            flat_g, treedef.flatten_up_to(state.exp_avg), treedef.flatten_up_to(state.exp_avg_sq),
-            treedef.flatten_up_to(state.grad_sum))]
-        exp_avg, exp_avg_sq, grad_sum = (treedef.unflatten([n[i] for n in new]) for i in range(3))
+        exp_avg, exp_avg_sq, grad_sum = tree.unzip3(grads, jax.tree.map(
+            moments, grads, state.exp_avg, state.exp_avg_sq, state.grad_sum))
         weighted = s(beta3) * state.numerator_weighted + (d / s(d0)) * dlr * numerator
         d_new = _raise_estimate(d, s(coef) * weighted, _l1(grad_sum, sd))
 
@@ -260,14 +257,14 @@ class scale_by_dadapt_adamw(GradientTransformation):
       2301.07733), the Adam version (D-Adapted Adam).
     """
 
-    learning_rate: Any = hyper(1.0, "[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="accumulator_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="accumulator_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    estim_lr0: Any = hyper(1e-6, "(0, inf)")
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    bias_correction: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    learning_rate: Hyper = hyper(default=1.0, interval="[0, inf)")
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="accumulator_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    estim_lr0: Hyper = hyper(default=1e-6, interval="(0, inf)")
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    bias_correction: bool = static(default=True)
+    accumulator_dtype: DType = static(default=None)
     uses_count = True
 
     def init_state(self, params):
@@ -303,11 +300,8 @@ class scale_by_dadapt_adamw(GradientTransformation):
             return (c(k1) * m + c(f1) * lr * g, c(k2) * v + c(f2) * g * g,
                     c(k3) * sk + c(f3) * lr * g)
 
-        flat_g, treedef = jax.tree.flatten(grads)
-        new = [moments(g, m, v, sk) for g, m, v, sk in zip(
-            flat_g, treedef.flatten_up_to(state.exp_avg), treedef.flatten_up_to(state.exp_avg_sq),
-            treedef.flatten_up_to(state.grad_sum))]
-        exp_avg, exp_avg_sq, grad_sum = (treedef.unflatten([n[i] for n in new]) for i in range(3))
+        exp_avg, exp_avg_sq, grad_sum = tree.unzip3(grads, jax.tree.map(
+            moments, grads, state.exp_avg, state.exp_avg_sq, state.grad_sum))
         weighted = s(k3) * state.numerator_weighted + s(f3) * dlr * numerator
         d_new = _raise_estimate(state.estim_lr, weighted, s(f3) * _l1(grad_sum, sd))
 

@@ -2,14 +2,12 @@ r"""Polyak's step size: the step that would reach the optimal value if the loss 
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import Hyper
 
 __all__ = ["scale_by_polyak"]
 
@@ -51,10 +49,10 @@ class scale_by_polyak(GradientTransformation):
       Adaptive Learning Rates Based on the Polyak Stepsize and Function Splitting in ERM*, 2023.
     """
 
-    f_min: Any = hyper(0.0)
-    max_learning_rate: Any = hyper(1.0, "(0, inf)")
-    eps: Any = hyper(0.0, "[0, inf)")
-    variant: str = static("sps")
+    f_min: Hyper = hyper(default=0.0)
+    max_learning_rate: Hyper = hyper(default=1.0, interval="(0, inf)")
+    eps: Hyper = hyper(default=0.0, interval="[0, inf)")
+    variant: str = static(default="sps")
 
     def check(self):
         if self.variant not in _VARIANTS:

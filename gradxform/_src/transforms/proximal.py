@@ -10,15 +10,14 @@ overshoots zero however large :math:`\eta\lambda` is.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.combine import mask_leaves
-from gradxform._src.module import freeze, hyper, static
+from gradxform._src.module import freeze
+from gradxform._src.types import Hyper, Mask
 
 __all__ = ["proximal_weight_decay"]
 
@@ -46,13 +45,10 @@ class proximal_weight_decay(GradientTransformation):
       Optimizing Deep Models*, IEEE TPAMI 2024, arXiv:2208.06677 (Algorithm 1, line 7).
     """
 
-    learning_rate: Any = hyper(interval="[0, inf)")
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    mask: Any = static(None)
+    learning_rate: Hyper = hyper(interval="[0, inf)")
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mask: Mask = static(default=None, converter=freeze)
 
-    def __post_init__(self):
-        object.__setattr__(self, "mask", freeze(self.mask))
-        super().__post_init__()
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -12,15 +12,14 @@ one SGD step is :math:`\theta - \eta\nabla L - \eta\lambda\theta`, i.e. weight d
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.combine import mask_leaves
-from gradxform._src.module import freeze, hyper, static
+from gradxform._src.module import freeze
+from gradxform._src.types import Hyper, Mask
 
 __all__ = ["add_decayed_weights", "add_l2_penalty", "add_l1_penalty"]
 
@@ -31,9 +30,6 @@ class _AddPenaltyGradient(GradientTransformation):
     Subclasses declare their coefficient field and a ``mask`` static field.
     """
 
-    def __post_init__(self):
-        object.__setattr__(self, "mask", freeze(self.mask))
-        super().__post_init__()
 
     def coefficient(self):
         raise NotImplementedError
@@ -74,8 +70,8 @@ class add_decayed_weights(_AddPenaltyGradient):
       Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
 
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    mask: Any = static(None)
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    mask: Mask = static(default=None, converter=freeze)
 
     def coefficient(self):
         return self.weight_decay
@@ -98,8 +94,8 @@ class add_l2_penalty(_AddPenaltyGradient):
       <<mask>>
     """
 
-    l2: Any = hyper(interval="[0, inf)")
-    mask: Any = static(None)
+    l2: Hyper = hyper(interval="[0, inf)")
+    mask: Mask = static(default=None, converter=freeze)
 
     def coefficient(self):
         return self.l2
@@ -122,8 +118,8 @@ class add_l1_penalty(_AddPenaltyGradient):
       <<mask>>
     """
 
-    l1: Any = hyper(interval="[0, inf)")
-    mask: Any = static(None)
+    l1: Hyper = hyper(interval="[0, inf)")
+    mask: Mask = static(default=None, converter=freeze)
 
     def coefficient(self):
         return self.l1

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_rprop", "ScaleByRpropState"]
 
@@ -72,13 +72,13 @@ class scale_by_rprop(GradientTransformation):
       Algorithm*, NC 2000 (iRprop-, Figure 1).
     """
 
-    learning_rate: Any = hyper(interval="(0, inf)")
-    eta_minus: Any = hyper(0.5, "(0, 1]")
-    eta_plus: Any = hyper(1.2, "[1, inf)")
-    min_step_size: Any = hyper(1e-6, "[0, inf)")
-    max_step_size: Any = hyper(50.0, "[0, inf)")
-    skip_after_sign_change: bool = static(True)
-    accumulator_dtype: Any = static(None)
+    learning_rate: Hyper = hyper(interval="(0, inf)")
+    eta_minus: Hyper = hyper(default=0.5, interval="(0, 1]")
+    eta_plus: Hyper = hyper(default=1.2, interval="[1, inf)")
+    min_step_size: Hyper = hyper(default=1e-6, interval="[0, inf)")
+    max_step_size: Hyper = hyper(default=50.0, interval="[0, inf)")
+    skip_after_sign_change: bool = static(default=True, kw_only=True)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
 
     def check(self):
         if isinstance(self.learning_rate, Schedule):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import Hyper
 
 __all__ = ["scale", "scale_by_learning_rate"]
 
@@ -27,7 +25,7 @@ class scale(GradientTransformation):
         gx.chain(gx.scale_by_adam(), gx.scale(-1e-3))   # adam(1e-3)
     """
 
-    step_size: Any = hyper()
+    step_size: Hyper = hyper()
 
     def apply(self, updates, state, params, step):
         s = step.value(self.step_size)
@@ -45,8 +43,8 @@ class scale_by_learning_rate(GradientTransformation):
       flip_sign: multiply by :math:`-\eta` (default) so that the result is added to the params.
     """
 
-    learning_rate: Any = hyper(interval="[0, inf)")
-    flip_sign: bool = static(True)
+    learning_rate: Hyper = hyper(interval="[0, inf)")
+    flip_sign: bool = static(default=True, kw_only=True)
 
     def apply(self, updates, state, params, step):
         lr = step.value(self.learning_rate)

@@ -7,16 +7,23 @@ average :math:`x`, recovered from :math:`y` and :math:`z` by :func:`schedule_fre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, OptState, Step, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    child,
+    hyper,
+    static,
+    transformation,
+    walk,
+)
 from gradxform._src.schedules import Schedule
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["schedule_free", "ScheduleFreeState", "schedule_free_eval_params", "find_link"]
 
@@ -81,20 +88,13 @@ class schedule_free(GradientTransformation):
       2024 (arXiv 2405.15682), Algorithm 1.
     """
 
-    base_optimizer: Any = child()
-    learning_rate: Any = hyper(interval="[0, inf)")
-    b1: Any = hyper(0.9, "(0, 1]")
-    weight_lr_power: Any = hyper(2.0, "[0, inf)")
-    state_dtype: Any = static(None)
-    label: str | None = static(None)
+    base_optimizer: GradientTransformation = child(converter=transformation)
+    learning_rate: Hyper = hyper(interval="[0, inf)")
+    b1: Hyper = hyper(default=0.9, interval="(0, 1]")
+    weight_lr_power: Hyper = hyper(default=2.0, interval="[0, inf)")
+    state_dtype: DType = static(default=None)
+    label: str | None = static(default=None, kw_only=True)
 
-    def __post_init__(self):
-        inner = self.base_optimizer
-        if not (hasattr(inner, "init") and hasattr(inner, "update")):
-            raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                             f"init and update), got {inner!r}", "base_optimizer", TypeError)
-        object.__setattr__(self, "base_optimizer", as_transformation(inner))
-        super().__post_init__()
 
     def check(self):
         if isinstance(self.b1, Schedule):
@@ -167,14 +167,9 @@ def find_link(tx: GradientTransformation, state: OptState, cls: type,
         raise TypeError(f"{where}: state must be the OptState returned by the optimizer's init "
                         f"or update, got {type(state).__name__}")
 
-    def visit(t, st, step) -> Iterator[tuple[Any, Any]]:
+    for _, t, st, _ in walk(tx, state):
         if isinstance(t, cls):
-            yield t, st
-        for _, sub, sub_state, sub_step in t.links(st, step):
-            yield from visit(sub, sub_state, sub_step)
-
-    for found in visit(tx, state.inner, Step(state.count, {})):
-        return found
+            return t, st
     raise ValueError(f"{where}: the optimizer {tx.name!r} contains no {cls.__name__} "
                      f"transformation, so there is nothing to read from its state")
 

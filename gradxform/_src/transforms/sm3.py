@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_sm3", "ScaleBySm3State"]
 
@@ -67,10 +67,10 @@ class scale_by_sm3(GradientTransformation):
       (Algorithm SM3-II).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)")
-    b2: Any = hyper(1.0, "(0, 1]")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    accumulator_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)")
+    b2: Hyper = hyper(default=1.0, interval="(0, 1]")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    accumulator_dtype: DType = static(default=None, kw_only=True)
 
     def init_state(self, params):
         def accumulators(p):

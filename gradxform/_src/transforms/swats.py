@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_swats", "SwatsState"]
 
@@ -84,13 +84,13 @@ class scale_by_swats(GradientTransformation):
       arXiv 1712.07628, 2017 (Algorithm 1).
     """
 
-    learning_rate: Any = hyper(interval="[0, inf)")
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-9, "(0, inf)")
-    eps_switch: Any = hyper(1e-9, "(0, inf)")
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    learning_rate: Hyper = hyper(interval="[0, inf)")
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-9, interval="(0, inf)")
+    eps_switch: Hyper = hyper(default=1e-9, interval="(0, inf)")
+    mu_dtype: DType = static(default=None)
+    nu_dtype: DType = static(default=None)
     uses_count = True
 
     def init_state(self, params):

@@ -7,15 +7,13 @@ dimension (see :mod:`gradxform._src.transforms._leafwise`), inside ``jax.shard_m
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
+from gradxform._src.types import AxisName, Hyper
 
 __all__ = ["scale_by_trust_ratio", "scale_by_lars"]
 
@@ -58,11 +56,11 @@ class scale_by_trust_ratio(GradientTransformation):
       You, Gitman, Ginsburg, *Large Batch Training of Convolutional Networks*, 2017.
     """
 
-    min_norm: Any = hyper(0.0, "[0, inf)")
-    trust_coefficient: Any = hyper(1.0, "[0, inf)")
-    eps: Any = hyper(0.0, "[0, inf)")
-    ratio_at_zero_norm: Any = hyper(1.0, "[0, inf)")
-    axis_name: Any = static(None)
+    min_norm: Hyper = hyper(default=0.0, interval="[0, inf)")
+    trust_coefficient: Hyper = hyper(default=1.0, interval="[0, inf)")
+    eps: Hyper = hyper(default=0.0, interval="[0, inf)")
+    ratio_at_zero_norm: Hyper = hyper(default=1.0, interval="[0, inf)", kw_only=True)
+    axis_name: AxisName = static(default=None, kw_only=True)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
@@ -111,11 +109,11 @@ class scale_by_lars(GradientTransformation):
       (Algorithm 1).
     """
 
-    trust_coefficient: Any = hyper(0.001, "[0, inf)")
-    weight_decay: Any = hyper(0.0, "[0, inf)")
-    eps: Any = hyper(0.0, "[0, inf)")
-    ratio_at_zero_norm: Any = hyper(1.0, "[0, inf)")
-    axis_name: Any = static(None)
+    trust_coefficient: Hyper = hyper(default=0.001, interval="[0, inf)")
+    weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
+    eps: Hyper = hyper(default=0.0, interval="[0, inf)")
+    ratio_at_zero_norm: Hyper = hyper(default=1.0, interval="[0, inf)")
+    axis_name: AxisName = static(default=None)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.schedules import Schedule
-from gradxform._src.transforms.adaptive import ScaleByAdamState
+from gradxform._src.transforms.adam import ScaleByAdamState
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_yogi"]
 
@@ -51,14 +49,14 @@ class scale_by_yogi(GradientTransformation):
       NeurIPS 2018 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-3, "(0, inf)")
-    eps_root: Any = hyper(0.0, "[0, inf)")
-    initial_accumulator_value: Any = hyper(1e-6, "[0, inf)")
-    bias_correction: bool = static(True)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-3, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
+    initial_accumulator_value: Hyper = hyper(default=1e-6, interval="[0, inf)")
+    bias_correction: bool = static(default=True, kw_only=True)
+    mu_dtype: DType = static(default=None, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
 
     def check(self):
         if isinstance(self.initial_accumulator_value, Schedule):

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradxform._src import tree
 from gradxform._src.base import Step
 from gradxform._src.module import Module
 from gradxform._src.schedules import Schedule
@@ -30,10 +31,7 @@ def inner_step(step: Step, applied: jax.Array | None) -> Step:
 
 def _varying(aval: Any) -> frozenset:
     """The mapped axes a value varies over inside ``shard_map`` (empty outside)."""
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(getattr(manual, "varying", ()))
-    return frozenset(getattr(aval, "vma", ()))
+    return tree.vma_of(aval) or frozenset()
 
 
 def _vary(x: jax.Array, axes: frozenset) -> jax.Array:

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["accumulate", "AccumulateState"]
@@ -76,16 +76,13 @@ class accumulate(GradientTransformation):
         opt = gx.accumulate(gx.adam(1e-3), every_k=4)   # 4 micro-batches per Adam step
     """
 
-    inner: Any = child()
-    every_k: Any = hyper(interval="[1, inf)", integer=True)
-    reduction: str = static("mean")
-    accumulator_dtype: Any = static(None)
-    drop_non_finite: bool = static(True)
+    inner: GradientTransformation = child(converter=transformation)
+    every_k: Hyper = hyper(interval="[1, inf)", integer=True)
+    reduction: str = static(default="mean")
+    accumulator_dtype: DType = static(default=None)
+    drop_non_finite: bool = static(default=True)
     uses_count = True
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def check(self):
         reject_schedule(self, "every_k")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 
 from gradxform._src import docs
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import child
+from gradxform._src.base import GradientTransformation, child, transformation
 
 __all__ = ["maximize"]
 
@@ -31,11 +28,8 @@ class maximize(GradientTransformation):
         opt = gx.maximize(gx.adam(1e-3))   # ascend the reward
     """
 
-    inner: Any = child()
+    inner: GradientTransformation = child(converter=transformation)
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def init_state(self, params):
         return self.inner.init_state(params)

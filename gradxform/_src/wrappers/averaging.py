@@ -14,12 +14,15 @@ from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import (
     GradientTransformation,
     OptState,
-    Step,
     _path_key,
     apply_updates,
-    as_transformation,
+    child,
+    hyper,
+    static,
+    transformation,
+    walk,
 )
-from gradxform._src.module import child, hyper, static
+from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import reject_schedule
 
 __all__ = ["ema_params", "swa_params", "AveragedParamsState", "averaged_params"]
@@ -41,9 +44,6 @@ class AveragedParamsState(NamedTuple):
 class _Averaging(GradientTransformation):
     """Shared machinery: run ``inner``, then fold the new params into the average."""
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def init_state(self, params):
         averaged = jax.tree.map(
@@ -98,9 +98,9 @@ class ema_params(_Averaging):
       Control Optim. 1992.
     """
 
-    inner: Any = child()
-    decay: Any = hyper(0.999, "[0, 1]")
-    accumulator_dtype: Any = static(None)
+    inner: GradientTransformation = child(converter=transformation)
+    decay: Hyper = hyper(default=0.999, interval="[0, 1]")
+    accumulator_dtype: DType = static(default=None)
 
     def fold(self, averaged, new_params, step):
         return tree.update_moment(new_params, averaged, step.value(self.decay), 1)
@@ -137,10 +137,10 @@ class swa_params(_Averaging):
       UAI 2018.
     """
 
-    inner: Any = child()
-    start: Any = hyper(1, "[1, inf)", integer=True)
-    every: Any = hyper(1, "[1, inf)", integer=True)
-    accumulator_dtype: Any = static(None)
+    inner: GradientTransformation = child(converter=transformation)
+    start: Hyper = hyper(default=1, interval="[1, inf)", integer=True)
+    every: Hyper = hyper(default=1, interval="[1, inf)", integer=True)
+    accumulator_dtype: DType = static(default=None)
     uses_count = True
 
     def check(self):
@@ -177,15 +177,7 @@ def averaged_params(tx: GradientTransformation, state: OptState) -> Any:
     if not isinstance(state, OptState):
         raise TypeError(f"averaged_params: state must be the OptState of {tx.name}.init, got "
                         f"{type(state).__name__}")
-    found = []
-
-    def visit(t, st, step):
-        if isinstance(t, _Averaging):
-            found.append(st.averaged)
-        for _, sub, sub_state, sub_step in t.links(st, step):
-            visit(sub, sub_state, sub_step)
-
-    visit(tx, state.inner, Step(state.count, {}))
+    found = [st.averaged for _, t, st, _ in walk(tx, state) if isinstance(t, _Averaging)]
     if len(found) != 1:
         raise ValueError(
             f"averaged_params: {tx.name} must hold exactly one ema_params or swa_params, found "

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import api, child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.module import api
+from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["skip_non_finite", "SkipNonFiniteState", "apply_if_finite"]
@@ -60,13 +61,10 @@ class skip_non_finite(GradientTransformation):
         opt = gx.skip_non_finite(gx.adam(1e-3))
     """
 
-    inner: Any = child()
-    max_consecutive_errors: Any = hyper(None, "[0, inf)", integer=True)
-    axis_name: Any = static(None)
+    inner: GradientTransformation = child(converter=transformation)
+    max_consecutive_errors: Hyper = hyper(default=None, interval="[0, inf)", integer=True)
+    axis_name: AxisName = static(default=None)
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def check(self):
         reject_schedule(self, "max_consecutive_errors")
@@ -110,4 +108,4 @@ def apply_if_finite(inner: Any, max_consecutive_errors: Any = None) -> skip_non_
 
         opt = gx.apply_if_finite(gx.adam(1e-3), max_consecutive_errors=5)
     """
-    return skip_non_finite(inner, max_consecutive_errors)
+    return skip_non_finite(inner, max_consecutive_errors=max_consecutive_errors)

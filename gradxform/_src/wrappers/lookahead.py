@@ -8,9 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation, OptState, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    child,
+    hyper,
+    static,
+    transformation,
+)
 from gradxform._src.transforms.schedule_free import find_link
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["lookahead", "LookaheadState", "lookahead_slow_params"]
 
@@ -68,20 +75,13 @@ class lookahead(GradientTransformation):
       2019 (Algorithm 1).
     """
 
-    fast_optimizer: Any = child()
-    sync_period: Any = hyper(interval="[1, inf)", integer=True)
-    slow_step_size: Any = hyper(interval="[0, 1]")
-    reset_state: bool = static(False)
-    accumulator_dtype: Any = static(None)
+    fast_optimizer: GradientTransformation = child(converter=transformation)
+    sync_period: Hyper = hyper(interval="[1, inf)", integer=True)
+    slow_step_size: Hyper = hyper(interval="[0, 1]")
+    reset_state: bool = static(default=False)
+    accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
-    def __post_init__(self):
-        inner = self.fast_optimizer
-        if not (hasattr(inner, "init") and hasattr(inner, "update")):
-            raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                             f"init and update), got {inner!r}", "fast_optimizer", TypeError)
-        object.__setattr__(self, "fast_optimizer", as_transformation(inner))
-        super().__post_init__()
 
     def init_state(self, params):
         slow, known = tree.params_copy(params, self.accumulator_dtype)

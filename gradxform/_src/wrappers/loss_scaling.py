@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation, as_transformation
-from gradxform._src.module import child, hyper, static
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
 
 __all__ = ["dynamic_loss_scale", "DynamicLossScaleState"]
@@ -74,17 +74,14 @@ class dynamic_loss_scale(GradientTransformation):
       Micikevicius et al., *Mixed Precision Training*, ICLR 2018.
     """
 
-    inner: Any = child()
-    initial_scale: Any = hyper(2.0**15, "(0, inf)")
-    growth_interval: Any = hyper(2000, "[1, inf)", integer=True)
-    growth_factor: Any = hyper(2.0, "(1, inf)")
-    backoff_factor: Any = hyper(0.5, "(0, 1)")
-    min_scale: Any = hyper(1.0, "(0, inf)")
-    axis_name: Any = static(None)
+    inner: GradientTransformation = child(converter=transformation)
+    initial_scale: Hyper = hyper(default=2.0**15, interval="(0, inf)")
+    growth_interval: Hyper = hyper(default=2000, interval="[1, inf)", integer=True)
+    growth_factor: Hyper = hyper(default=2.0, interval="(1, inf)")
+    backoff_factor: Hyper = hyper(default=0.5, interval="(0, 1)")
+    min_scale: Hyper = hyper(default=1.0, interval="(0, inf)")
+    axis_name: AxisName = static(default=None)
 
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def check(self):
         reject_schedule(self, "initial_scale", "growth_interval", "growth_factor",

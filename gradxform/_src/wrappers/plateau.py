@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import Hyper
 from gradxform._src.wrappers._common import reject_schedule
 
 __all__ = ["reduce_on_plateau", "ReduceOnPlateauState"]
@@ -82,14 +82,14 @@ class reduce_on_plateau(GradientTransformation):
         gx.hyperparams(opt, state)["scale"]
     """
 
-    factor: Any = hyper(0.1, "(0, 1)")
-    patience: Any = hyper(10, "[0, inf)", integer=True)
-    rtol: Any = hyper(1e-4, "[0, 1]")
-    atol: Any = hyper(0.0, "[0, inf)")
-    cooldown: Any = hyper(0, "[0, inf)", integer=True)
-    accumulation_size: Any = hyper(1, "[1, inf)", integer=True)
-    min_scale: Any = hyper(0.0, "[0, 1]")
-    maximize: bool = static(False)
+    factor: Hyper = hyper(default=0.1, interval="(0, 1)")
+    patience: Hyper = hyper(default=10, interval="[0, inf)", integer=True)
+    rtol: Hyper = hyper(default=1e-4, interval="[0, 1]")
+    atol: Hyper = hyper(default=0.0, interval="[0, inf)")
+    cooldown: Hyper = hyper(default=0, interval="[0, inf)", integer=True)
+    accumulation_size: Hyper = hyper(default=1, interval="[1, inf)", integer=True)
+    min_scale: Hyper = hyper(default=0.0, interval="[0, 1]")
+    maximize: bool = static(default=False, kw_only=True)
     uses_count = True
 
     def check(self):

@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import Module, freeze, hyper, static, thaw
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.module import Invalid, Module, freeze, thaw
+from gradxform._src.types import DType, Hyper
 
 __all__ = [
     "MuonDimensionNumbers", "orthogonalize_via_newton_schulz", "scale_by_muon", "MuonState",
@@ -280,6 +281,18 @@ class MuonState(NamedTuple):
     mu: Any
 
 
+def _ns_coeffs_table(value: Any) -> Any:
+    """Field converter: a preset name or a list of coefficients as a float64 table."""
+    if isinstance(value, str):
+        if value not in NS_COEFFS_PRESETS:
+            raise Invalid(f"must be a coefficient table or one of {sorted(NS_COEFFS_PRESETS)}, "
+                          f"got {value!r}")
+        value = NS_COEFFS_PRESETS[value]
+    if isinstance(value, (tuple, list)):
+        value = np.asarray(value, np.float64)
+    return value
+
+
 @docs.args
 class scale_by_muon(GradientTransformation):
     r"""Orthogonalise the (Nesterov) momentum of matrix leaves: Muon's direction.
@@ -320,30 +333,16 @@ class scale_by_muon(GradientTransformation):
       Bernstein & Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024.
     """
 
-    ns_coeffs: Any = hyper(NS_COEFFS)
-    ns_steps: int = static(5)
-    beta: Any = hyper(0.95, "[0, 1)", decays_in="mu_dtype")
-    eps: Any = hyper(1e-8, "(0, inf)")
-    mu_dtype: Any = static(None)
-    nesterov: bool = static(True)
-    adaptive: bool = static(False)
-    preconditioning: str = static("frobenius")
-    weight_dimension_numbers: Any = static(None)
+    ns_coeffs: Hyper = hyper(default=NS_COEFFS, converter=_ns_coeffs_table)
+    ns_steps: int = static(default=5)
+    beta: Hyper = hyper(default=0.95, interval="[0, 1)", decays_in="mu_dtype")
+    eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    mu_dtype: DType = static(default=None)
+    nesterov: bool = static(default=True, kw_only=True)
+    adaptive: bool = static(default=False, kw_only=True)
+    preconditioning: str = static(default="frobenius", kw_only=True)
+    weight_dimension_numbers: Any = static(default=None, converter=freeze_dims, kw_only=True)
     uses_count = True
-
-    def __post_init__(self):
-        coeffs = self.ns_coeffs
-        if isinstance(coeffs, str):
-            if coeffs not in NS_COEFFS_PRESETS:
-                raise self.error(f"must be a coefficient table or one of "
-                                 f"{sorted(NS_COEFFS_PRESETS)}, got {coeffs!r}", "ns_coeffs")
-            coeffs = NS_COEFFS_PRESETS[coeffs]
-        if isinstance(coeffs, (tuple, list)):
-            coeffs = np.asarray(coeffs, np.float64)
-        object.__setattr__(self, "ns_coeffs", coeffs)
-        object.__setattr__(self, "weight_dimension_numbers",
-                           freeze_dims(self.weight_dimension_numbers))
-        super().__post_init__()
 
     def check(self):
         if isinstance(self.ns_steps, bool) or not isinstance(self.ns_steps, int) or (
@@ -366,11 +365,7 @@ class scale_by_muon(GradientTransformation):
         mu = tree.update_moment(updates, state.mu, beta, 1)
         t = step.number
         if self.nesterov:
-            keep, fresh = tree.complement(beta)
-            g_hat = tree.bias_correction(tree.cast_like(updates, mu), beta, t)
-            mu_hat = jax.tree.map(
-                lambda m, g: tree.scalar(keep, m.dtype) * m + tree.scalar(fresh, m.dtype) * g,
-                tree.bias_correction(mu, beta, tree.safe_increment(t)), g_hat)
+            mu_hat = tree.nesterov_moment(updates, mu, beta, t)
         else:
             mu_hat = tree.bias_correction(mu, beta, t)
         where = self.name
@@ -408,13 +403,8 @@ class scale_by_shape(GradientTransformation):
       Jordan et al., *Muon*, 2024. Liu et al., *Muon is Scalable for LLM Training*, 2025.
     """
 
-    weight_dimension_numbers: Any = static(None)
-    consistent_rms: Any = hyper(None, "[0, inf)")
-
-    def __post_init__(self):
-        object.__setattr__(self, "weight_dimension_numbers",
-                           freeze_dims(self.weight_dimension_numbers))
-        super().__post_init__()
+    weight_dimension_numbers: Any = static(default=None, converter=freeze_dims)
+    consistent_rms: Hyper = hyper(default=None, interval="[0, inf)")
 
     def apply(self, updates, state, params, step):
         rms = step.value(self.consistent_rms)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms import _leafwise
+from gradxform._src.types import AxisName, DType, Hyper
 
 __all__ = ["scale_by_factored_rms", "FactoredRmsState"]
 
@@ -104,13 +104,13 @@ class scale_by_factored_rms(GradientTransformation):
       2018 (Algorithms 4 and 5, section 7 for the decay schedule).
     """
 
-    factored: bool = static(True)
-    decay_rate: Any = hyper(0.8, "[0, inf)")
-    step_offset: Any = hyper(0, "[0, inf)", integer=True)
-    min_dim_size_to_factor: int = static(128)
-    eps: Any = hyper(1e-30, "(0, inf)")
-    nu_dtype: Any = static(None)
-    axis_name: Any = static(None)
+    factored: bool = static(default=True)
+    decay_rate: Hyper = hyper(default=0.8, interval="[0, inf)")
+    step_offset: Hyper = hyper(default=0, interval="[0, inf)", integer=True)
+    min_dim_size_to_factor: int = static(default=128)
+    eps: Hyper = hyper(default=1e-30, interval="(0, inf)", kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
+    axis_name: AxisName = static(default=None, kw_only=True)
     uses_count = True
 
     def check(self):

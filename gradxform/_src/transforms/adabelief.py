@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 import jax
 
 from gradxform._src import docs, dtypes, tree
-from gradxform._src.base import GradientTransformation
-from gradxform._src.module import hyper, static
+from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.types import DType, Hyper
 
 __all__ = ["scale_by_belief", "ScaleByBeliefState"]
 
@@ -55,13 +55,13 @@ class scale_by_belief(GradientTransformation):
       Adapting Stepsizes by the Belief in Observed Gradients*, NeurIPS 2020 (Algorithm 2).
     """
 
-    b1: Any = hyper(0.9, "[0, 1)", decays_in="mu_dtype")
-    b2: Any = hyper(0.999, "[0, 1)", decays_in="nu_dtype")
-    eps: Any = hyper(1e-16, "(0, inf)")
-    eps_root: Any = hyper(1e-16, "[0, inf)")
-    nesterov: bool = static(False)
-    mu_dtype: Any = static(None)
-    nu_dtype: Any = static(None)
+    b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
+    b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
+    eps: Hyper = hyper(default=1e-16, interval="(0, inf)")
+    eps_root: Hyper = hyper(default=1e-16, interval="[0, inf)")
+    nesterov: bool = static(default=False, kw_only=True)
+    mu_dtype: DType = static(default=None, kw_only=True)
+    nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
 
     def init_state(self, params):

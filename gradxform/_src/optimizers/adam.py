@@ -1,8 +1,7 @@
-"""Variants of Adam: AMSGrad, NAdam(W), RAdam, AdaMax(W), AdaBelief, Yogi, Adan, ADOPT(W),
-AdEMAMix.
+"""Adam and its variants: AdamW, NAdam(W), AMSGrad, RAdam, AdaMax(W), AdaBelief, Yogi, Adan,
+ADOPT(W), AdEMAMix, and SWATS (Adam switching to SGD).
 
-Each is a short chain; the update rules, their papers and the conventions (where the papers,
-optax and torch differ) are documented on the transforms they link.
+Each is a short chain; the math lives in the ``transforms/`` file of the same name.
 """
 
 from __future__ import annotations
@@ -12,21 +11,155 @@ from typing import Any
 from gradxform._src import docs
 from gradxform._src.combine import chain
 from gradxform._src.module import api
+from gradxform._src.transforms.adabelief import scale_by_belief
+from gradxform._src.transforms.adam import scale_by_adam
 from gradxform._src.transforms.adamax import scale_by_adamax
 from gradxform._src.transforms.adan import scale_by_adan
-from gradxform._src.transforms.adaptive import scale_by_adam
 from gradxform._src.transforms.ademamix import scale_by_ademamix
 from gradxform._src.transforms.adopt import scale_by_adopt
 from gradxform._src.transforms.amsgrad import scale_by_amsgrad
-from gradxform._src.transforms.belief import scale_by_belief
 from gradxform._src.transforms.proximal import proximal_weight_decay
 from gradxform._src.transforms.radam import scale_by_radam
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.scaling import scale_by_learning_rate
+from gradxform._src.transforms.swats import scale_by_swats
 from gradxform._src.transforms.yogi import scale_by_yogi
 
-__all__ = ["amsgrad", "nadam", "nadamw", "radam", "adamax", "adamaxw", "adabelief", "yogi",
-           "adan", "adopt", "adoptw", "ademamix"]
+__all__ = ["adam", "adamw", "nadam", "nadamw", "amsgrad", "radam", "adamax", "adamaxw", "adabelief",
+           "yogi", "adan", "adopt", "adoptw", "ademamix", "swats"]
+
+
+@docs.args
+@api("adam")
+def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+         mu_dtype: Any = None, *, nu_dtype: Any = None, nesterov: bool = False) -> chain:
+    r"""Adam (Kingma & Ba, 2015): ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``.
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+    with the bias-corrected moments of :class:`scale_by_adam` (which documents the update rule
+    and the conventions). ``nesterov=True`` gives NAdam.
+
+    Args:
+      <<learning_rate>>
+      <<b1>>
+      <<b2>>
+      <<eps>>
+      <<eps_root>>
+      <<mu_dtype>>
+      <<nu_dtype>>
+      <<nesterov>>
+
+    Example::
+
+        opt = gx.adam(gx.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000))
+    """
+    return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+                               nu_dtype=nu_dtype, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adam")
+
+
+@docs.args
+@api("adamw")
+def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+          mu_dtype: Any = None, weight_decay: Any = 1e-4, mask: Any = None, *, nu_dtype: Any = None,
+          nesterov: bool = False) -> chain:
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
+
+    ``chain(scale_by_adam(...), add_decayed_weights(weight_decay, mask),
+    scale_by_learning_rate(lr))``:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\left(\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+              + \lambda\theta_{t-1}\right)
+
+    The decay is multiplied by the learning rate, as in optax and torch; see
+    :class:`add_decayed_weights` for the paper's form.
+
+    Args:
+      <<learning_rate>>
+      <<b1>>
+      <<b2>>
+      <<eps>>
+      <<eps_root>>
+      <<mu_dtype>>
+      <<nu_dtype>>
+      <<weight_decay>>
+      <<mask>>
+      <<nesterov>>
+    """
+    return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+                               nu_dtype=nu_dtype, nesterov=nesterov),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adamw")
+
+
+@docs.args
+@api("nadam")
+def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+          mu_dtype: Any = None, *, nu_dtype: Any = None) -> chain:
+    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum.
+
+    ``chain(scale_by_adam(..., nesterov=True), scale_by_learning_rate(lr))``:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\beta_1 m_t / (1 - \beta_1^{t+1})
+              + (1 - \beta_1) g_t / (1 - \beta_1^t)}{\sqrt{\hat v_t} + \epsilon}
+
+    Conventions. As optax (``optax.nadam``): a constant :math:`\beta_1`. Dozat's Algorithm 2
+    allows a schedule :math:`\mu_t` of the momentum (torch and Keras warm it up with
+    :math:`\mu_t = \beta_1(1 - \tfrac12 0.96^{t/250})`), and multiplies :math:`\hat v_t` by
+    :math:`\beta_2`; neither is applied here, as in optax.
+
+    Args:
+      <<learning_rate>>
+      <<b1>>
+      <<b2>>
+      <<eps>>
+      <<eps_root>>
+      <<mu_dtype>>
+      <<nu_dtype>>
+
+    References:
+      Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016 (Algorithm 2).
+    """
+    return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+                               nu_dtype=nu_dtype, nesterov=True),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="nadam")
+
+
+@docs.args
+@api("nadamw")
+def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+           mu_dtype: Any = None, weight_decay: Any = 1e-4, mask: Any = None, *,
+           nu_dtype: Any = None) -> chain:
+    r"""NAdamW: NAdam with decoupled weight decay (as ``optax.nadamw``).
+
+    ``chain(scale_by_adam(..., nesterov=True), add_decayed_weights(weight_decay, mask),
+    scale_by_learning_rate(lr))``; see :func:`nadam` and :func:`adamw`:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\left(\frac{\beta_1 \hat m_{t+1}
+              + (1-\beta_1)\hat g_t}{\sqrt{\hat v_t} + \epsilon} + \lambda\theta_{t-1}\right),
+              \qquad \hat m_{t+1} = \frac{m_t}{1-\beta_1^{t+1}},\
+              \hat g_t = \frac{g_t}{1-\beta_1^t}
+
+    Args:
+      <<learning_rate>>
+      <<b1>>
+      <<b2>>
+      <<eps>>
+      <<eps_root>>
+      <<mu_dtype>>
+      <<nu_dtype>>
+      <<weight_decay>>
+      <<mask>>
+
+    References:
+      Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016. Loshchilov &
+      Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
+    """
+    return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+                               nu_dtype=nu_dtype, nesterov=True),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="nadamw")
 
 
 @docs.args
@@ -53,76 +186,10 @@ def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
       bias_correction_nu: divide the second moment by :math:`1 - \beta_2^t` before the maximum.
       <<nu_dtype>>
     """
-    return chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, nu_dtype, bias_correction_mu,
-                                  bias_correction_nu),
-                 scale_by_learning_rate(learning_rate), name="amsgrad")
-
-
-@docs.args
-@api("nadam")
-def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-          eps_root: Any = 0.0, mu_dtype: Any = None, nu_dtype: Any = None) -> chain:
-    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum.
-
-    ``chain(scale_by_adam(..., nesterov=True), scale_by_learning_rate(lr))``:
-
-    .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\beta_1 m_t / (1 - \beta_1^{t+1})
-              + (1 - \beta_1) g_t / (1 - \beta_1^t)}{\sqrt{\hat v_t} + \epsilon}
-
-    Conventions. As optax (``optax.nadam``): a constant :math:`\beta_1`. Dozat's Algorithm 2
-    allows a schedule :math:`\mu_t` of the momentum (torch and Keras warm it up with
-    :math:`\mu_t = \beta_1(1 - \tfrac12 0.96^{t/250})`), and multiplies :math:`\hat v_t` by
-    :math:`\beta_2`; neither is applied here, as in optax.
-
-    Args:
-      <<learning_rate>>
-      <<b1>>
-      <<b2>>
-      <<eps>>
-      <<eps_root>>
-      <<mu_dtype>>
-      <<nu_dtype>>
-
-    References:
-      Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016 (Algorithm 2).
-    """
-    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nu_dtype, nesterov=True),
-                 scale_by_learning_rate(learning_rate), name="nadam")
-
-
-@docs.args
-@api("nadamw")
-def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-           eps_root: Any = 0.0, mu_dtype: Any = None, nu_dtype: Any = None,
-           weight_decay: Any = 1e-4, mask: Any = None) -> chain:
-    r"""NAdamW: NAdam with decoupled weight decay (as ``optax.nadamw``).
-
-    ``chain(scale_by_adam(..., nesterov=True), add_decayed_weights(weight_decay, mask),
-    scale_by_learning_rate(lr))``; see :func:`nadam` and :func:`adamw`:
-
-    .. math:: \theta_t = \theta_{t-1} - \eta\left(\frac{\beta_1 \hat m_{t+1}
-              + (1-\beta_1)\hat g_t}{\sqrt{\hat v_t} + \epsilon} + \lambda\theta_{t-1}\right),
-              \qquad \hat m_{t+1} = \frac{m_t}{1-\beta_1^{t+1}},\
-              \hat g_t = \frac{g_t}{1-\beta_1^t}
-
-    Args:
-      <<learning_rate>>
-      <<b1>>
-      <<b2>>
-      <<eps>>
-      <<eps_root>>
-      <<mu_dtype>>
-      <<nu_dtype>>
-      <<weight_decay>>
-      <<mask>>
-
-    References:
-      Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016. Loshchilov &
-      Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
-    """
-    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nu_dtype, nesterov=True),
-                 add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="nadamw")
+    return chain(scale_by_amsgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+                                  nu_dtype=nu_dtype, bias_correction_mu=bias_correction_mu,
+                                  bias_correction_nu=bias_correction_nu),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="amsgrad")
 
 
 @docs.args
@@ -151,13 +218,14 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
       <<mu_dtype>>
       <<nu_dtype>>
     """
-    return chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov, mu_dtype, nu_dtype),
-                 scale_by_learning_rate(learning_rate), name="radam")
+    return chain(scale_by_radam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, threshold=threshold,
+                                nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="radam")
 
 
 @docs.args
 @api("adamax")
-def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
+def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
            mu_dtype: Any = None, nu_dtype: Any = None) -> chain:
     r"""AdaMax (Kingma & Ba, 2015, section 7.1): ``chain(scale_by_adamax(...),
     scale_by_learning_rate(lr))``.
@@ -175,8 +243,8 @@ def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
       <<mu_dtype>>
       <<nu_dtype>>
     """
-    return chain(scale_by_adamax(b1, b2, eps, mu_dtype, nu_dtype),
-                 scale_by_learning_rate(learning_rate), name="adamax")
+    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adamax")
 
 
 @docs.args
@@ -206,9 +274,9 @@ def adamaxw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
       Kingma & Ba, *Adam*, ICLR 2015 (section 7.1). Loshchilov & Hutter, *Decoupled Weight
       Decay Regularization*, ICLR 2019.
     """
-    return chain(scale_by_adamax(b1, b2, eps, mu_dtype, nu_dtype),
-                 add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="adamaxw")
+    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adamaxw")
 
 
 @docs.args
@@ -234,8 +302,9 @@ def adabelief(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-
       <<mu_dtype>>
       <<nu_dtype>>
     """
-    return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov, mu_dtype, nu_dtype),
-                 scale_by_learning_rate(learning_rate), name="adabelief")
+    return chain(scale_by_belief(b1=b1, b2=b2, eps=eps, eps_root=eps_root, nesterov=nesterov,
+                                 mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adabelief")
 
 
 @docs.args
@@ -262,9 +331,11 @@ def yogi(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-3, *,
       <<mu_dtype>>
       <<nu_dtype>>
     """
-    return chain(scale_by_yogi(b1, b2, eps, eps_root, initial_accumulator_value,
-                               bias_correction, mu_dtype, nu_dtype),
-                 scale_by_learning_rate(learning_rate), name="yogi")
+    return chain(scale_by_yogi(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                               initial_accumulator_value=initial_accumulator_value,
+                               bias_correction=bias_correction, mu_dtype=mu_dtype,
+                               nu_dtype=nu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="yogi")
 
 
 @docs.args
@@ -305,11 +376,14 @@ def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps
       proximal_decay: apply the weight decay as the paper's proximal step.
       <<accumulator_dtype>>
     """
-    core = scale_by_adan(b1, b2, b3, eps, eps_root, paper_difference_weight, accumulator_dtype)
+    core = scale_by_adan(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root,
+                         paper_difference_weight=paper_difference_weight,
+                         accumulator_dtype=accumulator_dtype)
     if proximal_decay:
-        return chain(core, proximal_weight_decay(learning_rate, weight_decay, mask), name="adan")
-    return chain(core, add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="adan")
+        return chain(core, proximal_weight_decay(learning_rate=learning_rate,
+                                                 weight_decay=weight_decay, mask=mask), name="adan")
+    return chain(core, add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adan")
 
 
 @docs.args
@@ -338,9 +412,10 @@ def adopt(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6,
       clip_exponent: :math:`p` >= 0.
       <<nu_dtype>>
     """
-    return chain(scale_by_adopt(b1, b2, eps, clip_exponent, use_clipping, nesterov, mu_dtype,
-                                nu_dtype),
-                 scale_by_learning_rate(learning_rate), name="adopt")
+    return chain(scale_by_adopt(b1=b1, b2=b2, eps=eps, clip_exponent=clip_exponent,
+                                use_clipping=use_clipping, nesterov=nesterov, mu_dtype=mu_dtype,
+                                nu_dtype=nu_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adopt")
 
 
 @docs.args
@@ -373,10 +448,11 @@ def adoptw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6,
       Rate*, NeurIPS 2024. Loshchilov & Hutter, *Decoupled Weight Decay Regularization*,
       ICLR 2019.
     """
-    return chain(scale_by_adopt(b1, b2, eps, clip_exponent, use_clipping, nesterov, mu_dtype,
-                                nu_dtype),
-                 add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="adoptw")
+    return chain(scale_by_adopt(b1=b1, b2=b2, eps=eps, clip_exponent=clip_exponent,
+                                use_clipping=use_clipping, nesterov=nesterov, mu_dtype=mu_dtype,
+                                nu_dtype=nu_dtype),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="adoptw")
 
 
 @docs.args
@@ -411,6 +487,43 @@ def ademamix(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, b3: Any = 0.999
       <<mask>>
       <<nu_dtype>>
     """
-    return chain(scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, mu_dtype, nu_dtype),
-                 add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate), name="ademamix")
+    return chain(scale_by_ademamix(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root,
+                                   mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 add_decayed_weights(weight_decay=weight_decay, mask=mask),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="ademamix")
+
+
+@docs.args
+@api("swats")
+def swats(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-9,
+          eps_switch: Any = 1e-9, mu_dtype: Any = None, nu_dtype: Any = None) -> chain:
+    r"""SWATS (Keskar & Socher 2017): Adam until its step size is learned, then SGD.
+
+    ``chain(scale_by_swats(...))``; see :class:`scale_by_swats` for Algorithm 1 of the paper:
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v_t}+\epsilon}
+              \ \text{(Adam phase)}, \qquad
+              \theta_t = \theta_{t-1} - (1-\beta_1)\Lambda\, v_t,\
+              v_t = \beta_1 v_{t-1} + g_t \ \text{(SGD phase)}
+
+    with :math:`\Lambda` the bias-corrected average of the projected rates at the switch.
+    The optimizer switches once, when the bias-corrected average of the projected SGD rates
+    agrees with the latest one to within ``eps_switch``, and continues as SGD with momentum
+    ``b1`` at that rate.
+
+    Args:
+      <<learning_rate>>
+      b1: Adam's first-moment decay and SGD's momentum, in [0, 1).
+      b2: Adam's second-moment decay and the rate average's, in [0, 1).
+      eps: Adam's epsilon > 0 (paper: 1e-9).
+      eps_switch: the switching tolerance > 0 (paper: 1e-9).
+      <<mu_dtype>>
+      <<nu_dtype>>
+
+    References:
+      Keskar & Socher, *Improving Generalization Performance by Switching from Adam to SGD*,
+      arXiv 1712.07628, 2017.
+    """
+    return chain(scale_by_swats(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
+                                eps_switch=eps_switch, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                 name="swats")

@@ -1,7 +1,7 @@
-"""Other single-idea optimizers: noisy SGD (annealed gradient noise) and SGD with Polyak's step.
+"""Stochastic gradient descent: plain, with momentum (heavy ball, Nesterov, dampened), with
+annealed noise, and with Polyak's step size.
 
-Both take an extra argument of ``update``: ``noisy_sgd`` a PRNG key (``key=``), ``polyak_sgd``
-the loss value (``value=``).
+Each is a short chain; the math lives in the transforms it links.
 """
 
 from __future__ import annotations
@@ -10,12 +10,44 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api
+from gradxform._src.module import api, field_of
+from gradxform._src.transforms.momentum import trace
 from gradxform._src.transforms.noise import add_noise
 from gradxform._src.transforms.polyak import scale_by_polyak
 from gradxform._src.transforms.scaling import scale_by_learning_rate
 
-__all__ = ["noisy_sgd", "polyak_sgd"]
+__all__ = ["sgd", "noisy_sgd", "polyak_sgd"]
+
+
+@docs.args
+@api("sgd", rename={field_of(trace, "decay"): "momentum"})
+def sgd(learning_rate: Any, momentum: Any = None, nesterov: bool = False,
+        accumulator_dtype: Any = None, *, dampening: Any = 0.0) -> chain:
+    r"""Stochastic gradient descent, with optional (dampened, Nesterov) momentum.
+
+    ``chain(trace(momentum, nesterov, dampening), scale_by_learning_rate(learning_rate))``:
+
+    .. math:: m_t = \beta m_{t-1} + (1 - d) g_t, \qquad \theta_t = \theta_{t-1} - \eta\, m_t
+
+    (without momentum, :math:`\theta_t = \theta_{t-1} - \eta g_t`). See :class:`trace` for the
+    dampened (textbook) and Nesterov forms.
+
+    Args:
+      <<learning_rate>>
+      momentum: :math:`\beta` in [0, 1), or ``None`` for plain SGD.
+      <<nesterov>>
+      dampening: :math:`d` in [0, 1); ``dampening=momentum`` is the textbook's average.
+      <<accumulator_dtype>>
+
+    Example::
+
+        opt = gx.sgd(0.1, momentum=0.9, nesterov=True)
+    """
+    if momentum is None:
+        return chain(scale_by_learning_rate(learning_rate=learning_rate), name="sgd")
+    return chain(trace(decay=momentum, nesterov=nesterov, dampening=dampening,
+                       accumulator_dtype=accumulator_dtype),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="sgd")
 
 
 @docs.args
@@ -41,11 +73,12 @@ def noisy_sgd(learning_rate: Any, eta: Any = 0.01, gamma: Any = 0.55) -> chain:
         key, sub = jax.random.split(key)
         updates, state = opt.update(grads, state, params, key=sub)
     """
-    return chain(add_noise(eta, gamma), scale_by_learning_rate(learning_rate), name="noisy_sgd")
+    return chain(add_noise(eta=eta, gamma=gamma),
+                 scale_by_learning_rate(learning_rate=learning_rate), name="noisy_sgd")
 
 
 @docs.args
-@api("polyak_sgd", rename={("scale_by_learning_rate", "learning_rate"): "scaling"})
+@api("polyak_sgd", rename={field_of(scale_by_learning_rate, "learning_rate"): "scaling"})
 def polyak_sgd(max_learning_rate: Any = 1.0, scaling: Any = 1.0, f_min: Any = 0.0,
                eps: Any = 0.0, variant: str = "sps") -> chain:
     r"""SGD with Polyak's step size (SPS_max, Loizou et al. 2021).
@@ -80,5 +113,6 @@ def polyak_sgd(max_learning_rate: Any = 1.0, scaling: Any = 1.0, f_min: Any = 0.
         value, grads = jax.value_and_grad(loss)(params)
         updates, state = opt.update(grads, state, params, value=value)
     """
-    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant),
-                 scale_by_learning_rate(scaling), name="polyak_sgd")
+    return chain(scale_by_polyak(f_min=f_min, max_learning_rate=max_learning_rate, eps=eps,
+                                 variant=variant),
+                 scale_by_learning_rate(learning_rate=scaling), name="polyak_sgd")

@@ -1,6 +1,4 @@
-"""Memory-light adaptive methods: Adafactor and SM3 (second moments in sublinear memory).
-
-Each is a short chain; the math lives in the transforms it links.
+"""Adafactor: factored second moments, update clipping and relative step sizes.
 """
 
 from __future__ import annotations
@@ -9,25 +7,24 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api
+from gradxform._src.module import api, field_of
+from gradxform._src.transforms.adafactor import scale_by_factored_rms
 from gradxform._src.transforms.block_rms import clip_by_block_rms, scale_by_param_block_rms
-from gradxform._src.transforms.factored import scale_by_factored_rms
 from gradxform._src.transforms.momentum import ema
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
-from gradxform._src.transforms.sm3 import scale_by_sm3
 
-__all__ = ["adafactor", "sm3"]
+__all__ = ["adafactor"]
 
 
 @docs.args
 @api("adafactor", rename={
-    ("scale_by_factored_rms", "step_offset"): "decay_offset",
-    ("clip_by_block_rms", "threshold"): "clipping_threshold",
-    ("ema", "decay"): "momentum",
-    ("ema", "accumulator_dtype"): "dtype_momentum",
-    ("add_decayed_weights", "weight_decay"): "weight_decay_rate",
-    ("add_decayed_weights", "mask"): "weight_decay_mask",
+    field_of(scale_by_factored_rms, "step_offset"): "decay_offset",
+    field_of(clip_by_block_rms, "threshold"): "clipping_threshold",
+    field_of(ema, "decay"): "momentum",
+    field_of(ema, "accumulator_dtype"): "dtype_momentum",
+    field_of(add_decayed_weights, "weight_decay"): "weight_decay_rate",
+    field_of(add_decayed_weights, "mask"): "weight_decay_mask",
 })
 def adafactor(learning_rate: Any = None, min_dim_size_to_factor: int = 128,
               decay_rate: Any = 0.8, decay_offset: Any = 0,
@@ -87,42 +84,19 @@ def adafactor(learning_rate: Any = None, min_dim_size_to_factor: int = 128,
       Shazeer & Stern, *Adafactor: Adaptive Learning Rates with Sublinear Memory Cost*, ICML
       2018 (Algorithms 4 and 5).
     """
-    links = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor,
-                                   eps, axis_name=axis_name)]
+    links = [scale_by_factored_rms(factored=factored, decay_rate=decay_rate,
+                                   step_offset=decay_offset,
+                                   min_dim_size_to_factor=min_dim_size_to_factor, eps=eps,
+                                   axis_name=axis_name)]
     if clipping_threshold is not None:
-        links.append(clip_by_block_rms(clipping_threshold, axis_name))
+        links.append(clip_by_block_rms(threshold=clipping_threshold, axis_name=axis_name))
     if learning_rate is not None:
-        links.append(scale_by_learning_rate(learning_rate, flip_sign=False))
+        links.append(scale_by_learning_rate(learning_rate=learning_rate, flip_sign=False))
     if multiply_by_parameter_scale:
         links.append(scale_by_param_block_rms(axis_name=axis_name))
     if momentum is not None:
-        links.append(ema(momentum, debias=False, accumulator_dtype=dtype_momentum))
+        links.append(ema(decay=momentum, debias=False, accumulator_dtype=dtype_momentum))
     if weight_decay_rate is not None:
-        links.append(add_decayed_weights(weight_decay_rate, weight_decay_mask))
-    links.append(scale(-1.0))
+        links.append(add_decayed_weights(weight_decay=weight_decay_rate, mask=weight_decay_mask))
+    links.append(scale(step_size=-1.0))
     return chain(*links, name="adafactor")
-
-
-@docs.args
-@api("sm3", rename={("scale_by_sm3", "b1"): "momentum"})
-def sm3(learning_rate: Any, momentum: Any = 0.9, *, b2: Any = 1.0, eps: Any = 1e-8,
-        accumulator_dtype: Any = None) -> chain:
-    r"""SM3 (Anil et al. 2019): ``chain(scale_by_sm3(momentum, b2, eps),
-    scale_by_learning_rate(lr))``.
-
-    .. math:: \nu_t(i) = \min_{r \ni i} \mu_{t-1}(r) + g_t(i)^2, \qquad
-              m_t = \beta_1 m_{t-1} + (1-\beta_1)\frac{g_t}{\sqrt{\nu_t}}, \qquad
-              \theta_{t+1} = \theta_t - \eta\, m_t
-
-    AdaGrad-like steps with one accumulator per row, column, ... of each leaf; see
-    :class:`scale_by_sm3`.
-
-    Args:
-      <<learning_rate>>
-      momentum: :math:`\beta_1` in [0, 1) (``None`` or 0: no momentum, the paper's SM3-II).
-      b2: in (0, 1]; 1 (default) for the paper's sums, below 1 for moving averages.
-      <<eps>>
-      <<accumulator_dtype>>
-    """
-    return chain(scale_by_sm3(0.0 if momentum is None else momentum, b2, eps, accumulator_dtype),
-                 scale_by_learning_rate(learning_rate), name="sm3")
