@@ -58,7 +58,7 @@ from jax import lax
 from jax.scipy.special import erfcx, ndtr
 
 from gradxform._src.base import apply_updates
-from gradxform._src.optimizers.adam_family import adam
+from gradxform._src.optimizers.adam import adam
 from gradxform._src.schedules import cosine_decay_schedule
 from gradxform._src.search import gp
 

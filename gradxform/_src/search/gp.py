@@ -83,7 +83,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from gradxform._src.base import apply_updates
-from gradxform._src.optimizers.adaptive_classics import rprop
+from gradxform._src.optimizers.rprop import rprop
 
 __all__ = [
     "NOISE_FLOOR",
