@@ -116,3 +116,10 @@ def test_ucb_and_initial_design():
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match="Bayes: " + message.replace("(", r"\(")):
         Bayes(BRANIN, **kwargs)
+
+
+def test_initial_design_of_a_discrete_space_does_not_repeat_itself():
+    space = {"n": search.Int(0, 2), "opt": search.Categorical(["adam", "lion"])}
+    tuner = Bayes(space, seed=0, initial=6)
+    configs = tuner.ask(6)
+    assert len({tuner.space.key(c) for c in configs}) == 6

@@ -186,6 +186,21 @@ class Bayes(Tuner):
         self._design_drawn += k
         return points
 
+    def _design_configs(self, k: int, x: np.ndarray, pending: list) -> list[dict[str, Any]]:
+        """``k`` design points, skipping configurations already taken (a discrete space has
+        few); after a bounded number of draws, repeats are allowed."""
+        taken = self._keys(np.concatenate([x, np.reshape(pending, (-1, self.space.dim))]))
+        out: list[dict[str, Any]] = []
+        for _ in range(8):
+            for u in self._canonical(self._design_points(k - len(out))):
+                key = tuple(np.round(u, 9))
+                if key not in taken:
+                    taken.add(key)
+                    out.append(self.space.decode(u))
+            if len(out) == k:
+                return out
+        return out + [self.space.decode(u) for u in self._design_points(k - len(out))]
+
     # -- encodings -------------------------------------------------------------------------
 
     def _canonical(self, u: np.ndarray) -> np.ndarray:
@@ -217,7 +232,7 @@ class Bayes(Tuner):
         x, y, ok = self.observations()
         pending = [self.space.encode(c) for c in self.pending]
         if int(ok.sum()) < self.initial:
-            return [self.space.decode(u) for u in self._design_points(k)]
+            return self._design_configs(k, x, pending)
         with jax.enable_x64(True):
             chosen = self._propose_gp(k, x, y, ok, pending)
         return [self.space.decode(u) for u in chosen]
