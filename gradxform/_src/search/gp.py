@@ -289,7 +289,7 @@ _PRIOR_SCALE = (math.sqrt(3.0), 1.0, 3.0)
 
 
 def log_prior(params: Params) -> jax.Array:
-    """Log prior density of the hyperparameters (constants dropped).
+    r"""Log prior density of the hyperparameters (constants dropped).
 
     The length scales' log-normal density is taken on the length scales themselves, as in
     Hvarfner et al. and BoTorch, so its mode, :math:`\exp(\mu - \sigma^2)` (0.29 in 2-D, 0.50
