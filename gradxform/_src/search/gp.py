@@ -210,8 +210,9 @@ def condition(params: Params, data: Data) -> Posterior:
     chol = jnp.linalg.cholesky(k)
     # Near-duplicate points can make K numerically singular at the noise floor: factorise
     # again with a larger jitter rather than predict NaN.
+    eye = jnp.eye(k.shape[0], dtype=k.dtype)
     chol = lax.cond(jnp.all(jnp.isfinite(chol)), lambda: chol,
-                    lambda: jnp.linalg.cholesky(k + FALLBACK_JITTER * jnp.eye(k.shape[0], dtype=k.dtype)))
+                    lambda: jnp.linalg.cholesky(k + FALLBACK_JITTER * eye))
     z = solve_triangular(chol, data.y, lower=True)
     alpha = solve_triangular(chol.T, z, lower=False)
     return Posterior(params, data, chol, alpha)
