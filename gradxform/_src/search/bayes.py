@@ -1,0 +1,346 @@
+r"""Bayesian optimisation: a Gaussian-process surrogate and log expected improvement, in JAX.
+
+:class:`Bayes` proposes configurations from what it has been told: a few scrambled Sobol points
+first, then, each round,
+
+1. the values are imputed where trials failed (with the worst value seen), standardised and
+   negated (the surrogate maximises), and put into a padded buffer (:mod:`gp`);
+2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`:
+   several starts (vmapped) when the buffer is new, else a short run warm-started from the last
+   fit;
+3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
+   candidates and perturbations of the best points, refined by projected gradient ascent;
+4. for a batch of ``k`` points, each chosen point is added to the data with the posterior mean
+   as its value (the *Kriging believer*) and the acquisition is maximised again, without
+   refitting; configurations already evaluated, pending or chosen are never proposed twice.
+
+Each compiled function has fixed shapes per buffer capacity (powers of two), so a search of a
+hundred trials compiles a handful of times, not once per observation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.stats import qmc
+
+from gradxform._src.search import acquisition as acq
+from gradxform._src.search import gp
+from gradxform._src.search.space import Categorical, Int, Space
+from gradxform._src.search.tuner import Tuner, check_count
+
+__all__ = ["TRACE_COUNTS", "Bayes"]
+
+#: How many times each compiled function of this module was traced (tests read it).
+TRACE_COUNTS = {"fit": 0, "maximize": 0}
+
+_BATCH_KINDS = ("believer",)
+
+
+def _fit(data, starts, steps, learning_rate):
+    TRACE_COUNTS["fit"] += 1
+    return gp.fit(data, starts, steps=steps, learning_rate=learning_rate)
+
+
+def _maximize(params, data, best, candidates, free, beta, kind, starts, steps, learning_rate):
+    TRACE_COUNTS["maximize"] += 1
+    post = gp.condition(params, data)
+    return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
+                        steps=steps, learning_rate=learning_rate)
+
+
+def _mean(params, data, x):
+    return gp.predict(gp.condition(params, data), x)[0]
+
+
+_fit_jit = jax.jit(_fit, static_argnames=("steps",))
+_mean_jit = jax.jit(_mean)
+_maximize_jit = jax.jit(_maximize, static_argnames=("kind", "starts", "steps"))
+
+
+class Bayes(Tuner):
+    r"""Bayesian optimisation with a Gaussian process and log expected improvement.
+
+    The surrogate is a GP on the unit-cube encoding of the space (Matérn 5/2, one length scale
+    per coordinate, standardised outputs, learned noise with a floor); with :math:`K = k(X, X)
+    + \sigma_n^2 I` its posterior at :math:`x` is
+
+    .. math::
+
+        \mu(x) = k(x, X) K^{-1} y, \qquad \sigma^2(x) = k(x, x) - k(x, X) K^{-1} k(X, x).
+
+    The hyperparameters maximise :math:`\log p(y \mid X, \theta) + \log p(\theta)` (log-normal
+    length-scale prior of Hvarfner et al. 2024), fitted with :func:`gradxform.rprop`. The next
+    point maximises **log expected improvement** (Ament et al. 2023) over the best value
+    :math:`f^*` so far (of the negated, standardised losses):
+
+    .. math::
+
+        \log \mathrm{EI}(x) = \log h\!\left(\frac{\mu(x) - f^*}{\sigma(x)}\right) + \log\sigma(x),
+        \qquad h(z) = \varphi(z) + z\,\Phi(z),
+
+    with :math:`\log h` evaluated on three numerically stable branches, so that the acquisition
+    keeps a useful gradient far from the incumbent where EI itself underflows to 0; or the
+    **upper confidence bound** :math:`\mu(x) + \sqrt{\beta}\,\sigma(x)` (Srinivas et al. 2010).
+    A batch of ``k`` points (``ask(k)``) is chosen greedily, each chosen point entering the GP
+    with its posterior mean as a fantasy value (Kriging believer, Ginsbourger et al. 2010);
+    configurations asked for but not yet told are fantasised the same way.
+
+    Integer and categorical parameters: candidates are rounded to valid encodings (an integer's
+    cell centre, a one-hot block) before they are scored, gradient ascent moves only the float
+    and integer coordinates (integers are rounded again afterwards), and a configuration that
+    was already evaluated, is pending or was just chosen is never proposed again.
+
+    Failed trials (NaN, inf, exceptions) enter the surrogate with the worst value observed, so
+    the search steers away from them without breaking.
+
+    Args:
+      space: a :class:`Space` or a dict of parameters.
+      seed: the random seed (initial design, candidates, restarts): the same seed and the same
+        told values give the same proposals.
+      acquisition: ``"logei"`` (default) or ``"ucb"``.
+      batch: how ``ask(k)`` picks ``k > 1`` points: ``"believer"`` (Kriging believer).
+      initial: the number of scrambled Sobol points before the GP takes over (default
+        ``min(max(dim + 1, 5), 10)``). Proposals stay quasi-random until that many trials have
+        succeeded.
+      beta: the UCB exploration weight :math:`\beta`.
+      candidates: the number of scrambled Sobol candidates scored per proposal (a power of
+        two), besides ``candidates // 4`` perturbations of the best observations.
+      restarts: the number of best candidates refined by gradient ascent.
+
+    Example::
+
+        tuner = search.Bayes(space, seed=0)
+        for _ in range(12):
+            configs = tuner.ask(4)
+            tuner.tell(configs, [objective(c) for c in configs])
+
+    References:
+      S. Ament, S. Daulton, D. Eriksson, M. Balandat & E. Bakshy, *Unexpected Improvements to
+      Expected Improvement for Bayesian Optimization*, NeurIPS 2023.
+      C. Hvarfner, E. O. Hellsten & L. Nardi, *Vanilla Bayesian Optimization Performs Great in
+      High Dimensions*, ICML 2024.
+      D. Ginsbourger, R. Le Riche & L. Carraro, *Kriging is well-suited to parallelize
+      optimization*, in Computational Intelligence in Expensive Optimization Problems, 2010.
+      J. Snoek, H. Larochelle & R. P. Adams, *Practical Bayesian Optimization of Machine
+      Learning Algorithms*, NeurIPS 2012.
+    """
+
+    #: (starts, rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
+    full_fit = (4, 60, 0.1)
+    warm_fit = (1, 20, 0.02)
+    #: Gradient-ascent steps and initial step of the acquisition maximisation.
+    ascent = (50, 0.02)
+
+    def __init__(self, space: Space | Mapping[str, Any], *, seed: int = 0,
+                 acquisition: str = "logei", batch: str = "believer",
+                 initial: int | None = None, beta: float = 2.0, candidates: int = 512,
+                 restarts: int = 8):
+        super().__init__(space, seed=seed)
+        if acquisition not in acq.KINDS:
+            raise ValueError(f"Bayes: acquisition must be one of {', '.join(acq.KINDS)}, got "
+                             f"{acquisition!r}")
+        if batch not in _BATCH_KINDS:
+            raise ValueError(f"Bayes: batch must be one of {', '.join(_BATCH_KINDS)}, got "
+                             f"{batch!r}")
+        dim = self.space.dim
+        self.initial = (min(max(dim + 1, 5), 10) if initial is None
+                        else check_count(initial, "initial", "Bayes"))
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"Bayes: beta must be a number >= 0, got {beta!r}")
+        candidates = check_count(candidates, "candidates", "Bayes", minimum=16)
+        if candidates & (candidates - 1):
+            raise ValueError(f"Bayes: candidates must be a power of two (Sobol points are "
+                             f"balanced at powers of two), got {candidates}")
+        self.restarts = check_count(restarts, "restarts", "Bayes")
+        self.acquisition, self.batch, self.beta = acquisition, batch, float(beta)
+        self.candidates = candidates
+        self._local = max(candidates // 4, self.restarts)
+        self._design_drawn = 0
+        self._design = self._design_engine()
+        self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
+        self._fit_capacity = 0
+        groups = self.space.groups
+        self._free = np.zeros(dim, bool)
+        for g in groups:
+            if g.kind in ("float", "int"):
+                self._free[g.slice] = True
+        self._conditional = any(p.when for p in self.space.params.values())
+        self._exact = not self._conditional and all(g.kind == "float" for g in groups)
+
+    # -- the initial design ----------------------------------------------------------------
+
+    def _design_engine(self):
+        return qmc.Sobol(self.space.dim, scramble=True, rng=np.random.default_rng(self.seed))
+
+    def _design_points(self, k: int) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            points = self._design.random(k)
+        self._design_drawn += k
+        return points
+
+    def _design_configs(self, k: int, x: np.ndarray, pending: list) -> list[dict[str, Any]]:
+        """``k`` design points, skipping configurations already taken (a discrete space has
+        few); after a bounded number of draws, repeats are allowed."""
+        taken = self._keys(np.concatenate([x, np.reshape(pending, (-1, self.space.dim))]))
+        out: list[dict[str, Any]] = []
+        for _ in range(8):
+            for u in self._canonical(self._design_points(k - len(out))):
+                key = tuple(np.round(u, 9))
+                if key not in taken:
+                    taken.add(key)
+                    out.append(self.space.decode(u))
+            if len(out) == k:
+                return out
+        return out + [self.space.decode(u) for u in self._design_points(k - len(out))]
+
+    # -- encodings -------------------------------------------------------------------------
+
+    def _canonical(self, u: np.ndarray) -> np.ndarray:
+        """Points of the cube [m, dim] moved to the encodings of the configurations they
+        decode to (integers at their cell centre, one-hot blocks, inactive parameters 0.5)."""
+        u = np.clip(np.asarray(u, np.float64), 0.0, 1.0)
+        if self._exact:
+            return u
+        if self._conditional:
+            return np.stack([self.space.encode(self.space.decode(row)) for row in u])
+        out = u.copy()
+        for g in self.space.groups:
+            p = self.space.params[g.name]
+            block = u[:, g.slice]
+            if isinstance(p, Categorical):
+                out[:, g.slice] = np.eye(p.width)[np.argmax(block, axis=1)]
+            elif isinstance(p, Int):
+                values = [p.decode_value(row) for row in block]
+                out[:, g.slice] = np.stack([p.encode_value(v) for v in values])
+        return out
+
+    @staticmethod
+    def _keys(x: np.ndarray) -> set:
+        return {tuple(np.round(row, 9)) for row in x}
+
+    # -- proposals -------------------------------------------------------------------------
+
+    def _propose(self, k: int) -> list[dict[str, Any]]:
+        x, y, ok = self.observations()
+        pending = [self.space.encode(c) for c in self.pending]
+        if int(ok.sum()) < self.initial:
+            return self._design_configs(k, x, pending)
+        with jax.enable_x64(True):
+            chosen = self._propose_gp(k, x, y, ok, pending)
+        return [self.space.decode(u) for u in chosen]
+
+    def _targets(self, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Negated, standardised losses; failed trials take the worst successful value."""
+        y = np.where(ok, y, np.max(y[ok]))
+        std = np.std(y)
+        z = (y - np.mean(y)) / (std if std > 1e-12 else 1.0)
+        return -z
+
+    def _propose_gp(self, k, x, y, ok, pending) -> list[np.ndarray]:
+        dim = self.space.dim
+        f = self._targets(y, ok)
+        n = len(f)
+        capacity = gp.capacity_for(n + len(pending) + k - 1)
+        data_x = np.zeros((capacity, dim))
+        data_f = np.zeros(capacity)
+        mask = np.zeros(capacity, bool)
+        data_x[:n], data_f[:n], mask[:n] = x, f, True
+        data = gp.Data(jnp.asarray(data_x), jnp.asarray(data_f), jnp.asarray(mask))
+        params = self._fit(data, capacity)
+        best = float(np.max(f))
+        free = jnp.asarray(self._free)
+        beta = jnp.asarray(self.beta, jnp.float64)
+        taken = self._keys(x)
+        rows = n
+        fantasies = list(pending)
+        chosen: list[np.ndarray] = []
+        steps, lr = self.ascent
+        for i in range(len(pending) + k):
+            if i < len(pending):
+                point = fantasies[i]
+            else:
+                cands = tuple(jnp.asarray(c)
+                              for c in self._candidates(data_x[:rows], data_f[:rows]))
+                xs, _, _ = _maximize_jit(
+                    params, data, jnp.asarray(best, jnp.float64), cands, free, beta,
+                    kind=self.acquisition, starts=self.restarts, steps=steps,
+                    learning_rate=lr)
+                point = self._pick(np.asarray(xs), taken)
+                chosen.append(point)
+            taken |= self._keys(point[None])
+            if i == len(pending) + k - 1:
+                break
+            # Kriging believer: the new point enters the data with its posterior mean.
+            mean = float(_mean_jit(params, data, jnp.asarray(point[None]))[0])
+            data_x[rows], data_f[rows], mask[rows] = point, mean, True
+            rows += 1
+            best = max(best, mean)
+            data = gp.Data(jnp.asarray(data_x), jnp.asarray(data_f), jnp.asarray(mask))
+        return chosen
+
+    def _pick(self, xs: np.ndarray, taken: set) -> np.ndarray:
+        """The first of the ranked points that decodes to a configuration not yet taken."""
+        for point in self._canonical(xs):
+            if tuple(np.round(point, 9)) not in taken:
+                return point
+        for _ in range(100):  # every refined point repeats a configuration: explore instead
+            point = self._canonical(self.rng.random((1, self.space.dim)))[0]
+            if tuple(np.round(point, 9)) not in taken:
+                return point
+        return point
+
+    def _candidates(self, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scrambled Sobol points, and Gaussian perturbations of the best observations."""
+        dim = self.space.dim
+        # A fresh generator seeded from self.rng: qmc reads more than the state of a generator
+        # it is given (its seed sequence), which a restored state does not reproduce.
+        engine = qmc.Sobol(dim, scramble=True,
+                           rng=np.random.default_rng(self.rng.integers(2 ** 63)))
+        sobol = engine.random(self.candidates)
+        top = np.argsort(-f)[:max(1, min(10, len(f) // 4))]
+        centres = x[top[self.rng.integers(len(top), size=self._local)]]
+        scales = np.exp(self.rng.uniform(np.log(1e-4), np.log(0.2), size=(self._local, 1)))
+        local = centres + scales * self.rng.standard_normal((self._local, dim)) * self._free
+        return self._canonical(sobol), self._canonical(local)
+
+    def _fit(self, data: gp.Data, capacity: int) -> gp.Params:
+        dim = self.space.dim
+        if self._params is None or capacity != self._fit_capacity or capacity <= 32:
+            n_starts, steps, lr = self.full_fit
+            first = gp.prior_params(dim) if self._params is None else self._params
+            others = gp.sample_prior_params(self.rng, dim, n_starts - 1)
+            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]),
+                                  first, others)
+            self._fit_capacity = capacity
+        else:
+            n_starts, steps, lr = self.warm_fit
+            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], self._params)
+        params, _ = _fit_jit(data, starts, steps, jnp.asarray(lr, jnp.float64))
+        self._params = jax.tree.map(np.asarray, params)
+        return params
+
+    # -- saving and resuming ---------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        params = None if self._params is None else {
+            k: np.asarray(v).tolist() for k, v in self._params._asdict().items()}
+        return {**super().state_dict(), "design_drawn": self._design_drawn,
+                "gp_params": params, "fit_capacity": self._fit_capacity}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._design_drawn = int(state["design_drawn"])
+        self._design = self._design_engine()
+        self._design.fast_forward(self._design_drawn)
+        params = state.get("gp_params")
+        self._params = None if params is None else gp.Params(
+            **{k: np.asarray(v, np.float64) for k, v in params.items()})
+        self._fit_capacity = int(state.get("fit_capacity", 0))
