@@ -102,6 +102,7 @@ class scale_by_bfgs(GradientTransformation):
         h = jnp.where(valid, updated, h)
         direction = h @ g
         if self.scale_init_precond:
-            capped = jnp.minimum(jnp.ones([], work), 1 / tree.global_norm(g).astype(work))
+            norm = tree.global_norm(jax.lax.stop_gradient(g)).astype(work)
+            capped = jnp.minimum(jnp.ones([], work), 1 / norm)
             direction = jnp.where(first, capped * g, direction)
         return unflatten(direction, updates), ScaleByBfgsState(h, x, g)

@@ -28,11 +28,13 @@ class ScaleByLbfgsState(NamedTuple):
     identity_scale: jax.Array
 
 
+@jax.jit
 def two_loop(grad: Any, s_memory: Any, y_memory: Any, rho: jax.Array, gamma: jax.Array,
-             newest: jax.Array, work: Any) -> Any:
+             newest: jax.Array) -> Any:
     r""":math:`H_k g` by the two-loop recursion over a ring buffer whose newest pair is at index
-    ``newest`` (pairs with :math:`\rho_i = 0` are skipped)."""
-    m = rho.shape[0]
+    ``newest`` (pairs with :math:`\rho_i = 0` are skipped). Compiled once per shape, so that
+    eager loops do not trace the scans again at every step."""
+    m, work = rho.shape[0], rho.dtype
     order = (newest - jnp.arange(m, dtype=newest.dtype)) % m  # newest first
     pick = lambda mem, i: jax.tree.map(lambda x: x[i], mem)  # noqa: E731
 
@@ -133,7 +135,7 @@ class scale_by_lbfgs(GradientTransformation):
 
         # 2. the scale of the initial estimate
         if self.scale_init_precond:
-            norm = tree.global_norm(g).astype(work)
+            norm = tree.global_norm(jax.lax.stop_gradient(g)).astype(work)
             capped = jnp.minimum(jnp.ones([], work), 1 / norm)
             gamma = jnp.where(first, capped,
                               jnp.where(valid, sy / jnp.where(valid, yy, jnp.ones_like(yy)),
@@ -142,6 +144,6 @@ class scale_by_lbfgs(GradientTransformation):
             gamma = jnp.ones([], work)
 
         # 3. the direction
-        direction = two_loop(g, s_mem, y_mem, weights, gamma, slot, work)
+        direction = two_loop(g, s_mem, y_mem, weights, gamma, slot)
         out = jax.tree.map(lambda d, u: d.astype(u.dtype), direction, updates)
         return out, ScaleByLbfgsState(x, g, s_mem, y_mem, weights, gamma)

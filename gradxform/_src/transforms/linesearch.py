@@ -33,6 +33,7 @@ Real params only: complex leaves are rejected when the state is built.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, hyper, static
+from gradxform._src.base import GradientTransformation, Step, hyper, static
 from gradxform._src.module import api
 from gradxform._src.types import Hyper, PyTree
 
@@ -219,7 +220,8 @@ class _Linesearch(GradientTransformation):
     def _initial_info(self, work):
         raise NotImplementedError
 
-    def _ray(self, updates, params, step) -> _Ray:
+    def _inputs(self, step, params):
+        """``value_fn``, its extra keyword arguments, ``value`` and ``grad``, checked."""
         extra = dict(step.extra)
         value_fn = extra.get("value_fn")
         example = ("update(updates, state, params, value=f(params), grad=grad_f(params), "
@@ -238,18 +240,8 @@ class _Linesearch(GradientTransformation):
         if value.ndim != 0:
             raise self.error(f"must be the scalar value of the objective, got an array of "
                              f"shape {value.shape}", "value")
-        params = self.require_params(params)
-        kwargs = _fn_kwargs(value_fn, extra)
-        work = tree.real_accumulator_dtype(params)
-        sg = jax.lax.stop_gradient
-        params_, direction = sg(params), sg(updates)
-        grad = _accumulators(sg(extra["grad"]), params_)
-
-        def fn(p):
-            return value_fn(p, **kwargs)
-
-        return _Ray(fn, params_, direction, sg(value).astype(work), grad,
-                    _vdot(grad, direction, work), work)
+        self.require_params(params)
+        return value_fn, _fn_kwargs(value_fn, extra), value, extra["grad"]
 
     def _finish(self, updates, state, ray, step_size, value, grad, info, next_guess):
         """The scaled updates and the new state (gradient dropped if not stored)."""
@@ -260,10 +252,34 @@ class _Linesearch(GradientTransformation):
     def apply(self, updates, state, params, step):
         if not jax.tree.leaves(updates):
             return updates, state
-        return self._search(updates, state, self._ray(updates, params, step), step)
+        value_fn, kwargs, value, grad = self._inputs(step, params)
+        run = _run_search
+        try:
+            hash(value_fn)
+        except TypeError:  # an unhashable objective cannot key the cache: trace every call
+            run = _run_search.__wrapped__
+        return run(self, updates, state, params, value, grad, kwargs, step.count,
+                   value_fn=value_fn)
 
     def _search(self, updates, state, ray, step):
         raise NotImplementedError
+
+
+@functools.partial(jax.jit, static_argnames=("value_fn",))
+def _run_search(search, updates, state, params, value, grad, kwargs, count, *, value_fn):
+    """One search, compiled once per (search structure, objective, shapes): eager loops reuse
+    it instead of tracing the while loop again at every step."""
+    work = tree.real_accumulator_dtype(params)
+    sg = jax.lax.stop_gradient
+    params_, direction = sg(params), sg(updates)
+    grad = _accumulators(sg(grad), params_)
+
+    def fn(p):
+        return value_fn(p, **kwargs)
+
+    ray = _Ray(fn, params_, direction, sg(value).astype(work), grad,
+               _vdot(grad, direction, work), work)
+    return search._search(updates, state, ray, Step(count, {}))
 
 
 # --------------------------------------------------------------------------------------------

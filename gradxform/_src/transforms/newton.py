@@ -2,12 +2,14 @@ r"""Newton's direction from the exact Hessian, shifted where it is not positive 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation, hyper
+from gradxform._src.base import GradientTransformation, Step, hyper
 from gradxform._src.transforms.bfgs import flatten, unflatten
 from gradxform._src.transforms.linesearch import _fn_kwargs, _no_complex
 from gradxform._src.types import Hyper
@@ -76,20 +78,33 @@ class scale_by_newton(GradientTransformation):
                              "call update(grad, state, params, value_fn=f) (with value= and "
                              "grad= too when chained with a line search)", "value_fn")
         kwargs = _fn_kwargs(value_fn, dict(step.extra))
-        work = tree.real_accumulator_dtype(params)
-        sg = jax.lax.stop_gradient
-        flat, unravel = ravel_pytree(sg(params))
-        hessian = jax.hessian(lambda v: value_fn(unravel(v), **kwargs))(flat).astype(work)
-        hessian = (hessian + hessian.T) / 2
-        mu, vectors = jnp.linalg.eigh(hessian)
-        g = flatten(updates, work)
-        floor = tree.scalar(step.value(self.min_curvature), work) * jnp.max(jnp.abs(mu))
-        definite = mu[0] >= floor
-        lift = jnp.maximum(floor, jnp.linalg.norm(g) / tree.scalar(step.value(self.radius), work))
-        tau = tree.scalar(step.value(self.damping), work) + jnp.where(
-            definite, jnp.zeros_like(lift), lift - mu[0])
-        shifted = mu + tau
-        # H = 0 and g = 0 (a flat region): no step
-        shifted = jnp.where(shifted > 0, shifted, jnp.ones_like(shifted))
-        direction = vectors @ ((vectors.T @ g) / shifted)
-        return unflatten(direction, updates), state
+        run = _newton_direction
+        try:
+            hash(value_fn)
+        except TypeError:  # an unhashable objective cannot key the cache: trace every call
+            run = _newton_direction.__wrapped__
+        return run(self, updates, params, kwargs, step.count, value_fn=value_fn), state
+
+
+@functools.partial(jax.jit, static_argnames=("value_fn",))
+def _newton_direction(tx, updates, params, kwargs, count, *, value_fn):
+    """The shifted Newton direction (compiled once per objective and shapes)."""
+    step = Step(count, {})
+    work = tree.real_accumulator_dtype(params)
+    flat, unravel = ravel_pytree(jax.lax.stop_gradient(params))
+    hessian = jax.hessian(lambda v: value_fn(unravel(v), **kwargs))(flat).astype(work)
+    mu, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2)
+    g = flatten(updates, work)
+    # the shift is a decision, not a function of the params: no derivative through it (the
+    # norm of a zero gradient has none)
+    floor = tree.scalar(step.value(tx.min_curvature), work) * jnp.max(jnp.abs(mu))
+    definite = mu[0] >= floor
+    lift = jnp.maximum(floor, jnp.linalg.norm(jax.lax.stop_gradient(g))
+                       / tree.scalar(step.value(tx.radius), work))
+    tau = tree.scalar(step.value(tx.damping), work) + jnp.where(
+        definite, jnp.zeros_like(lift), lift - mu[0])
+    shifted = jax.lax.stop_gradient(mu + tau)
+    # H = 0 and g = 0 (a flat region): no step
+    shifted = jnp.where(shifted > 0, shifted, jnp.ones_like(shifted))
+    direction = vectors @ ((vectors.T @ g) / shifted)
+    return unflatten(direction, updates)
