@@ -436,7 +436,7 @@ from gradxform._src.transforms.linesearch import (  # noqa: E402
     scale_by_zoom_linesearch,
     zoom_linesearch,
 )
-from gradxform._src.transforms.newton import scale_by_newton  # noqa: E402
+from gradxform._src.transforms.newton import ScaleByNewtonState, scale_by_newton  # noqa: E402
 from gradxform._src.wrappers.svrg import SvrgRun, SvrgState, svrg, svrg_run  # noqa: E402
 
 __all__ += [
@@ -446,7 +446,8 @@ __all__ += [
     "BacktrackingInfo", "GoldenSectionInfo", "ZoomInfo",
     # directions and optimizers
     "scale_by_lbfgs", "ScaleByLbfgsState", "scale_by_bfgs", "ScaleByBfgsState",
-    "scale_by_newton", "lbfgs", "bfgs", "newton", "gradient_descent_linesearch",
+    "scale_by_newton", "ScaleByNewtonState", "lbfgs", "bfgs", "newton",
+    "gradient_descent_linesearch",
     # SVRG
     "svrg", "svrg_run", "SvrgState", "SvrgRun",
     # minimize and the solver

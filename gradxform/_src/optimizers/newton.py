@@ -22,7 +22,7 @@ NEWTON_LINESEARCH = backtracking_linesearch(decrease_factor=0.5, increase_factor
 @docs.args
 @api("newton")
 def newton(learning_rate: Hyper | None = None, damping: Hyper = 0.0,
-           min_curvature: Hyper = 1e-8, radius: Hyper = 1.0,
+           min_curvature: Hyper = 0.0, radius: Hyper = 1.0,
            linesearch: Any = NEWTON_LINESEARCH) -> chain:
     r"""Damped Newton's method: the exact Hessian, shifted where needed, and a line search.
 
@@ -47,8 +47,8 @@ def newton(learning_rate: Hyper | None = None, damping: Hyper = 0.0,
         search.
       damping: a Levenberg-Marquardt shift :math:`\lambda` >= 0 always added.
       min_curvature: the smallest curvature, relative to the largest, for which the Hessian
-        counts as positive definite, in [0, 1).
-      radius: the longest step where it does not, > 0.
+        counts as positive definite, in [0, 1) (0: any positive curvature).
+      radius: the initial length of steps where it does not, > 0 (then adapted).
       linesearch: a line search, or ``None`` for the pure (shifted) Newton step.
     """
     return chain(scale_by_newton(damping=damping, min_curvature=min_curvature, radius=radius),

@@ -618,10 +618,12 @@ class zoom_linesearch(_Linesearch):
     ``increase_factor`` while it satisfies sufficient decrease, decreases the value and the
     slope is still negative; the first trial that breaks one of these bounds an interval
     holding a Wolfe point. *Zoom* (algorithm 3.6): the next trial is the minimiser of the cubic
-    matching values and slopes at both ends of the interval (eq. 3.59), safeguarded: if it has
-    none or falls within 10% of the interval's length of either end, the minimiser of the
-    parabola through the lower end's value and slope and the upper end's value is used, else the
-    midpoint. The lower end is always the best point found that satisfies sufficient decrease.
+    matching values and slopes at both ends of the interval (eq. 3.59); if it has none in the
+    interval, the minimiser of the parabola through the lower end's value and slope and the
+    upper end's value; else the midpoint. Safeguards: the trial is kept at least 1% of the
+    interval's length away from either end, and is the midpoint whenever the previous trial
+    shrank the interval by less than a third (so the interval shrinks geometrically). The lower
+    end is always the best point found that satisfies sufficient decrease.
 
     The search stops when a trial satisfies both conditions; when the interval has shrunk
     below ``stepsize_precision`` (relative to its ends) or ``max_linesearch_steps`` points have
@@ -638,9 +640,10 @@ class zoom_linesearch(_Linesearch):
     accepting points that do not satisfy sufficient decrease exactly.
 
     Conventions. optax's ``scale_by_zoom_linesearch`` implements the same algorithms but
-    interpolates differently (a cubic through three values and one slope) and enables the
-    approximate condition by default; :func:`scale_by_zoom_linesearch` gives optax's signature
-    and defaults. ``initial_guess_strategy="one"`` (default here; Newton and quasi-Newton
+    interpolates differently (a cubic through three values and one slope), grows the step by 2
+    while bracketing (4 here: badly scaled problems reach a far step in fewer evaluations) and
+    enables the approximate condition by default; :func:`scale_by_zoom_linesearch` gives
+    optax's signature and defaults. ``initial_guess_strategy="one"`` (default here; Newton and quasi-Newton
     directions have the natural step 1) or ``"keep"`` (the previous accepted step; better
     after gradient directions).
 
@@ -666,7 +669,7 @@ class zoom_linesearch(_Linesearch):
     max_linesearch_steps: int = static(30)
     max_learning_rate: Hyper | None = hyper(None, "(0, inf)")
     tol: Hyper = hyper(0.0, "[0, inf)")
-    increase_factor: Hyper = hyper(2.0, "(1, inf)")
+    increase_factor: Hyper = hyper(4.0, "(1, inf)")
     slope_rtol: Hyper = hyper(1e-4, "(0, 1)")
     curv_rtol: Hyper | None = hyper(0.9, "(0, 1)")
     approx_dec_rtol: Hyper | None = hyper(None, "[0, inf)")
@@ -734,6 +737,7 @@ class zoom_linesearch(_Linesearch):
             hi: jax.Array
             f_hi: jax.Array
             d_hi: jax.Array
+            width: jax.Array
 
         def cond(c):
             return ~c.done & (c.i < self.max_linesearch_steps)
@@ -769,17 +773,23 @@ class zoom_linesearch(_Linesearch):
             cubic = _cubic_minimizer(lo, f_lo, d_lo, hi, f_hi, d_hi)
             quad = _quadratic_minimizer(lo, f_lo, d_lo, hi, f_hi)
             inside = lambda x, m: (x > left + m * width) & (x < right - m * width)  # noqa: E731
-            use_cubic = inside(cubic, 0.1) & jnp.isfinite(f_hi)
-            use_quad = ~use_cubic & inside(quad, 0.1) & jnp.isfinite(f_hi)
+            use_cubic = inside(cubic, 0.0) & jnp.isfinite(f_hi)
+            use_quad = ~use_cubic & inside(quad, 0.0) & jnp.isfinite(f_hi)
             interpolated = jnp.where(use_cubic, cubic, jnp.where(use_quad, quad, (lo + hi) / 2))
+            # safeguards: at least 1% of the interval away from either end, and the midpoint
+            # when the last trial shrank the interval by less than a third
+            interpolated = jnp.clip(interpolated, left + 0.01 * width, right - 0.01 * width)
+            slow = c.bracketed & (width > 0.66 * c.width)
+            interpolated = jnp.where(slow, (lo + hi) / 2, interpolated)
             nxt = jnp.where(bracketed, interpolated, extrapolated)
             tiny = bracketed & (width <= precision * right) & (lo > 0)
             done = wolfe | at_cap | tiny
-            return C(c.i + 1, done, bracketed, nxt, lo, f_lo, d_lo, g_lo, hi, f_hi, d_hi)
+            return C(c.i + 1, done, bracketed, nxt, lo, f_lo, d_lo, g_lo, hi, f_hi, d_hi,
+                     jnp.where(bracketed, width, inf))
 
         descent = d0 < 0
         init = C(jnp.zeros([], jnp.int32), ~descent, jnp.zeros([], bool), guess, zero, f0, d0,
-                 ray.grad, inf, inf, inf)
+                 ray.grad, inf, inf, inf, inf)
         c = jax.lax.while_loop(cond, body, init)
         moved = c.lo > 0
         dec = jnp.where(moved, decrease_error(c.lo, c.f_lo, c.d_lo), inf)
