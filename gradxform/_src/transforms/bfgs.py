@@ -96,9 +96,10 @@ class scale_by_bfgs(GradientTransformation):
         if self.scale_init_precond:
             h = jnp.where(second & valid, (sy / jnp.where(valid, yy, jnp.ones_like(yy))) * h, h)
         rho = 1 / jnp.where(valid, sy, jnp.ones_like(sy))
-        eye = jnp.eye(h.shape[0], dtype=work)
-        left = eye - rho * jnp.outer(s, y)
-        updated = left @ h @ left.T + rho * jnp.outer(s, s)
+        # eq. 6.17 expanded into rank-one terms: O(n^2) instead of two matrix products
+        hy = h @ y
+        updated = (h - rho * (jnp.outer(s, hy) + jnp.outer(hy, s))
+                   + (rho * rho * jnp.dot(y, hy) + rho) * jnp.outer(s, s))
         h = jnp.where(valid, updated, h)
         direction = h @ g
         if self.scale_init_precond:
