@@ -410,7 +410,6 @@ __all__ += [
 
 # -- line searches, L-BFGS, BFGS, Newton, SVRG and minimize ----------------------------------
 from gradxform._src.minimize import (  # noqa: E402
-    MINIMIZE_STATUS,
     MinimizeResult,
     Solver,
     SolverState,
@@ -451,7 +450,7 @@ __all__ += [
     # SVRG
     "svrg", "svrg_run", "SvrgState", "SvrgRun",
     # minimize and the solver
-    "minimize", "MinimizeResult", "MINIMIZE_STATUS", "Solver", "SolverState",
+    "minimize", "MinimizeResult", "Solver", "SolverState",
     "value_and_grad_from_state",
 ]
 # -- end line searches, L-BFGS, BFGS, Newton, SVRG and minimize ------------------------------

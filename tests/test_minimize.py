@@ -107,7 +107,7 @@ def test_vmap_over_64_problems_equals_64_solves(dtype):
             np.testing.assert_allclose(batched.x[i], one.x, rtol=0, atol=2e-3)
         np.testing.assert_allclose(batched.x[i], shifts[i] + 1, atol=2e-3 if dtype == "f32"
                                    else 1e-6)
-    assert list(batched.message[:2]) == [gx.MINIMIZE_STATUS[int(c)]
+    assert list(batched.message[:2]) == [gx.MinimizeResult.STATUS[int(c)]
                                          for c in batched.status[:2]]
 
 

@@ -30,8 +30,7 @@ from gradxform._src.transforms.linesearch import LinesearchState
 from gradxform._src.transforms.newton import scale_by_newton
 from gradxform._src.types import PyTree
 
-__all__ = ["Solver", "SolverState", "minimize", "MinimizeResult", "MINIMIZE_STATUS",
-           "value_and_grad_from_state"]
+__all__ = ["Solver", "SolverState", "minimize", "MinimizeResult", "value_and_grad_from_state"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,8 +226,8 @@ class Solver(Module):
 # --------------------------------------------------------------------------------------------
 # minimize.
 
-#: The reasons :func:`minimize` stops, by status code (``result.status``).
-MINIMIZE_STATUS = {
+# The reasons minimize stops, by status code (MinimizeResult.STATUS).
+_STATUS = {
     0: "converged: the gradient norm is at most tol",
     1: "stopped: maxiter steps were taken",
     2: "failed: the loss or its gradient became NaN or infinite (the result is the last "
@@ -255,9 +254,10 @@ class MinimizeResult(NamedTuple):
         included (int32).
       num_hess_evals: Hessian evaluations (``"newton"``: one per step; 0 otherwise).
       success: whether the gradient norm reached ``tol``.
-      status: why it stopped, a code of :data:`MINIMIZE_STATUS` (int32): 0 converged,
-        1 maxiter, 2 NaN or infinite loss, 3 no further decrease possible. ``message`` gives
-        the text.
+      status: why it stopped, an int32 code: 0 converged, 1 maxiter, 2 NaN or infinite
+        loss, 3 no further decrease possible. ``message`` gives the text, and the class
+        attribute ``MinimizeResult.STATUS`` maps every code to its text (on the host, for
+        codes read after ``jit`` or ``vmap``).
     """
 
     x: Any
@@ -270,13 +270,15 @@ class MinimizeResult(NamedTuple):
     success: jax.Array
     status: jax.Array
 
+    STATUS = _STATUS
+
     @property
     def message(self) -> str | np.ndarray:
         """Why it stopped, in words (an array of strings for a batch of results)."""
         codes = np.asarray(self.status)
         if codes.ndim == 0:
-            return MINIMIZE_STATUS[int(codes)]
-        return np.vectorize(lambda c: MINIMIZE_STATUS[int(c)], otypes=[object])(codes)
+            return _STATUS[int(codes)]
+        return np.vectorize(lambda c: _STATUS[int(c)], otypes=[object])(codes)
 
 
 def _check_positive(name: str, value: Any, integer: bool = False) -> None:
@@ -366,7 +368,7 @@ def minimize(fun: Callable[..., jax.Array], x0: PyTree, method: Any = "lbfgs", *
       a line search the objective is evaluated once per step).
 
     It stops with a status code (``result.status``, readable after ``jit``/``vmap``;
-    ``result.message`` or :data:`MINIMIZE_STATUS` give the text): 0 the gradient norm reached
+    ``result.message`` or ``MinimizeResult.STATUS`` give the text): 0 the gradient norm reached
     ``tol`` (``result.success``), 1 ``maxiter`` steps, 2 the loss or gradient became NaN or
     infinite (the result is the last finite point), 3 the line search found no lower point
     (``tol`` below what the dtype resolves, or a direction that is not a descent direction).
