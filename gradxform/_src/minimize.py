@@ -281,21 +281,28 @@ class MinimizeResult(NamedTuple):
         return np.vectorize(lambda c: _STATUS[int(c)], otypes=[object])(codes)
 
 
-def _check_positive(name: str, value: Any, integer: bool = False) -> None:
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-            raise TypeError(f"minimize: {name} must be a whole number >= 1, got {value!r}")
-        if value < 1:
-            raise ValueError(f"minimize: {name} must be a whole number >= 1, got {value!r}")
-        return
-    if isinstance(value, jax.core.Tracer):
+def _check_tol(tol: Any) -> None:
+    if isinstance(tol, jax.core.Tracer):
         return  # traced: cannot be checked here
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real)
-                                       or hasattr(value, "dtype")):
-        raise TypeError(f"minimize: {name} must be a positive number, got {value!r}")
-    values = np.asarray(value, np.float64)
+    if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) or hasattr(tol, "dtype")):
+        raise TypeError(f"minimize: tol must be a positive number, got {tol!r}")
+    values = np.asarray(tol, np.float64)
     if not np.all(np.isfinite(values)) or not np.all(values > 0):
-        raise ValueError(f"minimize: {name} must be > 0 and finite, got {value!r}")
+        raise ValueError(f"minimize: tol must be > 0 and finite, got {tol!r}")
+
+
+def _check_maxiter(maxiter: Any) -> None:
+    if isinstance(maxiter, jax.core.Tracer):
+        if not jnp.issubdtype(maxiter.dtype, jnp.integer):
+            raise TypeError(f"minimize: maxiter must be a whole number >= 1, got a traced "
+                            f"{maxiter.dtype} array")
+        return  # traced: its value cannot be checked here
+    integral = isinstance(maxiter, (numbers.Integral, np.integer)) or (
+        hasattr(maxiter, "dtype") and jnp.issubdtype(maxiter.dtype, jnp.integer))
+    if isinstance(maxiter, bool) or not integral:
+        raise TypeError(f"minimize: maxiter must be a whole number >= 1, got {maxiter!r}")
+    if np.any(np.asarray(maxiter) < 1):
+        raise ValueError(f"minimize: maxiter must be a whole number >= 1, got {maxiter!r}")
 
 
 def _method(method: Any, options: dict) -> GradientTransformation:
@@ -381,7 +388,8 @@ def minimize(fun: Callable[..., jax.Array], x0: PyTree, method: Any = "lbfgs", *
       method: ``"lbfgs"``, ``"bfgs"``, ``"newton"``, ``"gd"`` or a transformation.
       args: extra positional arguments of ``fun`` (data); may be traced or batched.
       tol: the gradient-norm tolerance, > 0 (checked when it is a number or a concrete array).
-      maxiter: the maximum number of steps, a whole number >= 1.
+      maxiter: the maximum number of steps, a whole number >= 1 (a Python or array integer;
+        it may be traced, so one compiled program serves several budgets).
       **options: arguments of the method's factory.
 
     Returns:
@@ -397,11 +405,12 @@ def minimize(fun: Callable[..., jax.Array], x0: PyTree, method: Any = "lbfgs", *
     """
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
     _check_objective(fun, x0, args)
-    _check_positive("tol", tol)
-    _check_positive("maxiter", maxiter, integer=True)
+    _check_tol(tol)
+    _check_maxiter(maxiter)
     tx = _method(method, options)
     hessians_per_step = sum(isinstance(m, scale_by_newton) for m in tx.submodules())
     solver = Solver(tx, fun)
+    maxiter_ = jnp.asarray(maxiter).astype(jnp.int32)
 
     def grad_norm(g):
         return tree.global_norm(g)
@@ -415,7 +424,7 @@ def minimize(fun: Callable[..., jax.Array], x0: PyTree, method: Any = "lbfgs", *
         return jnp.where(~finite(state), _NONFINITE,
                          jnp.where(norm <= tol_, _CONVERGED,
                                    jnp.where(~moved, _NO_PROGRESS,
-                                             jnp.where(steps >= maxiter, _MAXITER, _RUNNING))))
+                                             jnp.where(steps >= maxiter_, _MAXITER, _RUNNING))))
 
     def cond(carry):
         return carry[3] == _RUNNING

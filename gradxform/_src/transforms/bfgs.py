@@ -96,10 +96,12 @@ class scale_by_bfgs(GradientTransformation):
         if self.scale_init_precond:
             h = jnp.where(second & valid, (sy / jnp.where(valid, yy, jnp.ones_like(yy))) * h, h)
         rho = 1 / jnp.where(valid, sy, jnp.ones_like(sy))
-        # eq. 6.17 expanded into rank-one terms: O(n^2) instead of two matrix products
+        # eq. 6.17 expanded into rank-one terms: O(n^2) instead of two matrix products (the
+        # factor of s s^T as rho (1 + rho y^T H y), not rho^2 y^T H y + rho, which overflows)
         hy = h @ y
-        updated = (h - rho * (jnp.outer(s, hy) + jnp.outer(hy, s))
-                   + (rho * rho * jnp.dot(y, hy) + rho) * jnp.outer(s, s))
+        rs = rho * s
+        updated = (h - (jnp.outer(rs, hy) + jnp.outer(hy, rs))
+                   + (1 + rho * jnp.dot(y, hy)) * jnp.outer(rs, s))
         h = jnp.where(valid, updated, h)
         direction = h @ g
         if self.scale_init_precond:
