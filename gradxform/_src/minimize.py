@@ -22,8 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import GradientTransformation, OptState, apply_updates, as_transformation
-from gradxform._src.module import Module, child, static
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    apply_updates,
+    as_transformation,
+    transformation,
+)
+from gradxform._src.module import Invalid, Module, child, static
 from gradxform._src.optimizers.newton import newton
 from gradxform._src.optimizers.quasi_newton import bfgs, gradient_descent_linesearch, lbfgs
 from gradxform._src.transforms.linesearch import LinesearchState
@@ -128,6 +134,13 @@ class SolverState(NamedTuple):
     num_fun_evals: jax.Array
 
 
+def _objective_function(fun: Any) -> Callable[..., jax.Array]:
+    """Field converter: the objective must be callable."""
+    if not callable(fun):
+        raise Invalid(f"must be the objective, a function of the params, got {fun!r}", TypeError)
+    return fun
+
+
 class Solver(Module):
     r"""A training loop's step for optimizers with a line search: it passes ``value=``,
     ``grad=`` and ``value_fn=`` for you and evaluates every point once.
@@ -168,20 +181,9 @@ class Solver(Module):
         print(state.value, state.num_fun_evals)
     """
 
-    tx: Any = child()
-    fun: Callable[..., jax.Array] = static()
+    tx: GradientTransformation = child(converter=transformation)
+    fun: Callable[..., jax.Array] = static(converter=_objective_function)
     reuse: bool = static(True)
-
-    def __post_init__(self):
-        if not callable(self.fun):
-            raise TypeError(f"Solver: fun must be the objective, a function of the params, got "
-                            f"{self.fun!r}")
-        try:
-            object.__setattr__(self, "tx", as_transformation(self.tx))
-        except TypeError:
-            raise TypeError(f"Solver: tx must be a transformation (gradxform or optax), got "
-                            f"{self.tx!r}") from None
-        super().__post_init__()
 
     def _objective(self, args: tuple) -> Callable[[PyTree], jax.Array]:
         fun = self.fun

@@ -19,9 +19,9 @@ from gradxform._src import dtypes, tree
 from gradxform._src.base import (
     GradientTransformation,
     apply_updates,
-    as_transformation,
     child,
     static,
+    transformation,
 )
 from gradxform._src.transforms.schedule_free import find_link
 from gradxform._src.types import PyTree
@@ -92,17 +92,10 @@ class svrg(GradientTransformation):
       Reduction*, NeurIPS 2013 (figure 1).
     """
 
-    inner: Any = child()
+    inner: GradientTransformation = child(converter=transformation)
     snapshot_every: int = static(100)
     option: str = static("I")
     uses_count = True
-
-    def __post_init__(self):
-        if not (hasattr(self.inner, "init") and hasattr(self.inner, "update")):
-            raise self.error(f"must be a transformation (gradxform or optax: an object with "
-                             f"init and update), got {self.inner!r}", "inner", TypeError)
-        object.__setattr__(self, "inner", as_transformation(self.inner))
-        super().__post_init__()
 
     def check(self):
         m = self.snapshot_every
