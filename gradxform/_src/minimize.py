@@ -134,6 +134,11 @@ class SolverState(NamedTuple):
     num_fun_evals: jax.Array
 
 
+# keyword arguments of update that mean something else to some transformation
+_TAKEN_NAMES = frozenset({"value", "grad", "value_fn", "key", "updates", "state", "params",
+                          "obj_fn", "grad_fn", "loss_fn", "batch", "data"})
+
+
 def _objective_function(fun: Any) -> Callable[..., jax.Array]:
     """Field converter: the objective must be callable."""
     if not callable(fun):
@@ -193,6 +198,26 @@ class Solver(Module):
 
         return value_fn
 
+    def _linesearch_args(self, args: tuple) -> dict:
+        """``value_fn=`` and the objective's extra arguments, for ``update``.
+
+        When the objective names its extra arguments (``fun(x, a, b)``) they are passed by name
+        next to ``value_fn=fun``, whose identity then stays the same from step to step: a line
+        search run eagerly reuses its compiled loop. Otherwise (``*args``, or a name ``update``
+        gives another meaning) the objective is closed over the arguments.
+        """
+        if not args:
+            return {"value_fn": self.fun}
+        try:
+            parameters = list(inspect.signature(self.fun).parameters.values())[1:]
+        except (TypeError, ValueError):
+            parameters = []
+        named = [p.name for p in parameters[:len(args)]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if len(named) == len(args) and not set(named) & _TAKEN_NAMES:
+            return {"value_fn": self.fun, **dict(zip(named, args))}
+        return {"value_fn": self._objective(args)}
+
     def init(self, x0: PyTree, *args: Any) -> SolverState:
         """The state at ``x0``: the optimizer's state and one evaluation of the objective."""
         value, grad = jax.value_and_grad(self._objective(args))(x0)
@@ -207,7 +232,7 @@ class Solver(Module):
             value, grad = jax.value_and_grad(f)(x)
             evals = evals + 1
         updates, opt_state = self.tx.update(grad, state.opt_state, x, value=value, grad=grad,
-                                            value_fn=f)
+                                            **self._linesearch_args(args))
         new_x = apply_updates(x, updates)
         found = _the_linesearch_state(opt_state, "Solver.step")
         if found is not None and found.grad is not None:
