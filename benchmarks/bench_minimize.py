@@ -246,7 +246,7 @@ def check_counts(name, fun, x0):
         ("optax lbfgs", lambda f: optax_lbfgs_solve(f, x0), lambda r: int(r[5])),
     ):
         wrapped, calls = counted(fun)
-        result = jax.jit(lambda: run(wrapped))()
+        result = jax.jit(lambda run=run, wrapped=wrapped: run(wrapped))()
         jax.effects_barrier()
         status = "ok" if len(calls) == report(result) else "MISMATCH"
         print(f"  {name:<20} {label:<16} reported {report(result):>6}, callback counted "

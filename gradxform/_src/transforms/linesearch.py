@@ -643,9 +643,9 @@ class zoom_linesearch(_Linesearch):
     interpolates differently (a cubic through three values and one slope), grows the step by 2
     while bracketing (4 here: badly scaled problems reach a far step in fewer evaluations) and
     enables the approximate condition by default; :func:`scale_by_zoom_linesearch` gives
-    optax's signature and defaults. ``initial_guess_strategy="one"`` (default here; Newton and quasi-Newton
-    directions have the natural step 1) or ``"keep"`` (the previous accepted step; better
-    after gradient directions).
+    optax's signature and defaults. ``initial_guess_strategy="one"`` (default here; Newton
+    and quasi-Newton directions have the natural step 1) or ``"keep"`` (the previous accepted
+    step; better after gradient directions).
 
     Args:
       max_linesearch_steps: budget of evaluations per search, >= 1.
