@@ -486,3 +486,15 @@ def test_value_and_grad_from_state_needs_a_linesearch():
     params = jnp.asarray([1.0])
     with pytest.raises(ValueError, match="holds no value and gradient"):
         gx.value_and_grad_from_state(_sum_sq)(params, state=opt.init(params))
+
+
+def test_verbose_reports_a_search_that_takes_no_step(capfd):
+    """optax's verbose=True: a line search along an ascent direction says why it stopped."""
+    params = jnp.asarray([1.0, 2.0])
+    tx = gx.chain(gx.scale(1.0), gx.scale_by_backtracking_linesearch(3, verbose=True))
+    value, grad = jax.value_and_grad(_sum_sq)(params)
+    updates, _ = jax.jit(lambda: tx.update(grad, tx.init(params), params, value=value,
+                                           grad=grad, value_fn=_sum_sq))()
+    jax.effects_barrier()
+    np.testing.assert_array_equal(updates, 0.0)
+    assert "no step in 4 evaluations satisfies sufficient decrease" in capfd.readouterr().out

@@ -191,6 +191,11 @@ class _Ray(NamedTuple):
         return jnp.asarray(value).astype(self.work)
 
 
+def _report(condition: jax.Array, message: str, **values: Any) -> None:
+    """``jax.debug.print`` of ``message`` where ``condition`` holds (``verbose=True``)."""
+    jax.lax.cond(condition, lambda: jax.debug.print(message, **values), lambda: None)
+
+
 def _no_complex(tx: GradientTransformation, params: PyTree) -> None:
     for leaf in jax.tree.leaves(params):
         if jnp.issubdtype(dtypes.leaf_dtype(leaf), jnp.complexfloating):
@@ -320,6 +325,7 @@ class backtracking_linesearch(_Linesearch):
       atol: :math:`\epsilon` >= 0.
       rtol: :math:`\delta` >= 0.
       store_grad: keep the gradient at the accepted point in the state (for reuse).
+      verbose: print a line (``jax.debug.print``) whenever a search takes no step.
 
     Example::
 
@@ -340,6 +346,7 @@ class backtracking_linesearch(_Linesearch):
     atol: Hyper = hyper(0.0, "[0, inf)")
     rtol: Hyper = hyper(0.0, "[0, inf)")
     store_grad: bool = static(True)
+    verbose: bool = static(False)
 
     def check(self):
         steps = self.max_backtracking_steps
@@ -390,6 +397,10 @@ class backtracking_linesearch(_Linesearch):
         value = jnp.where(ok, value, ray.value)
         grad = _where(ok, grad, ray.grad)
         info = BacktrackingInfo(evals, jnp.where(ok, err, jnp.full([], jnp.inf, work)))
+        if self.verbose:
+            _report(~ok, "backtracking_linesearch: no step in {n} evaluations satisfies "
+                    "sufficient decrease (slope along the direction {slope}); no step taken",
+                    n=evals, slope=ray.slope)
         return self._finish(updates, state, ray, step_size, value, grad, info, tried)
 
 
@@ -397,7 +408,8 @@ class backtracking_linesearch(_Linesearch):
 def scale_by_backtracking_linesearch(
         max_backtracking_steps: int, slope_rtol: Hyper = 1e-4, decrease_factor: Hyper = 0.8,
         increase_factor: Hyper | None = 1.5, max_learning_rate: Hyper = 1.0, atol: Hyper = 0.0,
-        rtol: Hyper = 0.0, store_grad: bool = False) -> backtracking_linesearch:
+        rtol: Hyper = 0.0, store_grad: bool = False,
+        verbose: bool = False) -> backtracking_linesearch:
     r"""optax's name and signature for :class:`backtracking_linesearch`.
 
     .. math:: f(x + \eta d) \le (1 + \delta) f(x) + c_1\, \eta\, \langle \nabla f(x), d\rangle
@@ -413,7 +425,8 @@ def scale_by_backtracking_linesearch(
     return backtracking_linesearch(
         max_backtracking_steps=max_backtracking_steps, slope_rtol=slope_rtol,
         decrease_factor=decrease_factor, increase_factor=increase_factor,
-        max_learning_rate=max_learning_rate, atol=atol, rtol=rtol, store_grad=store_grad)
+        max_learning_rate=max_learning_rate, atol=atol, rtol=rtol, store_grad=store_grad,
+        verbose=verbose)
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,6 +672,8 @@ class zoom_linesearch(_Linesearch):
         conditions only.
       stepsize_precision: relative width of the interval below which zooming stops, >= 0.
       initial_guess_strategy: ``"one"`` or ``"keep"``.
+      verbose: print a line (``jax.debug.print``) whenever a search takes no step or misses
+        the curvature condition.
 
     References:
       Nocedal & Wright, *Numerical Optimization*, 2nd ed. 2006 (algorithms 3.5, 3.6; eq. 3.59).
@@ -675,6 +690,7 @@ class zoom_linesearch(_Linesearch):
     approx_dec_rtol: Hyper | None = hyper(None, "[0, inf)")
     stepsize_precision: Hyper = hyper(1e-5, "[0, inf)")
     initial_guess_strategy: str = static("one")
+    verbose: bool = static(False)
 
     def check(self):
         steps = self.max_linesearch_steps
@@ -794,6 +810,13 @@ class zoom_linesearch(_Linesearch):
         moved = c.lo > 0
         dec = jnp.where(moved, decrease_error(c.lo, c.f_lo, c.d_lo), inf)
         info = ZoomInfo(c.i, dec, jnp.where(moved, curvature_error(c.d_lo), inf))
+        if self.verbose:
+            _report(~moved, "zoom_linesearch: no step in {n} evaluations satisfies sufficient "
+                    "decrease (slope along the direction {slope}); no step taken",
+                    n=c.i, slope=d0)
+            _report(moved & (info.curvature_error > 0), "zoom_linesearch: step {eta} "
+                    "satisfies sufficient decrease but misses the curvature condition by {err}",
+                    eta=c.lo, err=info.curvature_error)
         next_guess = jnp.where(moved, c.lo, state.learning_rate)
         return self._finish(updates, state, ray, c.lo, c.f_lo, c.g_lo, info, next_guess)
 
@@ -803,7 +826,7 @@ def scale_by_zoom_linesearch(
         max_linesearch_steps: int, max_learning_rate: Hyper | None = None, tol: Hyper = 0.0,
         increase_factor: Hyper = 2.0, slope_rtol: Hyper = 1e-4, curv_rtol: Hyper | None = 0.9,
         approx_dec_rtol: Hyper | None = 1e-6, stepsize_precision: Hyper = 1e-5,
-        initial_guess_strategy: str = "keep") -> zoom_linesearch:
+        initial_guess_strategy: str = "keep", verbose: bool = False) -> zoom_linesearch:
     r"""optax's name and signature for :class:`zoom_linesearch` (strong Wolfe conditions).
 
     .. math::
@@ -822,4 +845,4 @@ def scale_by_zoom_linesearch(
         max_linesearch_steps=max_linesearch_steps, max_learning_rate=max_learning_rate, tol=tol,
         increase_factor=increase_factor, slope_rtol=slope_rtol, curv_rtol=curv_rtol,
         approx_dec_rtol=approx_dec_rtol, stepsize_precision=stepsize_precision,
-        initial_guess_strategy=initial_guess_strategy)
+        initial_guess_strategy=initial_guess_strategy, verbose=verbose)
