@@ -407,3 +407,50 @@ __all__ += [
     "SplitRealAndImaginaryState", "SplitRealAndImaginaryArrays",
 ]
 # -- end optax.contrib's optimizers -----------------------------------------------------------
+
+# -- line searches, L-BFGS, BFGS, Newton, SVRG and minimize ----------------------------------
+from gradxform._src.minimize import (  # noqa: E402
+    MinimizeResult,
+    Solver,
+    SolverState,
+    minimize,
+    value_and_grad_from_state,
+)
+from gradxform._src.optimizers.newton import newton  # noqa: E402
+from gradxform._src.optimizers.quasi_newton import (  # noqa: E402
+    bfgs,
+    gradient_descent_linesearch,
+    lbfgs,
+)
+from gradxform._src.transforms.bfgs import ScaleByBfgsState, scale_by_bfgs  # noqa: E402
+from gradxform._src.transforms.lbfgs import ScaleByLbfgsState, scale_by_lbfgs  # noqa: E402
+from gradxform._src.transforms.linesearch import (  # noqa: E402
+    BacktrackingInfo,
+    GoldenSectionInfo,
+    LinesearchState,
+    ZoomInfo,
+    backtracking_linesearch,
+    golden_section_linesearch,
+    scale_by_backtracking_linesearch,
+    scale_by_zoom_linesearch,
+    zoom_linesearch,
+)
+from gradxform._src.transforms.newton import ScaleByNewtonState, scale_by_newton  # noqa: E402
+from gradxform._src.wrappers.svrg import SvrgRun, SvrgState, svrg, svrg_run  # noqa: E402
+
+__all__ += [
+    # line searches
+    "backtracking_linesearch", "golden_section_linesearch", "zoom_linesearch",
+    "scale_by_backtracking_linesearch", "scale_by_zoom_linesearch", "LinesearchState",
+    "BacktrackingInfo", "GoldenSectionInfo", "ZoomInfo",
+    # directions and optimizers
+    "scale_by_lbfgs", "ScaleByLbfgsState", "scale_by_bfgs", "ScaleByBfgsState",
+    "scale_by_newton", "ScaleByNewtonState", "lbfgs", "bfgs", "newton",
+    "gradient_descent_linesearch",
+    # SVRG
+    "svrg", "svrg_run", "SvrgState", "SvrgRun",
+    # minimize and the solver
+    "minimize", "MinimizeResult", "Solver", "SolverState",
+    "value_and_grad_from_state",
+]
+# -- end line searches, L-BFGS, BFGS, Newton, SVRG and minimize ------------------------------

@@ -35,7 +35,7 @@ def _sum_of_squares(params):
     return total
 
 
-def _extra(entry, loss_value, key, loss=_sum_of_squares):
+def _extra(entry, loss_value, key, loss=_sum_of_squares, grad=None):
     extra = {}
     if "value" in entry.extra:
         extra["value"] = loss_value
@@ -45,6 +45,10 @@ def _extra(entry, loss_value, key, loss=_sum_of_squares):
         extra["obj_fn"] = loss
     if "grad_fn" in entry.extra:  # the gradient at another point (SAM's opaque mode)
         extra["grad_fn"] = lambda p, i: jax.tree.map(jnp.conj, jax.grad(loss)(p))
+    if "value_fn" in entry.extra:  # the objective, for line searches
+        extra["value_fn"] = loss
+    if "grad" in entry.extra:  # the gradient at the current params, for line searches
+        extra["grad"] = grad
     return extra
 
 
@@ -56,7 +60,7 @@ def _train(entry, tx, target, dtype, steps):
     def body(carry, key):
         p, s = carry
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss, g))
         return (gx.apply_updates(p, u), s), value
 
     keys = jax.random.split(jax.random.key(0), steps)
@@ -89,7 +93,7 @@ def test_eager_matches_jit(entry):
 
     def step(p, s):
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss, g))
         return gx.apply_updates(p, u), s
 
     jitted = jax.jit(step)
@@ -109,7 +113,7 @@ def test_no_retrace_when_learning_rate_changes(entry):
 
     def step(tx, s, p):
         value, g = jax.value_and_grad(loss)(p)
-        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss))
+        u, s = tx.update(g, s, p, **_extra(entry, value, key, loss, g))
         return gx.apply_updates(p, u), s
 
     counter = TraceCounter(step)
@@ -128,7 +132,7 @@ def test_extra_args_and_cond(entry):
     tx = entry.make(target="quadratic")
     state = tx.init(params)
     value, g = jax.value_and_grad(loss)(params)
-    extra = _extra(entry, value, jax.random.key(2), loss)
+    extra = _extra(entry, value, jax.random.key(2), loss, g)
     extra["unrelated_argument"] = jnp.ones(3)
     _, new_state = tx.update(g, state, params, **extra)
 

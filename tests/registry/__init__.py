@@ -33,12 +33,20 @@ class Entry:
       tol: the target's final loss must be below ``tol`` (overrides of :data:`DEFAULT_TOL`).
       extra: keyword arguments every ``update`` call must receive (``value=`` for
         loss-aware optimizers); the runner fills ``value`` with the current loss, ``obj_fn``
-        with the loss function and ``grad_fn`` with ``(params, i) -> gradients``, if present.
+        with the loss function and ``grad_fn`` with ``(params, i) -> gradients``, if present;
+        line searches ask for ``value``, ``grad`` (the gradient at the current params) and
+        ``value_fn`` (the loss function).
       needs_key: the optimizer takes a PRNG key through ``update(..., key=...)``.
       supports_complex: complex params are optimised (as pairs of reals); if False, using
         complex params must raise an error naming the optimizer.
       lr_key: the key of the learning rate in ``gx.hyperparams`` (None: no learning rate,
         e.g. parameter-free methods).
+      vmap_atol: ``None`` (default): an optimizer run alone and inside a vmapped stack agree
+        to 1e-6, relative to each leaf's scale (elementwise updates agree to the last bit).
+        A number: they agree to this absolute tolerance. For methods with reductions over the
+        whole tree (line searches, L-BFGS), which a batch rounds differently: they converge
+        to the minimum in a few steps, where the two runs differ by rounding noise that no
+        relative tolerance can bound.
     """
 
     name: str
@@ -51,6 +59,7 @@ class Entry:
     needs_key: bool = False
     supports_complex: bool = True
     lr_key: str | None = "learning_rate"
+    vmap_atol: float | None = None
 
     def __post_init__(self):
         for name, defaults in (("lr", DEFAULT_LR), ("steps", DEFAULT_STEPS),
