@@ -7,6 +7,8 @@ The public API. Everything is re-exported explicitly from ``gradxform._src``; th
 from importlib import metadata as _metadata
 
 from gradxform._src import dtypes as dtype_policy
+from gradxform._src import tree_namespace as tree
+from gradxform._src import tree_utils
 from gradxform._src.base import (
     Foreign,
     GradientTransformation,
@@ -41,6 +43,13 @@ from gradxform._src.distributed import (
     init_sharded,
     state_shardings,
     update_shards,
+)
+from gradxform._src.hyperparams import (
+    InjectHyperparamsState,
+    hyperparams_as_arrays,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+    set_hyperparams,
 )
 from gradxform._src.metrics import CSVLogger, step_metrics
 from gradxform._src.module import Module
@@ -152,6 +161,12 @@ from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
 from gradxform._src.transforms.yogi import scale_by_yogi
 from gradxform._src.tree import global_norm
+from gradxform._src.tree_utils import (
+    tree_get,
+    tree_get_all_with_path,
+    tree_map_params,
+    tree_set,
+)
 from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
 from gradxform._src.wrappers.ascent import maximize
 from gradxform._src.wrappers.averaging import (
@@ -165,6 +180,9 @@ from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahe
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
+# optax's name for the same state (gradxform's schedules keep no state of their own).
+InjectStatefulHyperparamsState = InjectHyperparamsState
+
 try:
     __version__ = _metadata.version("gradxform")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
@@ -175,6 +193,10 @@ __all__ = [
     "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
     "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
     "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
+    # editing hyperparameters and states (optax's tree_utils names)
+    "set_hyperparams", "hyperparams_as_arrays", "inject_hyperparams",
+    "inject_stateful_hyperparams", "InjectHyperparamsState", "InjectStatefulHyperparamsState",
+    "tree_utils", "tree", "tree_get", "tree_set", "tree_get_all_with_path", "tree_map_params",
     # combining transformations and routing leaves
     "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
     # transformations (the math of each optimizer, one concept per file)

@@ -143,7 +143,8 @@ class chain(GradientTransformation):
         return updates, tuple(new_states)
 
     def links(self, state, step):
-        states = [state[n] for n in self.names] if self.names is not None else list(state)
+        keys = self.names if self.names is not None else range(len(self.transforms))
+        states = [state[k] for k in keys]
         return iter(zip(self.labels(), self.transforms, states, [step] * len(states)))
 
     def __repr__(self):
