@@ -7,8 +7,8 @@ The public API. Everything is re-exported explicitly from ``gradxform._src``; th
 from importlib import metadata as _metadata
 
 from gradxform._src import dtypes as dtype_policy
+from gradxform._src import microbatching, tree_utils
 from gradxform._src import tree_namespace as tree
-from gradxform._src import tree_utils
 from gradxform._src.base import (
     Foreign,
     GradientTransformation,
@@ -32,6 +32,7 @@ from gradxform._src.combine import (
     chain,
     freeze,
     masked,
+    multi_transform,
     named_chain,
     partition,
     path_string,
@@ -52,6 +53,7 @@ from gradxform._src.hyperparams import (
     set_hyperparams,
 )
 from gradxform._src.metrics import CSVLogger, step_metrics
+from gradxform._src.microbatching import microbatch
 from gradxform._src.module import Module
 from gradxform._src.optimizers.adafactor import adafactor
 from gradxform._src.optimizers.adagrad import adadelta, adagrad
@@ -167,7 +169,7 @@ from gradxform._src.tree_utils import (
     tree_map_params,
     tree_set,
 )
-from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
+from gradxform._src.wrappers.accumulation import AccumulateState, MultiSteps, accumulate
 from gradxform._src.wrappers.ascent import maximize
 from gradxform._src.wrappers.averaging import (
     AveragedParamsState,
@@ -199,6 +201,7 @@ __all__ = [
     "tree_utils", "tree", "tree_get", "tree_set", "tree_get_all_with_path", "tree_map_params",
     # combining transformations and routing leaves
     "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
+    "multi_transform",
     # transformations (the math of each optimizer, one concept per file)
     "scale", "scale_by_learning_rate", "trace", "ema", "scale_by_adam", "scale_by_rms",
     "scale_by_rss", "clip", "clip_by_global_norm", "add_decayed_weights", "add_l2_penalty",
@@ -226,7 +229,7 @@ __all__ = [
     "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
     "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
     "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
-    "lookahead", "lookahead_slow_params", "LookaheadState",
+    "lookahead", "lookahead_slow_params", "LookaheadState", "MultiSteps",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
@@ -238,7 +241,7 @@ __all__ = [
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
     # training loops
-    "step_metrics", "CSVLogger",
+    "step_metrics", "CSVLogger", "microbatch", "microbatching",
 ]
 
 # -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring, helpers --

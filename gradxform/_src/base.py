@@ -406,6 +406,12 @@ class GradientTransformation(Module):
                 found = count if found is None else jnp.minimum(found, count)
         return found
 
+    def state_counters(self, state: PyTree) -> Mapping[str, Any]:
+        """Counters this transformation keeps in ``state`` (updates skipped, micro-batches
+        dropped), which :func:`~gradxform.step_metrics` reports. Default: none."""
+        del state
+        return {}
+
     def state_hyperparams(self, state: PyTree) -> Mapping[str, Any]:
         """Values this transformation adapts at run time and keeps in ``state``.
 
@@ -792,9 +798,11 @@ def stack(values: Any) -> Any:
     structures = [jax.tree.structure(v) for v in values]
     for i, s in enumerate(structures[1:], 1):
         if s != structures[0]:
+            why = _module.describe_difference(values[0], values[i], ("values[0]", f"values[{i}]"))
+            why = (why or "").rstrip(".")
             raise ValueError(
-                "stack: the values differ in structure (flags, dtypes, sizes or schedule kinds), "
-                "not only in numbers, so they cannot share one program.\n"
+                "stack: the values differ in structure (flags, dtypes, sizes, masks or schedule "
+                f"kinds), not only in numbers, so they cannot share one program: {why}.\n"
                 f"  values[0]: {values[0]!r}\n  values[{i}]: {values[i]!r}"
             )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *values)
