@@ -245,14 +245,25 @@ def optax_names() -> str:
     return "\n".join(rows)
 
 
-_MARKER = re.compile(r"^\[\[(docstring: *(?P<module>[\w.]+)|(?P<table>optax-names))\]\]\s*$",
-                     re.MULTILINE)
+_MARKER = re.compile(r"^\[\[(docstring: *(?P<module>[\w.]+)|(?P<table>optax-names|"
+                     r"wrapper-composition|optax-name-index))\]\]\s*$", re.MULTILINE)
+
+
+def wrapper_composition() -> str:
+    """The wrapper-composition table, from the rules the wrappers apply."""
+    from gradxform._src.wrappers import composition
+
+    return composition.table_markdown()
 
 
 def expand_markers(markdown: str) -> str:
     def replace(m: re.Match) -> str:
         if m.group("module"):
             return module_docstring(m.group("module"))
+        if m.group("table") == "wrapper-composition":
+            return wrapper_composition()
+        if m.group("table") == "optax-name-index":
+            return optax_name_index()
         return optax_names()
 
     return _MARKER.sub(replace, markdown)
