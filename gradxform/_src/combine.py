@@ -406,17 +406,13 @@ def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep
 
 
 def _prepare_mask(mask: Any) -> Any:
-    """Field converter of masks (and labels): a regex string becomes :class:`by_regex`; a plain
-    function is compared by its code and captured values (``StableFunction``), so the same
-    ``lambda`` written in a loop is the same program; a tree is frozen (hashable)."""
+    """Field converter of masks: a regex string becomes :class:`by_regex`; a tree is frozen
+    (hashable), and a plain function is compared by its code and captured values
+    (``module.StableFunction``), so the same ``lambda`` written in a loop is the same
+    program."""
     if isinstance(mask, str):
         return by_regex(mask)
-    return freeze_tree(stable_function(mask))
-
-
-def _prepare_labels(labels: Any) -> Any:
-    """Field converter of :class:`partition` labels: as a mask, but a string is a label."""
-    return freeze_tree(stable_function(labels))
+    return freeze_tree(mask)
 
 
 def _labelled_transforms(transforms: Any) -> dict[str, GradientTransformation]:
@@ -558,7 +554,7 @@ class partition(GradientTransformation):
     """
 
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
-    labels: Any = static(converter=_prepare_labels)
+    labels: Any = static(converter=freeze_tree)
 
     def check(self):
         labels = thaw(self.labels)

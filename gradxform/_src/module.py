@@ -367,7 +367,10 @@ class _Frozen:
 
 
 def freeze(tree: Any) -> Any:
-    """Make a pytree of hashable leaves hashable (callables and None pass through)."""
+    """Make a pytree of hashable leaves hashable (callables and None pass through; a plain
+    Python function becomes a :class:`StableFunction`, compared by what it computes)."""
+    if isinstance(tree, types.FunctionType):
+        return StableFunction(tree)
     if tree is None or callable(tree) or isinstance(tree, _Frozen):
         return tree
     leaves, treedef = jax.tree.flatten(tree)
