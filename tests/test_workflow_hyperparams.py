@@ -108,7 +108,8 @@ def test_inject_hyperparams_matches_optax_and_takes_edits_in_the_state():
     with standard_promotion():
         (p_theirs, s_theirs), path_theirs = run_theirs(params, s_theirs, first)
     worst = max_rel_err(path_mine, path_theirs)
-    unedited, p_half = gx.tree_set(s_mine, learning_rate=s_mine.hyperparams["learning_rate"]), p_mine
+    unedited = gx.tree_set(s_mine, learning_rate=s_mine.hyperparams["learning_rate"])
+    p_half = p_mine
     # the optax idiom: edit the dict in the state
     s_mine.hyperparams["learning_rate"] = jnp.asarray(3e-3)
     s_theirs.hyperparams["learning_rate"] = jnp.asarray(3e-3)
@@ -141,7 +142,7 @@ def test_inject_hyperparams_schedules_keys_and_functional_edits():
     assert float(edited.hyperparams["momentum"]) == 0.5 and type(edited) is type(state)
     assert float(gx.hyperparams(opt, edited)["decay"]) == 0.5   # as the inner optimizer sees it
     with pytest.raises(AttributeError, match="keeps no hyperparameters in its state"):
-        gx.adam(1e-3).init(PARAMS).hyperparams
+        _ = gx.adam(1e-3).init(PARAMS).hyperparams
     with pytest.raises(ValueError, match=r"static_args \['nope'\] are not arguments of adam"):
         gx.inject_hyperparams(gx.adam, static_args="nope")
     assert gx.inject_stateful_hyperparams(gx.adam)(1e-3).init(PARAMS).hyperparams.keys() == \
