@@ -11,7 +11,9 @@
   the generated pages, and top-level pages the nav does not list are appended to "Guides".
 * **Markers** in pages: ``[[docstring: dotted.module]]`` includes that module's docstring (so the
   dtype policy page cannot drift from ``gradxform/_src/dtypes.py``), ``[[optax-names]]`` the
-  generated name-for-name table of the optax migration guide.
+  generated name-for-name table of the optax migration guide, ``[[optax-name-index]]`` every
+  optax name and its gradxform counterpart (``docs/hooks/optax_names.py``),
+  ``[[wrapper-composition]]`` the wrapper-composition table (``wrappers/composition.py``).
 * **MathJax** is copied from the ``django-static-mathjax`` package (MathJax 3, no Django needed)
   into ``assets/mathjax/``: the site loads nothing from the network.
 """
@@ -247,6 +249,17 @@ def optax_names() -> str:
 
 _MARKER = re.compile(r"^\[\[(docstring: *(?P<module>[\w.]+)|(?P<table>optax-names|"
                      r"wrapper-composition|optax-name-index))\]\]\s*$", re.MULTILINE)
+
+
+def optax_name_index() -> str:
+    """Every public name of optax and what it is in gradxform (``docs/hooks/optax_names.py``)."""
+    try:
+        import optax  # noqa: F401
+    except ImportError:
+        return "*(optax is not installed: the index is generated when it is.)*"
+    import optax_names  # docs/hooks/optax_names.py
+
+    return optax_names.index_markdown()
 
 
 def wrapper_composition() -> str:
