@@ -181,8 +181,8 @@ def check_nesting(outer: Any, inner: Any) -> None:
         rule = rule_for(outer, t, t is inner)
         if rule is None or rule.verdict == "ok":
             continue
-        text = (f"{kind_of(t)} inside it: {rule.meaning.replace('`', '')} (see the wrapper "
-                "composition table in the documentation)")
+        text = (f"{kind_of(t)} inside it: {rule.meaning.replace('`', '')} See the "
+                "wrapper-composition table of the documentation.")
         if rule.verdict == "error":
             raise outer.error(text)
         warnings.warn(f"{outer.name}: {text}", UserWarning, stacklevel=6)
