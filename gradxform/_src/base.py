@@ -555,7 +555,7 @@ def _arrays_for_numbers(tree_: PyTree, spec: ParamSpec | None = None) -> PyTree:
         if _is_python_number(x):
             x = jnp.asarray(x, table.get(_path_key(path), dtypes.leaf_dtype(x)))
         out.append(x)
-    return treedef.unflatten(out)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # --------------------------------------------------------------------------------------------

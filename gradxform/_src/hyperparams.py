@@ -53,7 +53,7 @@ __all__ = ["set_hyperparams", "hyperparams_as_arrays", "inject_hyperparams",
 class _Slot(NamedTuple):
     """One hyperparameter field of one transformation inside ``tx``."""
 
-    index: int                  # position of the transformation in walk order
+    position: int               # of the transformation, in walk order
     path: tuple[str, ...]       # link labels from the root
     field: str
 
@@ -63,7 +63,7 @@ class _Slot(NamedTuple):
 
 
 def _slots(tx: GradientTransformation) -> list[_Slot]:
-    out = []
+    out: list[_Slot] = []
     for i, (path, t, _, _) in enumerate(walk(tx)):
         out.extend(_Slot(i, path, name) for name in t._hyper_fields)
     return out
@@ -209,7 +209,7 @@ def set_hyperparams(tx: GradientTransformation, values: Mapping[str, Any] | None
         return tx
     by_index: dict[int, dict[str, Any]] = {}
     for slot, value in _resolve(tx, changes).items():
-        by_index.setdefault(slot.index, {})[slot.field] = value
+        by_index.setdefault(slot.position, {})[slot.field] = value
     return _rebuild(tx, [0], by_index)
 
 

@@ -105,9 +105,10 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
                          "arguments (argnums + argnames)")
 
     @functools.wraps(fun)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        args, kwargs = list(args), dict(kwargs)
-        batched = [(args, i, ax) for i, ax in zip(argnums, axes)]
+    def run(*given: Any, **given_kwargs: Any) -> Any:
+        args: list[Any] = list(given)
+        kwargs: dict[str, Any] = dict(given_kwargs)
+        batched: list[tuple[Any, Any, int]] = [(args, i, ax) for i, ax in zip(argnums, axes)]
         batched += [(kwargs, name, ax) for name, ax in zip(argnames, axes[len(argnums):])]
         sizes = {x.shape[ax] for holder, key, ax in batched
                  for x in jax.tree.leaves(holder[key])}
@@ -124,9 +125,8 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
 
         def call(index):
             a, k = list(args), dict(kwargs)
-            for holder, key, ax in ((a, i, ax) for i, ax in zip(argnums, axes)):
-                holder[key] = jax.tree.map(lambda x, ax=ax: jnp.take(x, index, axis=ax),
-                                           holder[key])
+            for i, ax in zip(argnums, axes):
+                a[i] = jax.tree.map(lambda x, ax=ax: jnp.take(x, index, axis=ax), a[i])
             for name, ax in zip(argnames, axes[len(argnums):]):
                 k[name] = jax.tree.map(lambda x, ax=ax: jnp.take(x, index, axis=ax), k[name])
             return fun(*a, **k)

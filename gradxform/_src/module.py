@@ -699,10 +699,15 @@ def describe_difference(a: Any, b: Any, names: tuple[str, str] = ("a", "b")) -> 
 
     ``names`` are how the two values are called in the text (``("values[0]", "values[2]")``).
     """
-    if jax.tree.structure(a) == jax.tree.structure(b):
+    if _same_structure(a, b):
         return None
     return _difference(a, b, "", names) or (
         f"{names[0]} and {names[1]} have different tree structures")
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    structure: Any = jax.tree.structure(a)
+    return bool(structure == jax.tree.structure(b))
 
 
 def _static_equal(a: Any, b: Any) -> bool:
@@ -719,27 +724,27 @@ def _difference(a: Any, b: Any, path: str, names: tuple[str, str]) -> str | None
         return (f"{where} is {_short_repr(a)} in {n0} but {_short_repr(b)} in {n1} (a different "
                 f"kind of value, not another number)")
     if isinstance(a, Module):
-        for field in dataclasses.fields(a):
+        for field in dataclasses.fields(type(a)):  # type: ignore[arg-type]  # a dataclass
             va, vb = getattr(a, field.name), getattr(b, field.name)
             sub = f"{path}.{field.name}" if path else f"{type(a).__name__}.{field.name}"
             if _kind(field) == "static":
                 if not _static_equal(va, vb):
                     return _static_difference(sub, va, vb, names)
-            elif jax.tree.structure(va) != jax.tree.structure(vb):
+            elif not _same_structure(va, vb):
                 return _difference(va, vb, sub, names)
         return None
     if isinstance(a, (tuple, list)):
         if len(a) != len(b):
             return f"{where} has {len(a)} entries in {n0} but {len(b)} in {n1}"
         for i, (x, y) in enumerate(zip(a, b)):
-            if jax.tree.structure(x) != jax.tree.structure(y):
+            if not _same_structure(x, y):
                 return _difference(x, y, f"{path}[{i}]", names)
         return None
     if isinstance(a, Mapping):
         if list(a) != list(b):
             return f"{where} has the keys {list(a)} in {n0} but {list(b)} in {n1}"
         for k in a:
-            if jax.tree.structure(a[k]) != jax.tree.structure(b[k]):
+            if not _same_structure(a[k], b[k]):
                 return _difference(a[k], b[k], f"{path}[{k!r}]", names)
         return None
     return None

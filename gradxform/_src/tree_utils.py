@@ -87,9 +87,10 @@ def _children(node: Any) -> tuple[list[tuple[Any, Any]], Callable[[list], Any]] 
                 lambda kids: dict(zip(keys, kids)))
     flat, treedef = jax.tree_util.tree_flatten_with_path(
         node, is_leaf=lambda x: x is not node)
-    if treedef.num_nodes == 1 and treedef.num_leaves == 1:  # node is itself a leaf
+    if len(flat) == 1 and flat[0][0] == ():  # node is itself a leaf
         return None
-    return [(path[0], x) for path, x in flat], treedef.unflatten
+    return ([(path[0], x) for path, x in flat],
+            lambda kids: jax.tree_util.tree_unflatten(treedef, kids))
 
 
 def _entry_name(entry: Any) -> Any:
@@ -455,8 +456,8 @@ def tree_dtype(tree_: PyTree, mixed_dtype_handler: str | None = None) -> np.dtyp
 
 def tree_split_key_like(rng_key: Any, target_tree: PyTree) -> PyTree:
     """One key per leaf of ``target_tree`` (``jax.random.split`` in leaf order)."""
-    treedef = jax.tree.structure(target_tree)
-    return jax.tree.unflatten(treedef, list(jax.random.split(rng_key, treedef.num_leaves)))
+    leaves, treedef = jax.tree.flatten(target_tree)
+    return jax.tree.unflatten(treedef, list(jax.random.split(rng_key, len(leaves))))
 
 
 def tree_random_like(rng_key: Any, target_tree: PyTree,

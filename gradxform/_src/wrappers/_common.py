@@ -91,7 +91,9 @@ def applied_update(inner: GradientTransformation, before_state: PyTree, after_st
     the update. Without a step count every update counts as applied.
     """
     before = inner.applied(before_state, step)
-    if before is None:
+    if before is None or step.count is None:
         return None, jnp.asarray(True)
     after = inner.applied(after_state, Step(tree.safe_increment(step.count), step.extra))
+    if after is None:
+        return before, jnp.asarray(True)
     return before, after > before
