@@ -257,8 +257,10 @@ def optax_name_index() -> str:
         import optax  # noqa: F401
     except ImportError:
         return "*(optax is not installed: the index is generated when it is.)*"
-    import optax_names  # docs/hooks/optax_names.py
-
+    spec = importlib.util.spec_from_file_location("optax_names", HERE / "optax_names.py")
+    assert spec is not None and spec.loader is not None
+    optax_names = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optax_names)
     return optax_names.index_markdown()
 
 
