@@ -785,7 +785,17 @@ def stack(values: Any) -> Any:
     """Stack values (transformations, schedules) that differ only in their numbers.
 
     Every numeric leaf gains a leading axis, so the result can be passed to ``jax.vmap`` with
-    ``in_axes=0`` to train all of them in one program.
+    ``in_axes=0`` to train all of them in one program. Values that differ in structure (a flag,
+    a dtype, a schedule of another kind, a different mask) cannot be stacked: the error names
+    the first field that differs and why.
+
+    Sweep-friendly masks. A mask or label function is compared by what it computes: its code,
+    the values it captures and the globals it reads. ``mask=lambda p: ...`` written once
+    inside the loop that builds the optimizers stacks (and does not recompile a jitted step
+    when a new optimizer is passed); a lambda that captures a value that differs between the
+    optimizers does not, and a callable *object* is compared by identity. Write masks as
+    :class:`~gradxform.by_regex` / :class:`~gradxform.by_path` rules or trees of bools, or
+    create the callable once, outside the loop.
 
     Example::
 
