@@ -149,3 +149,22 @@ def test_the_documented_table_is_the_code_table():
     assert pairs == set(itertools.product(composition.KINDS, repeat=2))
     for rule in composition.RULES:
         assert re.search(re.escape(f"| `{rule.outer}` | `{rule.inner}` |"), table)
+
+
+def test_conditional_wrappers_tell_applied_updates():
+    """conditionally_transform passes the updates through at the steps it skips (they reach
+    the params); conditionally_mask zeroes them (they do not)."""
+    every_other = lambda t: t % 2 == 0  # noqa: E731
+    for cls, moved in ((gx.conditionally_transform, list(range(6))),
+                       (gx.conditionally_mask, [0, 2, 4])):
+        opt = gx.ema_params(gx.chain(cls(gx.sgd(0.1), every_other), gx.scale(-1.0)), decay=0.5)
+        state, params, history = opt.init(P0), P0, []
+        for t in range(6):
+            updates, state = opt.update({"w": jnp.full(3, -1.0 - t)}, state, params)
+            params = gx.apply_updates(params, updates)
+            history.append(np.asarray(params["w"]))
+        ema = np.asarray(P0["w"])
+        for t in moved:
+            ema = 0.5 * ema + 0.5 * history[t]
+        np.testing.assert_allclose(gx.averaged_params(opt, state)["w"], ema, rtol=1e-6)
+        assert int(gx.step_metrics(opt, state, P0)["skipped"]) == 3
