@@ -84,8 +84,6 @@ OTHER: dict[str, dict[str, tuple[str, str | None]]] = {
     },
     "optax.contrib": {
         "ReduceLROnPlateauState": ("the state of `reduce_on_plateau`", "ReduceOnPlateauState"),
-        "HutchinsonState": ("the gradxform way: no state, the key is `update(..., key=k)`",
-                            None),
     },
     "optax.tree_utils": {},
 }
@@ -101,38 +99,12 @@ for _loss in ("convex_kl_divergence", "cosine_distance", "cosine_similarity", "c
 # Names gradxform keeps from optax that are being added (the same name in gradxform).
 COMING: dict[str, set[str]] = {
     "optax": {
-        "zero_nans", "keep_params_nonnegative", "centralize", "adaptive_grad_clip",
-        "scale_by_param_block_norm", "normalize_by_update_norm", "scale_by_stddev",
-        "scale_by_schedule", "scale_by_distance_over_gradients", "apply_every",
-        "scale_by_optimistic_gradient", "stateless_with_tree_map", "conditionally_mask",
-        "conditionally_transform", "selective_transform", "snapshot", "measure_with_ema",
-        "monitor", "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
-        "per_example_global_norm_clip", "per_example_layer_norm_clip", "skip_not_finite",
-        "skip_large_updates", "incremental_update", "periodic_update", "bias_correction",
-        "update_moment", "update_moment_per_elem_norm", "update_infinity_moment",
-        "safe_increment", "safe_int32_increment", "safe_norm", "safe_root_mean_squares",
-        "power_iteration", "matrix_inverse_pth_root", "multi_normal", "init_empty_state",
-        "with_extra_args_support", "ZeroNansState", "ConditionallyMaskState",
-        "ConditionallyTransformState", "SnapshotState", "MonitorState", "EmptyState",
-        "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState",
-        "GradientTransformationExtraArgs", "MaskOrFn", "Params", "ScalarOrSchedule",
-        "Updates", "ShouldSkipUpdateFunction", "lbfgs", "scale_by_lbfgs",
-        "scale_by_backtracking_linesearch", "scale_by_zoom_linesearch",
+        "lbfgs", "scale_by_lbfgs", "scale_by_backtracking_linesearch", "scale_by_zoom_linesearch",
         "value_and_grad_from_state",
         # targets of OTHER
-        "ApplyEveryState", "ScaleByLbfgsState", "LinesearchState", "ZoomInfo",
+        "ScaleByLbfgsState", "LinesearchState", "ZoomInfo",
     },
-    "optax.contrib": {
-        "sam", "cocob", "dog", "dowg", "mechanize", "momo", "momo_adam", "madgrad", "sophia",
-        "galore", "dpsgd", "acprop", "simplified_ademamix", "split_real_and_imaginary",
-        "normalize", "scale_by_cocob", "scale_by_madgrad", "scale_by_galore", "scale_by_acprop",
-        "scale_by_simplified_ademamix", "hutchinson_estimator_diag_hessian",
-        "differentially_private_aggregate", "COCOBState", "DoGState", "DoWGState",
-        "MadgradState", "MechanicState", "MomoState", "MomoAdamState", "SAMState",
-        "SophiaState", "GaLoreState", "GaLoreDimensionNumbers", "NormalizeState",
-        "DifferentiallyPrivateAggregateState", "ScaleBySimplifiedAdEMAMixState",
-        "SplitRealAndImaginaryState",
-    },
+    "optax.contrib": set(),
     "optax.tree_utils": set(),
 }
 
