@@ -7,6 +7,8 @@ The public API. Everything is re-exported explicitly from ``gradxform._src``; th
 from importlib import metadata as _metadata
 
 from gradxform._src import dtypes as dtype_policy
+from gradxform._src import microbatching, tree_utils
+from gradxform._src import tree_namespace as tree
 from gradxform._src.base import (
     Foreign,
     GradientTransformation,
@@ -30,6 +32,7 @@ from gradxform._src.combine import (
     chain,
     freeze,
     masked,
+    multi_transform,
     named_chain,
     partition,
     path_string,
@@ -42,7 +45,15 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
+from gradxform._src.hyperparams import (
+    InjectHyperparamsState,
+    hyperparams_as_arrays,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+    set_hyperparams,
+)
 from gradxform._src.metrics import CSVLogger, step_metrics
+from gradxform._src.microbatching import microbatch
 from gradxform._src.module import Module
 from gradxform._src.optimizers.adafactor import adafactor
 from gradxform._src.optimizers.adagrad import adadelta, adagrad
@@ -152,7 +163,13 @@ from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
 from gradxform._src.transforms.yogi import scale_by_yogi
 from gradxform._src.tree import global_norm
-from gradxform._src.wrappers.accumulation import AccumulateState, accumulate
+from gradxform._src.tree_utils import (
+    tree_get,
+    tree_get_all_with_path,
+    tree_map_params,
+    tree_set,
+)
+from gradxform._src.wrappers.accumulation import AccumulateState, MultiSteps, accumulate
 from gradxform._src.wrappers.ascent import maximize
 from gradxform._src.wrappers.averaging import (
     AveragedParamsState,
@@ -165,6 +182,9 @@ from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahe
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
+# optax's name for the same state (gradxform's schedules keep no state of their own).
+InjectStatefulHyperparamsState = InjectHyperparamsState
+
 try:
     __version__ = _metadata.version("gradxform")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
@@ -175,8 +195,13 @@ __all__ = [
     "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
     "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
     "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
+    # editing hyperparameters and states (optax's tree_utils names)
+    "set_hyperparams", "hyperparams_as_arrays", "inject_hyperparams",
+    "inject_stateful_hyperparams", "InjectHyperparamsState", "InjectStatefulHyperparamsState",
+    "tree_utils", "tree", "tree_get", "tree_set", "tree_get_all_with_path", "tree_map_params",
     # combining transformations and routing leaves
     "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
+    "multi_transform",
     # transformations (the math of each optimizer, one concept per file)
     "scale", "scale_by_learning_rate", "trace", "ema", "scale_by_adam", "scale_by_rms",
     "scale_by_rss", "clip", "clip_by_global_norm", "add_decayed_weights", "add_l2_penalty",
@@ -204,7 +229,7 @@ __all__ = [
     "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
     "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
     "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
-    "lookahead", "lookahead_slow_params", "LookaheadState",
+    "lookahead", "lookahead_slow_params", "LookaheadState", "MultiSteps",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
@@ -216,7 +241,7 @@ __all__ = [
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
     # training loops
-    "step_metrics", "CSVLogger",
+    "step_metrics", "CSVLogger", "microbatch", "microbatching",
 ]
 
 # -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring, helpers --

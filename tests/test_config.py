@@ -90,6 +90,7 @@ def _wrappers():
                            gx.by_regex({"bias": "frozen", "norm": "id"}, default="decay"))
         yield gx.partition({"a": inner, "b": gx.adam(0.1)}, {"x": "a", "y": ["b", "a"]})
         yield gx.named_chain(("clip", gx.clip_by_global_norm(1.0)), ("opt", inner))
+        yield gx.MultiSteps(inner, 3, use_grad_mean=False)
     yield gx.adamw(0.1, weight_decay=0.1, mask={"w": True, "b": False})
     yield gx.adamw(jnp.asarray(0.1), b1=np.float32(0.8), weight_decay=jnp.asarray([0.1, 0.2]))
     yield gx.stack([gx.adam(lr) for lr in (1e-3, 3e-3)])

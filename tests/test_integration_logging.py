@@ -63,7 +63,7 @@ def test_step_metrics_values():
     history = run_logged(tx, 12)
     for count, (m, grads, updates) in enumerate(history):
         assert set(m) == {"step", "loss", "learning_rate", "grad_norm", "update_norm"}
-        assert int(m["step"]) == count + 1
+        assert int(m["step"]) == count
         np.testing.assert_allclose(float(m["learning_rate"]), reference_warmup_cosine(count),
                                    rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(float(m["grad_norm"]), flat_norm(grads), rtol=1e-5)
@@ -185,6 +185,6 @@ def test_tensorboardx_recipe(tmp_path):
     writer.close()
     scalars = _read_tensorboard_scalars(tmp_path)
     assert set(scalars) == {"loss", "learning_rate", "grad_norm", "update_norm"}
-    assert [s for s, _ in scalars["learning_rate"]] == [1, 2, 3, 4]
+    assert [s for s, _ in scalars["learning_rate"]] == [0, 1, 2, 3]
     np.testing.assert_allclose([v for _, v in scalars["learning_rate"]],
                                [float(m["learning_rate"]) for m, _, _ in history], rtol=1e-6)

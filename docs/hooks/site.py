@@ -11,7 +11,9 @@
   the generated pages, and top-level pages the nav does not list are appended to "Guides".
 * **Markers** in pages: ``[[docstring: dotted.module]]`` includes that module's docstring (so the
   dtype policy page cannot drift from ``gradxform/_src/dtypes.py``), ``[[optax-names]]`` the
-  generated name-for-name table of the optax migration guide.
+  generated name-for-name table of the optax migration guide, ``[[optax-name-index]]`` every
+  optax name and its gradxform counterpart (``docs/hooks/optax_names.py``),
+  ``[[wrapper-composition]]`` the wrapper-composition table (``wrappers/composition.py``).
 * **MathJax** is copied from the ``django-static-mathjax`` package (MathJax 3, no Django needed)
   into ``assets/mathjax/``: the site loads nothing from the network.
 """
@@ -245,14 +247,38 @@ def optax_names() -> str:
     return "\n".join(rows)
 
 
-_MARKER = re.compile(r"^\[\[(docstring: *(?P<module>[\w.]+)|(?P<table>optax-names))\]\]\s*$",
-                     re.MULTILINE)
+_MARKER = re.compile(r"^\[\[(docstring: *(?P<module>[\w.]+)|(?P<table>optax-names|"
+                     r"wrapper-composition|optax-name-index))\]\]\s*$", re.MULTILINE)
+
+
+def optax_name_index() -> str:
+    """Every public name of optax and what it is in gradxform (``docs/hooks/optax_names.py``)."""
+    try:
+        import optax  # noqa: F401
+    except ImportError:
+        return "*(optax is not installed: the index is generated when it is.)*"
+    spec = importlib.util.spec_from_file_location("optax_names", HERE / "optax_names.py")
+    assert spec is not None and spec.loader is not None
+    optax_names = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optax_names)
+    return optax_names.index_markdown()
+
+
+def wrapper_composition() -> str:
+    """The wrapper-composition table, from the rules the wrappers apply."""
+    from gradxform._src.wrappers import composition
+
+    return composition.table_markdown()
 
 
 def expand_markers(markdown: str) -> str:
     def replace(m: re.Match) -> str:
         if m.group("module"):
             return module_docstring(m.group("module"))
+        if m.group("table") == "wrapper-composition":
+            return wrapper_composition()
+        if m.group("table") == "optax-name-index":
+            return optax_name_index()
         return optax_names()
 
     return _MARKER.sub(replace, markdown)

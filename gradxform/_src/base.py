@@ -46,7 +46,8 @@ from gradxform._src.schedules import Schedule, as_schedule
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
     "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
-    "hyper", "static", "child", "walk",
+    "hyper", "static", "child", "walk", "walk_from", "ParamsPlaceholder",
+    "is_params_placeholder", "PLACEHOLDER_SPEC", "NO_STATE",
 ]
 
 PyTree = Any
@@ -186,7 +187,85 @@ def _abbrev(items: list[str], n: int = 8) -> str:
 _OptStateFields = collections.namedtuple("OptState", ["count", "inner"])
 
 
-class OptState(_OptStateFields):
+class _PlaceholderSpec(ParamSpec):
+    """The spec of a state built from a params *placeholder* (no params at all).
+
+    optax's ``tree_utils.tree_map_params`` calls ``init`` with a placeholder object and zips
+    the result with a real state; such a state only serves as a template of the real one's
+    structure. It is equal to itself only, and ``update`` refuses it.
+    """
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__((), (), ())
+        self._hash = hash("gradxform.params-placeholder")
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return "ParamSpec(params placeholder)"
+
+
+PLACEHOLDER_SPEC = _PlaceholderSpec()
+
+
+@jax.tree_util.register_pytree_node_class
+class ParamsPlaceholder:
+    """A stand-in for a params tree, with no leaves: ``init(ParamsPlaceholder())`` builds a
+    state whose params-shaped parts are this object (see :func:`gradxform.tree_map_params`)."""
+
+    def tree_flatten(self):
+        return (), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        del aux, children
+        return cls()
+
+    def __repr__(self) -> str:
+        return "ParamsPlaceholder()"
+
+
+def is_params_placeholder(x: Any) -> bool:
+    """True for gradxform's :class:`ParamsPlaceholder` and for optax's (``tree_map_params``)."""
+    if isinstance(x, ParamsPlaceholder):
+        return True
+    cls = type(x)
+    return (cls.__name__ == "_ParamsPlaceholder"
+            and str(getattr(cls, "__module__", "")).startswith("optax."))
+
+
+class _OptStateType(type):
+    """The metaclass of the per-spec state classes.
+
+    A state class compares equal only to itself, except the class of a state built from a
+    params placeholder (:data:`PLACEHOLDER_SPEC`), which equals every state class: JAX compares
+    NamedTuple node types with ``==``, so such a template lines up with any real state in
+    ``jax.tree.map`` (optax's ``tree_map_params`` zips the two). All state classes hash alike,
+    as equality requires.
+    """
+
+    def __eq__(cls, other: object) -> bool:
+        if cls is other:
+            return True
+        if not isinstance(other, _OptStateType):
+            return NotImplemented
+        return cls.spec is PLACEHOLDER_SPEC or other.spec is PLACEHOLDER_SPEC  # type: ignore[attr-defined]
+
+    def __ne__(cls, other: object) -> bool:
+        equal = _OptStateType.__eq__(cls, other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(cls) -> int:
+        return hash(_OptStateType)
+
+
+class OptState(_OptStateFields, metaclass=_OptStateType):
     """The state ``init`` returns: one step counter, the transformation's state, the param spec.
 
     A NamedTuple ``(count, inner)``, so tools that know NamedTuples handle it as they handle
@@ -236,6 +315,23 @@ class OptState(_OptStateFields):
         """A copy with ``count``, ``inner`` or ``spec`` changed."""
         values = {"count": self.count, "inner": self.inner, "spec": self.spec, **changes}
         return OptState(**values)
+
+    @property
+    def hyperparams(self) -> dict[str, Any]:
+        """The hyperparameters an :func:`~gradxform.inject_hyperparams` optimizer keeps in its
+        state (``opt_state.hyperparams["learning_rate"]``, as with optax).
+
+        The dict itself, so optax's ``opt_state.hyperparams["learning_rate"] = x`` works (in
+        flax nnx: ``optimizer.opt_state.hyperparams["learning_rate"][...] = x``).
+        """
+        found = getattr(self.inner, "hyperparams", None)
+        if not isinstance(found, dict):
+            raise AttributeError(
+                "this optimizer keeps no hyperparameters in its state: build it with "
+                "gx.inject_hyperparams(gx.adam)(learning_rate=...) to edit them there, or read "
+                "them with gx.hyperparams(opt, state) and change them with "
+                "gx.set_hyperparams(opt, ...)")
+        return found
 
 
 class Step(NamedTuple):
@@ -295,6 +391,27 @@ class GradientTransformation(Module):
         del state, step
         return iter(())
 
+    def applied(self, state: PyTree, step: Step) -> jax.Array | None:
+        """How many updates have reached the params so far, as of ``step`` with ``state``.
+
+        Every update, by default. A wrapper that skips updates or accumulates them hands its
+        inner transformation a slower clock (``links``); this is the slowest clock found
+        below this transformation, so ``ema_params`` and ``lookahead`` can tell an applied
+        update from a skipped or accumulated one. ``None`` if there is no step count.
+        """
+        found = step.count
+        for _, sub, sub_state, sub_step in self.links(state, step):
+            count = sub.applied(sub_state, sub_step)
+            if count is not None:
+                found = count if found is None else jnp.minimum(found, count)
+        return found
+
+    def state_counters(self, state: PyTree) -> Mapping[str, Any]:
+        """Counters this transformation keeps in ``state`` (updates skipped, micro-batches
+        dropped), which :func:`~gradxform.step_metrics` reports. Default: none."""
+        del state
+        return {}
+
     def state_hyperparams(self, state: PyTree) -> Mapping[str, Any]:
         """Values this transformation adapts at run time and keeps in ``state``.
 
@@ -322,8 +439,16 @@ class GradientTransformation(Module):
         return False
 
     def init(self, params: PyTree) -> OptState:
-        """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
+        """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``).
+
+        Given a params placeholder (optax's ``tree_utils.tree_map_params`` passes one), the
+        state is a template: its params-shaped parts are the placeholder, and its structure
+        compares equal to the state of any params, but ``update`` refuses it.
+        """
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
+        placeholder = is_params_placeholder(params)
+        if not placeholder:
+            params = _arrays_for_numbers(params)
         try:
             inner = self.init_state(params)
         except (ValueError, TypeError) as e:
@@ -331,7 +456,35 @@ class GradientTransformation(Module):
             if named is None:
                 raise
             raise named from None
-        return OptState(count, inner, ParamSpec.of(params))
+        return OptState(count, inner, PLACEHOLDER_SPEC if placeholder else ParamSpec.of(params))
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        """``init, update = tx``, as optax's transformations (tuples) unpack."""
+        return iter((self.init, self.update))
+
+    def __getitem__(self, index: int) -> Callable[..., Any]:
+        """``tx[0]`` is ``tx.init``, ``tx[1]`` is ``tx.update`` (optax's tuple positions)."""
+        return (self.init, self.update)[index]
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (converted and checked like a new value).
+
+        Only this value's own fields; to change a hyperparameter anywhere inside a chain or a
+        wrapper (``adam`` is a chain) use :func:`gradxform.set_hyperparams`.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            inside = sorted({name for t in self.submodules()
+                             if isinstance(t, GradientTransformation) and t is not self
+                             for name in t._hyper_fields} & set(unknown))
+            if inside:
+                raise TypeError(
+                    f"{self.name}.replace: {', '.join(map(repr, inside))} is a hyperparameter of "
+                    f"a transformation inside {self.name}, not a field of it (its fields: "
+                    f"{sorted(names)}). Use gx.set_hyperparams(opt, {inside[0]}=...), which finds "
+                    "it anywhere in a chain or wrapper.")
+        return super().replace(**changes)
 
     def update(self, updates: PyTree, state: OptState, params: PyTree | None = None,
                **extra_args: Any) -> tuple[PyTree, OptState]:
@@ -342,8 +495,17 @@ class GradientTransformation(Module):
                 f"{where}: state must be the OptState returned by {self.name}.init, got "
                 f"{type(state).__name__}. Was the state built by another optimizer?"
             )
+        if state.spec is PLACEHOLDER_SPEC:
+            raise TypeError(
+                f"{where}: this state was built from a params placeholder, so it does not know "
+                "the params it is for (optax.tree_utils.tree_map_params returns such a state: "
+                "its structure is a template of the state's, good for shardings and specs). To "
+                "map a function over a state and keep using it, call gx.tree_map_params, which "
+                "takes the same arguments and keeps the state's params spec.")
+        updates = _arrays_for_numbers(updates, state.spec)
         self.check_updates(state.spec, updates, where)
         if params is not None:
+            params = _arrays_for_numbers(params, state.spec)
             state.spec.check(params, where, "params")
         step = Step(state.count, extra_args)
         try:
@@ -371,6 +533,29 @@ class GradientTransformation(Module):
             raise self.error("needs the current params: call update(updates, state, params)",
                              exc=ValueError)
         return params
+
+
+def _is_python_number(x: Any) -> bool:
+    return isinstance(x, (int, float, complex)) and not isinstance(x, bool)
+
+
+def _arrays_for_numbers(tree_: PyTree, spec: ParamSpec | None = None) -> PyTree:
+    """Python numbers among the leaves become arrays (of the spec's dtype at that leaf).
+
+    A Python float has no dtype; as a gradient or a param it means a scalar of the params'
+    dtype. Arrays are left as they are (the spec check then compares their dtypes).
+    """
+    leaves = jax.tree.leaves(tree_)
+    if not any(_is_python_number(x) for x in leaves):
+        return tree_
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree_)
+    table = {} if spec is None else dict(zip(spec.paths, spec.dtypes))
+    out = []
+    for path, x in flat:
+        if _is_python_number(x):
+            x = jnp.asarray(x, table.get(_path_key(path), dtypes.leaf_dtype(x)))
+        out.append(x)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,21 +705,49 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         ) from e
 
 
-def walk(tx: GradientTransformation, state: OptState,
+class _NoState:
+    """The state seen by :func:`walk` when it walks a transformation without one: every field
+    and item of it is itself, so ``links`` can hand it on."""
+
+    def __getattr__(self, name: str) -> _NoState:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> _NoState:
+        return self
+
+    def __repr__(self) -> str:
+        return "<no state>"
+
+
+NO_STATE = _NoState()
+
+
+def walk(tx: GradientTransformation, state: OptState | None = None,
          ) -> Iterator[tuple[tuple[str, ...], GradientTransformation, PyTree, Step]]:
     """Every transformation inside ``tx``, depth first and ``tx`` first, as ``(path, t, state,
     step)``: its path of link labels, its part of ``state.inner`` and the step it sees (wrappers
     on their own clock hand their inner transformation another count).
 
-    The one traversal behind :func:`hyperparams` and the readers of wrapper states.
+    Without a state, the transformations alone (their states are a placeholder and their step
+    counts ``None``): what :func:`set_hyperparams` edits.
+
+    The one traversal behind :func:`hyperparams`, :func:`set_hyperparams` and the readers of
+    wrapper states.
     """
+    if state is None:
+        yield from walk_from(tx, NO_STATE, Step(None, {}))
+    else:
+        yield from walk_from(tx, state.inner, Step(state.count, {}))
 
-    def visit(t, st, step, path):
-        yield path, t, st, step
-        for label, sub, sub_state, sub_step in t.links(st, step):
-            yield from visit(sub, sub_state, sub_step, path + (label,))
 
-    yield from visit(tx, state.inner, Step(state.count, {}), ())
+def walk_from(tx: GradientTransformation, inner_state: PyTree, step: Step, path: tuple = (),
+              ) -> Iterator[tuple[tuple[str, ...], GradientTransformation, PyTree, Step]]:
+    """:func:`walk` from a transformation's own state (``state.inner``) and the step it sees."""
+    yield path, tx, inner_state, step
+    for label, sub, sub_state, sub_step in tx.links(inner_state, step):
+        yield from walk_from(sub, sub_state, sub_step, path + (label,))
 
 
 def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Array]:
@@ -572,7 +785,17 @@ def stack(values: Any) -> Any:
     """Stack values (transformations, schedules) that differ only in their numbers.
 
     Every numeric leaf gains a leading axis, so the result can be passed to ``jax.vmap`` with
-    ``in_axes=0`` to train all of them in one program.
+    ``in_axes=0`` to train all of them in one program. Values that differ in structure (a flag,
+    a dtype, a schedule of another kind, a different mask) cannot be stacked: the error names
+    the first field that differs and why.
+
+    Sweep-friendly masks. A mask or label function is compared by what it computes: its code,
+    the values it captures and the globals it reads. ``mask=lambda p: ...`` written once
+    inside the loop that builds the optimizers stacks (and does not recompile a jitted step
+    when a new optimizer is passed); a lambda that captures a value that differs between the
+    optimizers does not, and a callable *object* is compared by identity. Write masks as
+    :class:`~gradxform.by_regex` / :class:`~gradxform.by_path` rules or trees of bools, or
+    create the callable once, outside the loop.
 
     Example::
 
@@ -585,9 +808,11 @@ def stack(values: Any) -> Any:
     structures = [jax.tree.structure(v) for v in values]
     for i, s in enumerate(structures[1:], 1):
         if s != structures[0]:
+            why = _module.describe_difference(values[0], values[i], ("values[0]", f"values[{i}]"))
+            why = (why or "").rstrip(".")
             raise ValueError(
-                "stack: the values differ in structure (flags, dtypes, sizes or schedule kinds), "
-                "not only in numbers, so they cannot share one program.\n"
+                "stack: the values differ in structure (flags, dtypes, sizes, masks or schedule "
+                f"kinds), not only in numbers, so they cannot share one program: {why}.\n"
                 f"  values[0]: {values[0]!r}\n  values[{i}]: {values[i]!r}"
             )
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *values)

@@ -49,16 +49,17 @@ from gradxform._src.base import (
     child,
     described,
     identity,
+    is_params_placeholder,
     set_to_zero,
     static,
     transformation,
 )
-from gradxform._src.module import Invalid, Module, api, thaw
+from gradxform._src.module import Invalid, Module, api, stable_function, thaw
 from gradxform._src.module import freeze as freeze_tree
 from gradxform._src.types import Mask
 
 __all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
-           "path_string", "mask_leaves"]
+           "path_string", "mask_leaves", "multi_transform"]
 
 PyTree = Any
 
@@ -143,7 +144,8 @@ class chain(GradientTransformation):
         return updates, tuple(new_states)
 
     def links(self, state, step):
-        states = [state[n] for n in self.names] if self.names is not None else list(state)
+        keys = self.names if self.names is not None else range(len(self.transforms))
+        states = [state[k] for k in keys]
         return iter(zip(self.labels(), self.transforms, states, [step] * len(states)))
 
     def __repr__(self):
@@ -273,14 +275,15 @@ class by_path(Module):
     """Labels (or a mask) from a function of each leaf's path string and value.
 
     ``fn(path, leaf) -> label``, with ``path`` as described in :func:`path_string`. Two
-    ``by_path`` values are equal when they hold the same function object.
+    ``by_path`` values are equal when their functions compute the same thing: the same code
+    with the same captured values (a ``lambda`` written once and built twice is equal).
 
     Example::
 
         labels = gx.by_path(lambda path, x: "matrix" if x.ndim >= 2 else "vector")
     """
 
-    fn: Callable[[str, Any], Any] = static()
+    fn: Callable[[str, Any], Any] = static(converter=stable_function)
 
     def check(self):
         if not callable(self.fn):
@@ -403,6 +406,10 @@ def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep
 
 
 def _prepare_mask(mask: Any) -> Any:
+    """Field converter of masks: a regex string becomes :class:`by_regex`; a tree is frozen
+    (hashable), and a plain function is compared by its code and captured values
+    (``module.StableFunction``), so the same ``lambda`` written in a loop is the same
+    program."""
     if isinstance(mask, str):
         return by_regex(mask)
     return freeze_tree(mask)
@@ -456,6 +463,8 @@ class masked(GradientTransformation):
         return route(self.mask, tree_, self.name, "mask")
 
     def init_state(self, params):
+        if is_params_placeholder(params):  # a template of the state: no leaves to route
+            return self.inner.init_state(params)
         keep = self._keep(params)
         _check_routable(self.name, self.inner, params, keep, "the mask's True leaves")
         return self.inner.init_state(_select(params, keep))
@@ -502,6 +511,8 @@ class freeze(GradientTransformation):
         return [not f for f in route(self.frozen, tree_, self.name, "mask")]
 
     def init_state(self, params):
+        if is_params_placeholder(params):  # a template of the state: no leaves to route
+            return self.inner.init_state(params)
         keep = self._trainable(params)
         _check_routable(self.name, self.inner, params, keep, "the trainable leaves")
         return self.inner.init_state(_select(params, keep))
@@ -573,6 +584,8 @@ class partition(GradientTransformation):
         return labels
 
     def init_state(self, params):
+        if is_params_placeholder(params):  # a template of the state: no leaves to route
+            return {label: tx.init_state(params) for label, tx in self.transforms.items()}
         labels = self._groups(params)
         state = {}
         for label, tx in self.transforms.items():
@@ -594,3 +607,25 @@ class partition(GradientTransformation):
 
     def links(self, state, step):
         return iter([(label, tx, state[label], step) for label, tx in self.transforms.items()])
+
+
+@api("multi_transform")
+def multi_transform(transforms: Mapping[str, Any], param_labels: Any, *,
+                    mask_compatible_extra_args: bool = False) -> partition:
+    """optax's name and call for :class:`partition`: one transformation per label of the params.
+
+    Conventions. The state is :class:`partition`'s, a dict keyed by label (optax's is
+    ``MultiTransformState(inner_states)``, with each group's state in a ``MaskedState``).
+    Every group's transformation receives the extra arguments of ``update`` as they are:
+    optax's ``mask_compatible_extra_args=True`` (mask params-shaped extra arguments per group)
+    is not supported and raises.
+
+    Example::
+
+        opt = gx.multi_transform({"decay": gx.adamw(1e-3), "no_decay": gx.adam(1e-3)},
+                                 gx.by_regex([("bias|scale", "no_decay")], default="decay"))
+    """
+    if mask_compatible_extra_args:
+        raise ValueError("multi_transform: mask_compatible_extra_args=True is not supported; "
+                         "every group receives the extra arguments of update unmasked")
+    return partition(transforms, param_labels)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import tree
-from gradxform._src.base import GradientTransformation, OptState
+from gradxform._src.base import GradientTransformation, OptState, walk
 from gradxform._src.base import hyperparams as _hyperparams
 
 __all__ = ["step_metrics", "CSVLogger"]
@@ -31,8 +31,9 @@ def _selected_hyperparams(tx, state, which) -> dict[str, Any]:
     found = _hyperparams(tx, state)
     if which is True:
         return found
-    if which is None:  # the learning rate(s), if the optimizer has one
-        return {k: v for k, v in found.items() if k.rsplit(".", 1)[-1] == "learning_rate"}
+    if which is None:  # the learning rate(s) and the loss scale, if the optimizer has them
+        return {k: v for k, v in found.items()
+                if k.rsplit(".", 1)[-1] in ("learning_rate", "loss_scale")}
     which = [which] if isinstance(which, str) else list(which)
     missing = [k for k in which if k not in found]
     if missing:
@@ -43,9 +44,18 @@ def _selected_hyperparams(tx, state, which) -> dict[str, Any]:
     return {k: found[k] for k in which}
 
 
+def _counters(tx, state) -> dict[str, Any]:
+    found = [(path, name, value) for path, t, st, _ in walk(tx, state)
+             for name, value in t.state_counters(st).items()]
+    names = [name for _, name, _ in found]
+    return {(name if names.count(name) == 1 or not path else ".".join(path + (name,))):
+            jnp.asarray(value) for path, name, value in found}
+
+
 def step_metrics(tx: GradientTransformation, state: OptState, grads: PyTree,
                  updates: PyTree | None = None, loss: Any = None, *, step: Any = None,
-                 hyperparams: Sequence[str] | str | bool | None = None) -> dict[str, Any]:
+                 hyperparams: Sequence[str] | str | bool | None = None,
+                 counters: bool = True) -> dict[str, Any]:
     r"""The metrics of one training step as a flat dict of scalar arrays (jit-friendly).
 
     Call it inside the train step with the optimizer state *given to* ``update`` (not the one it
@@ -55,9 +65,14 @@ def step_metrics(tx: GradientTransformation, state: OptState, grads: PyTree,
               \text{update\_norm} = \lVert u_t \rVert_2, \qquad
               \text{learning\_rate} = \eta(t - 1)
 
-    Keys: ``step`` (the 1-based number of this update: ``state.count + 1``, or the ``step``
-    argument), ``loss`` (if given), the selected hyperparameters (``learning_rate`` by
-    default), ``grad_norm`` and ``update_norm`` (if ``updates`` is given). Norms are global l2
+    Keys: ``step`` (the step count as the state keeps it: ``state.count``, the number of
+    updates before this one, 0 at the first; the count schedules are evaluated at; or the
+    ``step`` argument), ``loss`` (if given), the selected hyperparameters (``learning_rate``
+    by default; ``loss_scale`` of a :class:`~gradxform.dynamic_loss_scale`), the counters the
+    wrappers keep (``skipped`` updates of :class:`~gradxform.skip_non_finite` and
+    :class:`~gradxform.dynamic_loss_scale`, ``dropped`` micro-batches and ``skipped_windows``
+    of :class:`~gradxform.accumulate`; prefixed by their path if several wrappers have them),
+    ``grad_norm`` and ``update_norm`` (if ``updates`` is given). Norms are global l2
     norms over all leaves, accumulated in float32 (:func:`~gradxform.global_norm`). The keys
     depend only on the arguments' structure, so one jitted step always returns the same keys
     (a dict returned from ``jax.jit`` has its keys sorted).
@@ -72,7 +87,8 @@ def step_metrics(tx: GradientTransformation, state: OptState, grads: PyTree,
         schedules or bias corrections keeps none) or you count steps yourself.
       hyperparams: which hyperparameters to report: ``None`` for every learning rate the
         optimizer has (keys ending in ``learning_rate``), ``True`` for all of them, or names
-        as returned by :func:`~gradxform.hyperparams`.
+        as returned by :func:`~gradxform.hyperparams`. ``None`` also reports a loss scale.
+      counters: report the wrappers' counters (as of the state given: before this update).
 
     Returns:
       A dict of scalar arrays; keys as above.
@@ -100,10 +116,12 @@ def step_metrics(tx: GradientTransformation, state: OptState, grads: PyTree,
     if step is not None:
         out["step"] = jnp.asarray(step)
     elif state.count is not None:
-        out["step"] = tree.safe_increment(state.count)
+        out["step"] = jnp.asarray(state.count)
     if loss is not None:
         out["loss"] = jnp.asarray(loss)
     out.update(_selected_hyperparams(tx, state, hyperparams))
+    if counters:
+        out.update(_counters(tx, state))
     out["grad_norm"] = tree.global_norm(grads)
     if updates is not None:
         out["update_norm"] = tree.global_norm(updates)

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, dataclass_transform
 
@@ -44,7 +45,7 @@ from gradxform._src import dtypes
 
 __all__ = ["Module", "hyper", "static", "child", "field_of", "api", "renaming", "Origin",
            "Invalid", "argument_error", "renamed_error", "validate", "Interval", "freeze",
-           "thaw"]
+           "thaw", "StableFunction", "stable_function", "describe_difference"]
 
 _KIND = "gradxform.kind"
 _INTERVAL = "gradxform.interval"
@@ -366,7 +367,10 @@ class _Frozen:
 
 
 def freeze(tree: Any) -> Any:
-    """Make a pytree of hashable leaves hashable (callables and None pass through)."""
+    """Make a pytree of hashable leaves hashable (callables and None pass through; a plain
+    Python function becomes a :class:`StableFunction`, compared by what it computes)."""
+    if isinstance(tree, types.FunctionType):
+        return StableFunction(tree)
     if tree is None or callable(tree) or isinstance(tree, _Frozen):
         return tree
     leaves, treedef = jax.tree.flatten(tree)
@@ -378,6 +382,120 @@ def thaw(frozen: Any) -> Any:
     if isinstance(frozen, _Frozen):
         return jax.tree.unflatten(frozen.treedef, frozen.leaves)
     return frozen
+
+
+# --------------------------------------------------------------------------------------------
+# Functions held by values (masks), compared by what they compute.
+
+
+_PLAIN = (int, float, complex, str, bytes, bool, type(None), type, types.ModuleType,
+          types.CodeType, np.dtype)
+
+
+def _value_key(value: Any) -> Any:
+    """A key for a value a function reads: the value itself if it is a plain hashable one
+    (numbers, strings, modules, types), a function's own key, else its identity."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_value_key(v) for v in value)
+    if isinstance(value, types.FunctionType):
+        return _function_key(value)
+    if isinstance(value, (Module, StableFunction)):
+        return value
+    return ("object", id(value))
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.extend(_global_names(const))
+    return names
+
+
+def _function_key(fn: types.FunctionType) -> tuple:
+    """What ``fn`` computes: its code, the values in its closure, its defaults and the globals
+    its code (and nested code) reads."""
+    closure = tuple(_value_key(cell.cell_contents) for cell in (fn.__closure__ or ()))
+    defaults = _value_key(fn.__defaults__ or ())
+    kwdefaults = tuple(sorted((k, _value_key(v)) for k, v in (fn.__kwdefaults__ or {}).items()))
+    names = sorted(set(_global_names(fn.__code__)))
+    globals_ = tuple((n, _value_key(fn.__globals__[n])) for n in names if n in fn.__globals__)
+    return (fn.__code__, closure, defaults, kwdefaults, globals_)
+
+
+class StableFunction:
+    """A plain Python function held by a value (a mask), compared by what it computes.
+
+    Two lambdas written at the same place of the source are different objects, so a mask given
+    as ``lambda p: ...`` in a loop would make every optimizer a new program (jit recompiles,
+    ``gx.stack`` refuses to stack them). This wrapper compares functions by their code, the
+    values in their closure, their defaults and the globals their code reads: the same lambda
+    built twice with the same captured values is equal, hashes alike and is the same program;
+    one capturing another value (or reading another global) is not. Values that are not plain
+    numbers, strings, modules or types (arrays, lists) are compared by identity.
+    """
+
+    __slots__ = ("fn", "_key")
+
+    def __init__(self, fn: types.FunctionType):
+        self.fn = fn
+        self._key = _function_key(fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StableFunction):
+            return NotImplemented
+        return self.fn is other.fn or self._key == other._key
+
+    def __hash__(self) -> int:
+        try:
+            return hash(self._key)
+        except TypeError:  # an unhashable default or closure value slipped through
+            return hash(self.fn.__code__)
+
+    def __repr__(self) -> str:
+        return getattr(self.fn, "__qualname__", repr(self.fn))
+
+    @property
+    def __name__(self) -> str:  # noqa: A003 - reads like the function it wraps
+        return getattr(self.fn, "__name__", "function")
+
+    def differences(self, other: StableFunction) -> str:
+        """Why ``other`` is not equal to this function, in words."""
+        mine, theirs = self._key, other._key
+        if mine[0] is not theirs[0]:
+            return ("two different functions (different code: defined at different places, "
+                    "or a different function)")
+        free = self.fn.__code__.co_freevars
+        for name, a, b in zip(free, mine[1], theirs[1]):
+            if a != b:
+                return (f"the function captures {name!r}, which differs: "
+                        f"{_short_repr(_cell(self.fn, name))} and "
+                        f"{_short_repr(_cell(other.fn, name))}")
+        if mine[2] != theirs[2] or mine[3] != theirs[3]:
+            return (f"the function's default arguments differ: {self.fn.__defaults__} and "
+                    f"{other.fn.__defaults__}")
+        for (name, a), (_, b) in zip(mine[4], theirs[4]):
+            if a != b:
+                return f"the function reads the global {name!r}, whose values differ"
+        return "the function captures a value compared by identity (an array, a list)"
+
+
+def _cell(fn: types.FunctionType, name: str) -> Any:
+    index = fn.__code__.co_freevars.index(name)
+    return fn.__closure__[index].cell_contents if fn.__closure__ else None
+
+
+def stable_function(value: Any) -> Any:
+    """A plain Python function (a lambda, a ``def``) as a :class:`StableFunction`; any other
+    value as it is (modules such as ``by_regex`` are values already)."""
+    if isinstance(value, types.FunctionType):
+        return StableFunction(value)
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +691,78 @@ class Module:
         yield self
         for name in self._data_fields:
             yield from _modules_in(getattr(self, name))
+
+
+def describe_difference(a: Any, b: Any, names: tuple[str, str] = ("a", "b")) -> str | None:
+    """Where two values differ in structure (not only in numbers), in words: the first field
+    that differs and why; ``None`` if their tree structures are equal.
+
+    ``names`` are how the two values are called in the text (``("values[0]", "values[2]")``).
+    """
+    if _same_structure(a, b):
+        return None
+    return _difference(a, b, "", names) or (
+        f"{names[0]} and {names[1]} have different tree structures")
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    structure: Any = jax.tree.structure(a)
+    return bool(structure == jax.tree.structure(b))
+
+
+def _static_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and other values without a truth value
+        return a is b
+
+
+def _difference(a: Any, b: Any, path: str, names: tuple[str, str]) -> str | None:
+    where = path or "the value"
+    n0, n1 = names
+    if a is None or b is None or type(a) is not type(b):
+        return (f"{where} is {_short_repr(a)} in {n0} but {_short_repr(b)} in {n1} (a different "
+                f"kind of value, not another number)")
+    if isinstance(a, Module):
+        for field in dataclasses.fields(type(a)):  # type: ignore[arg-type]  # a dataclass
+            va, vb = getattr(a, field.name), getattr(b, field.name)
+            sub = f"{path}.{field.name}" if path else f"{type(a).__name__}.{field.name}"
+            if _kind(field) == "static":
+                if not _static_equal(va, vb):
+                    return _static_difference(sub, va, vb, names)
+            elif not _same_structure(va, vb):
+                return _difference(va, vb, sub, names)
+        return None
+    if isinstance(a, (tuple, list)):
+        if len(a) != len(b):
+            return f"{where} has {len(a)} entries in {n0} but {len(b)} in {n1}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            if not _same_structure(x, y):
+                return _difference(x, y, f"{path}[{i}]", names)
+        return None
+    if isinstance(a, Mapping):
+        if list(a) != list(b):
+            return f"{where} has the keys {list(a)} in {n0} but {list(b)} in {n1}"
+        for k in a:
+            if not _same_structure(a[k], b[k]):
+                return _difference(a[k], b[k], f"{path}[{k!r}]", names)
+        return None
+    return None
+
+
+def _static_difference(path: str, a: Any, b: Any, names: tuple[str, str]) -> str:
+    n0, n1 = names
+    a, b = thaw(a), thaw(b)
+    if isinstance(a, StableFunction) and isinstance(b, StableFunction):
+        return (f"{path} differs: {a.differences(b)}. Functions held by a value are compared by "
+                "their code, the values they capture and the globals they read; build the "
+                "function from the same values (or use gx.by_regex / gx.by_path).")
+    if callable(a) and callable(b) and not isinstance(a, Module):
+        return (f"{path} differs: {_short_repr(a)} in {n0} and {_short_repr(b)} in {n1} are "
+                "callables compared by identity (two objects written alike are still two "
+                "objects). Create it once and reuse it, or use gx.by_regex / gx.by_path.")
+    return (f"{path} differs: {_short_repr(a)} in {n0} but {_short_repr(b)} in {n1} (a "
+            "structural argument, part of the program, not a number)")
 
 
 def _modules_in(value: Any) -> Iterator[Module]:

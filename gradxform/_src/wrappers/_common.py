@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import tree
-from gradxform._src.base import Step
+from gradxform._src.base import GradientTransformation, Step
 from gradxform._src.module import Module
 from gradxform._src.schedules import Schedule
 
@@ -80,3 +80,20 @@ def reject_schedule(module: Module, *fields: str) -> None:
         if isinstance(getattr(module, name), Schedule):
             raise module.error("must be a whole number or an array, not a schedule", name,
                                TypeError)
+
+
+def applied_update(inner: GradientTransformation, before_state: PyTree, after_state: PyTree,
+                   step: Step) -> tuple[jax.Array | None, jax.Array]:
+    """``(n, applied)``: how many updates had reached the params before this one, and whether
+    this one did (an ``accumulate`` inside between windows, a skipped step: it did not).
+
+    Read from the clocks of ``inner`` (:meth:`GradientTransformation.applied`) before and after
+    the update. Without a step count every update counts as applied.
+    """
+    before = inner.applied(before_state, step)
+    if before is None or step.count is None:
+        return None, jnp.asarray(True)
+    after = inner.applied(after_state, Step(tree.safe_increment(step.count), step.extra))
+    if after is None:
+        return before, jnp.asarray(True)
+    return before, after > before

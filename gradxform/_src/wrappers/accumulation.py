@@ -8,11 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import docs, tree
-from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
+from gradxform._src.base import (
+    GradientTransformation,
+    OptState,
+    child,
+    hyper,
+    static,
+    transformation,
+)
+from gradxform._src.module import stable_function
 from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
+from gradxform._src.wrappers.composition import check_nesting
 
-__all__ = ["accumulate", "AccumulateState"]
+__all__ = ["accumulate", "AccumulateState", "MultiSteps"]
 
 
 class AccumulateState(NamedTuple):
@@ -88,6 +97,7 @@ class accumulate(GradientTransformation):
         reject_schedule(self, "every_k")
         if self.reduction not in ("mean", "sum"):
             raise self.error(f"must be 'mean' or 'sum', got {self.reduction!r}", "reduction")
+        check_nesting(self, self.inner)
 
     def init_state(self, params):
         zero = jnp.zeros([], jnp.int32)
@@ -98,9 +108,19 @@ class accumulate(GradientTransformation):
         return count // jnp.asarray(self.every_k, count.dtype) - state.skipped
 
     def apply(self, updates, state, params, step):
+        return self.accumulate(updates, state, params, step, jnp.asarray(True))
+
+    def accumulate(self, updates, state, params, step, keep):
+        """One micro-batch: ``apply`` with ``keep`` saying whether to use it (False: it is
+        dropped, counted in ``dropped``, and its window still ends on time).
+
+        Wrappers that skip updates (``skip_non_finite``, ``dynamic_loss_scale``) call this when
+        ``accumulate`` is their direct inner transformation, so that a skipped micro-batch does
+        not shift the windows.
+        """
         count = step.count
         k = jnp.asarray(self.every_k, count.dtype)
-        ok = tree.all_finite(updates) if self.drop_non_finite else jnp.asarray(True)
+        ok = keep & tree.all_finite(updates) if self.drop_non_finite else keep
         acc = jax.tree.map(
             lambda a, g: jnp.where(ok, a + g.astype(a.dtype), a), state.acc, updates)
         finite = state.finite + ok.astype(jnp.int32)
@@ -124,6 +144,85 @@ class accumulate(GradientTransformation):
             inner_state,
         )
 
+    def state_counters(self, state):
+        return {"dropped": state.dropped, "skipped_windows": state.skipped}
+
     def links(self, state, step):
         applied = None if step.count is None else self._applied(state, step.count)
         return iter([(self.inner.name, self.inner, state.inner, inner_step(step, applied))])
+
+
+class MultiSteps(accumulate):
+    r"""optax's ``MultiSteps``: :class:`accumulate` under optax's name, call and methods.
+
+    .. math:: u_t = \mathrm{opt}\Big(\tfrac{1}{k}\sum_{j \in W_t} g_j\Big) \text{ at the end of
+              each window of } k \text{ micro-batches}, \qquad u_t = 0 \text{ otherwise}
+
+    ``MultiSteps(opt, every_k_schedule=k)`` is ``accumulate(opt, every_k=k,
+    drop_non_finite=False)`` (optax keeps non-finite micro-batches unless told to skip them)
+    with ``use_grad_mean`` choosing the mean or the sum. It is a transformation itself;
+    ``gradient_transformation()`` returns it, for code written for optax, and
+    :meth:`has_updated` says whether the last update ended a window.
+
+    Conventions. ``every_k_schedule`` must be a whole number: the window's position is read
+    from the step count, so a number of micro-batches that varies during training is not
+    supported. A micro-batch rejected by ``should_skip_update_fn(updates, gradient_step,
+    params) -> (skip, info)`` is dropped from its window, which still ends on time (optax
+    lengthens the window instead: "as if the mini-step never happened"); ``info`` is not kept.
+    optax's state (``MultiStepsState``: ``mini_step``, ``gradient_step``, ``acc_grads``, ...)
+    is :class:`AccumulateState` here.
+
+    Args:
+      opt: the optimizer run once per window.
+      every_k_schedule: micro-batches per window, a whole number >= 1.
+      use_grad_mean: average the window's gradients (True) or sum them.
+      should_skip_update_fn: a predicate rejecting micro-batches, or ``None``.
+      accumulator_dtype: the dtype of the accumulated gradients.
+
+    Example::
+
+        opt = gx.MultiSteps(gx.adam(1e-3), every_k_schedule=4)
+        updates, state = opt.update(grads, state, params)
+        opt.has_updated(state)     # True after the 4th, 8th, ... micro-batch
+    """
+
+    should_skip_update_fn: Any = static(default=None, kw_only=True)
+
+    def __init__(self, opt: Any, every_k_schedule: Any, use_grad_mean: bool = True,
+                 should_skip_update_fn: Any = None, accumulator_dtype: DType = jnp.float32):
+        if callable(every_k_schedule) and not isinstance(every_k_schedule, int):
+            raise TypeError(
+                "MultiSteps: every_k_schedule must be a whole number; a number of micro-batches "
+                "that changes during training is not supported (the window's position is read "
+                "from the step count)")
+        self.__init_fields__(inner=opt, every_k=every_k_schedule,
+                             reduction="mean" if use_grad_mean else "sum",
+                             accumulator_dtype=accumulator_dtype, drop_non_finite=False,
+                             should_skip_update_fn=stable_function(should_skip_update_fn))
+
+    @property
+    def name(self) -> str:
+        return "MultiSteps"
+
+    @property
+    def inner_opt(self) -> GradientTransformation:
+        """The wrapped optimizer (optax's attribute)."""
+        return self.inner
+
+    def apply(self, updates, state, params, step):
+        keep = jnp.asarray(True)
+        if self.should_skip_update_fn is not None:
+            skip, _ = self.should_skip_update_fn(updates, self._applied(state, step.count),
+                                                 params)
+            keep = jnp.logical_not(jnp.asarray(skip, jnp.bool_))
+        return self.accumulate(updates, state, params, step, keep)
+
+    def has_updated(self, state: OptState) -> jax.Array:
+        """True if the last ``update`` ended a window and some window has been applied."""
+        count = state.count
+        k = jnp.asarray(self.every_k, count.dtype)
+        return (count % k == 0) & (self._applied(state.inner, count) > 0)
+
+    def gradient_transformation(self) -> MultiSteps:
+        """This transformation (optax's ``MultiSteps`` builds a separate one)."""
+        return self

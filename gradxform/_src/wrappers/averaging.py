@@ -14,6 +14,7 @@ from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import (
     GradientTransformation,
     OptState,
+    Step,
     _path_key,
     apply_updates,
     child,
@@ -23,7 +24,8 @@ from gradxform._src.base import (
     walk,
 )
 from gradxform._src.types import DType, Hyper
-from gradxform._src.wrappers._common import reject_schedule
+from gradxform._src.wrappers._common import applied_update, reject_schedule
+from gradxform._src.wrappers.composition import check_nesting
 
 __all__ = ["ema_params", "swa_params", "AveragedParamsState", "averaged_params"]
 
@@ -42,8 +44,14 @@ class AveragedParamsState(NamedTuple):
 
 
 class _Averaging(GradientTransformation):
-    """Shared machinery: run ``inner``, then fold the new params into the average."""
+    """Shared machinery: run ``inner``, then fold the new params into the average, on the
+    updates that reach the params only (not on the micro-batches of an ``accumulate`` or the
+    steps a ``skip_non_finite`` skips)."""
 
+    uses_count = True  # to tell an applied update from a skipped one (applied_update)
+
+    def check(self):
+        check_nesting(self, self.inner)
 
     def init_state(self, params):
         averaged = jax.tree.map(
@@ -58,8 +66,11 @@ class _Averaging(GradientTransformation):
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
         new_updates, inner_state = self.inner.apply(updates, state.inner, params, step)
+        before, applied = applied_update(self.inner, state.inner, inner_state, step)
         new_params = apply_updates(params, new_updates)
-        averaged = self.fold(state.averaged, tree.cast_like(new_params, state.averaged), step)
+        folded = self.fold(state.averaged, tree.cast_like(new_params, state.averaged),
+                           Step(before, step.extra))
+        averaged = jax.tree.map(lambda a, f: jnp.where(applied, f, a), state.averaged, folded)
         return new_updates, AveragedParamsState(averaged, inner_state)
 
     def links(self, state, step):
@@ -77,6 +88,11 @@ class ema_params(_Averaging):
     wrapper, so it must be the outermost transformation, or followed only by transformations
     that leave its updates unchanged). The updates themselves are those of ``inner``: training
     follows the raw params; evaluate with ``gx.averaged_params(opt, state)``.
+
+    :math:`t` counts the updates that reach the params: around :class:`accumulate` the
+    average moves once per window (not at every micro-batch), around :class:`skip_non_finite`
+    or :class:`dynamic_loss_scale` a skipped step leaves it unchanged, and a ``decay``
+    schedule runs on that count.
 
     Conventions. The average starts at the initial params (as timm's ``ModelEmaV2`` and flax
     examples), so no debiasing is needed. TensorFlow's ``num_updates`` warmup of the decay is a
@@ -117,9 +133,11 @@ class swa_params(_Averaging):
     .. math:: \bar\theta \leftarrow \bar\theta + \frac{\theta_n - \bar\theta}{m}
               \quad (n \ge s,\ (n - s) \bmod e = 0,\ m = (n - s)/e + 1)
 
-    Before update :math:`s` the average follows the current params. The position is read from
-    the shared step count; no counter is kept. Like :class:`ema_params` this wrapper must be
-    outermost; read the average with ``gx.averaged_params(opt, state)``.
+    Before update :math:`s` the average follows the current params. :math:`n` counts the
+    updates that reach the params (windows of an inner :class:`accumulate`, steps not skipped
+    by :class:`skip_non_finite`), read from the step count; no counter is kept. Like
+    :class:`ema_params` this wrapper must be outermost; read the average with
+    ``gx.averaged_params(opt, state)``.
 
     Conventions. torch's ``swa_utils.AveragedModel`` with ``update_parameters`` called every
     ``every`` steps from step ``start`` on. SWA's cyclical learning rate is a schedule of
@@ -145,6 +163,7 @@ class swa_params(_Averaging):
 
     def check(self):
         reject_schedule(self, "start", "every")
+        super().check()
 
     def fold(self, averaged, new_params, step):
         n = step.number

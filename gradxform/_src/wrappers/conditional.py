@@ -85,6 +85,9 @@ class _Conditional(GradientTransformation):
         applied = None if step.count is None else step.count - state.skipped
         return iter([(self.inner.name, self.inner, state.inner, inner_step(step, applied))])
 
+    def state_counters(self, state):
+        return {"skipped": state.skipped}
+
 
 @docs.args
 class conditionally_transform(_Conditional):
@@ -117,6 +120,11 @@ class conditionally_transform(_Conditional):
     """
 
     _state = ConditionallyTransformState
+
+    def applied(self, state, step):
+        """Every update reaches the params (transformed or passed through), so an
+        ``ema_params`` or ``lookahead`` around this wrapper counts every step."""
+        return step.count
 
     def _skipped_updates(self, run, new_updates, updates):
         return jax.tree.map(lambda n, u: jnp.where(run, n, u.astype(n.dtype)), new_updates,

@@ -12,6 +12,7 @@ from gradxform._src.base import GradientTransformation, child, hyper, static, tr
 from gradxform._src.module import api
 from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
+from gradxform._src.wrappers.composition import check_nesting, windowed
 
 __all__ = ["skip_non_finite", "SkipNonFiniteState", "apply_if_finite"]
 
@@ -50,6 +51,11 @@ class skip_non_finite(GradientTransformation):
     up instead of silently training nothing) and the count of consecutive errors restarts at 0.
     The state counts consecutive and total skipped updates (:class:`SkipNonFiniteState`).
 
+    Around :class:`accumulate` (its direct inner transformation) a skipped update is a skipped
+    micro-batch: it is dropped from its window, which still ends on time, so updates keep
+    landing every ``every_k`` micro-batches. How this wrapper combines with the others is in
+    the wrapper-composition table of the documentation.
+
     Args:
       <<inner>>
       max_consecutive_errors: ``None`` (default: always skip) or the number >= 0 of consecutive
@@ -68,6 +74,7 @@ class skip_non_finite(GradientTransformation):
 
     def check(self):
         reject_schedule(self, "max_consecutive_errors")
+        check_nesting(self, self.inner)
 
     def init_state(self, params):
         zero = jnp.zeros([], jnp.int32)
@@ -82,12 +89,16 @@ class skip_non_finite(GradientTransformation):
             limit = jnp.asarray(self.max_consecutive_errors, jnp.int32)
             let_through = jnp.logical_not(finite) & (consecutive > limit)
         run = finite | let_through
-        applied = None if step.count is None else step.count - state.skipped
+        if windowed(self.inner):  # accumulate drops the micro-batch and keeps its windows
+            new_updates, inner_state = self.inner.accumulate(updates, state.inner, params,
+                                                             step, run)
+        else:
+            applied = None if step.count is None else step.count - state.skipped
 
-        def inner_update():
-            return self.inner.apply(updates, state.inner, params, inner_step(step, applied))
+            def inner_update():
+                return self.inner.apply(updates, state.inner, params, inner_step(step, applied))
 
-        new_updates, inner_state = cond_apply(run, inner_update, state.inner)
+            new_updates, inner_state = cond_apply(run, inner_update, state.inner)
         return new_updates, SkipNonFiniteState(
             jnp.where(let_through, jnp.zeros_like(consecutive), consecutive),
             state.skipped + jnp.logical_not(run).astype(jnp.int32),
@@ -95,7 +106,12 @@ class skip_non_finite(GradientTransformation):
             inner_state,
         )
 
+    def state_counters(self, state):
+        return {"skipped": state.skipped}
+
     def links(self, state, step):
+        if windowed(self.inner):
+            return iter([(self.inner.name, self.inner, state.inner, step)])
         applied = None if step.count is None else step.count - state.skipped
         return iter([(self.inner.name, self.inner, state.inner, inner_step(step, applied))])
 

@@ -18,6 +18,8 @@ from gradxform._src.base import (
 )
 from gradxform._src.transforms.schedule_free import find_link
 from gradxform._src.types import DType, Hyper
+from gradxform._src.wrappers._common import applied_update
+from gradxform._src.wrappers.composition import check_nesting
 
 __all__ = ["lookahead", "LookaheadState", "lookahead_slow_params"]
 
@@ -46,7 +48,9 @@ class lookahead(GradientTransformation):
 
     so the update returned on a sync step is :math:`u_t - (1-\alpha)(\theta + u_t - \phi)`.
     The fast optimizer sees every step and the same step count (its schedules run on the
-    total number of updates); ``reset_state`` re-initialises its state after each sync.
+    total number of updates); ``reset_state`` re-initialises its state after each sync. The
+    sync period counts the updates that reach the params: windows of an inner
+    :class:`accumulate`, steps not skipped by :class:`skip_non_finite`.
 
     Conventions. optax's ``lookahead`` makes the params a ``LookaheadParams(fast, slow)`` pair
     and returns updates for both. Here the params are the fast weights alone and the slow
@@ -83,6 +87,9 @@ class lookahead(GradientTransformation):
     uses_count = True
 
 
+    def check(self):
+        check_nesting(self, self.fast_optimizer)
+
     def init_state(self, params):
         slow, known = tree.params_copy(params, self.accumulator_dtype)
         return LookaheadState(slow, known, self.fast_optimizer.init_state(params))
@@ -91,8 +98,9 @@ class lookahead(GradientTransformation):
         fast = self.require_params(params)
         slow = tree.fill_params_copy(state.slow, state.slow_known, fast)
         u, fast_state = self.fast_optimizer.apply(updates, state.fast_state, fast, step)
-        period = jnp.asarray(step.value(self.sync_period)).astype(step.count.dtype)
-        sync = step.count % period == period - 1
+        before, applied = applied_update(self.fast_optimizer, state.fast_state, fast_state, step)
+        period = jnp.asarray(step.value(self.sync_period)).astype(before.dtype)
+        sync = applied & (before % period == period - 1)
         alpha, rest = tree.complement(step.value(self.slow_step_size))
 
         def one(ui, f, s):

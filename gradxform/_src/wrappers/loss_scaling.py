@@ -11,6 +11,7 @@ from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.types import AxisName, Hyper
 from gradxform._src.wrappers._common import cond_apply, inner_step, reject_schedule
+from gradxform._src.wrappers.composition import check_nesting, windowed
 
 __all__ = ["dynamic_loss_scale", "DynamicLossScaleState"]
 
@@ -46,7 +47,9 @@ class dynamic_loss_scale(GradientTransformation):
       finite steps in a row sets :math:`S \leftarrow S \cdot g`.
 
     The inner transformation runs on its own clock (the number of steps it has applied). The
-    returned updates have the gradients' dtype.
+    returned updates have the gradients' dtype. Around :class:`accumulate` (its direct inner
+    transformation) an overflowing micro-batch is dropped from its window, which still ends on
+    time; the scale adapts at every micro-batch.
 
     Conventions. Defaults as Keras' ``LossScaleOptimizer`` and ``jmp``: initial scale
     :math:`2^{15}`, doubled after 2000 finite steps, halved on overflow.
@@ -86,6 +89,7 @@ class dynamic_loss_scale(GradientTransformation):
     def check(self):
         reject_schedule(self, "initial_scale", "growth_interval", "growth_factor",
                         "backoff_factor", "min_scale")
+        check_nesting(self, self.inner)
 
     def init_state(self, params):
         zero = jnp.zeros([], jnp.int32)
@@ -101,12 +105,16 @@ class dynamic_loss_scale(GradientTransformation):
 
         grads = jax.tree.map(unscale, updates)
         finite = tree.all_finite(grads, self.axis_name)
-        applied = None if step.count is None else step.count - state.skipped
+        if windowed(self.inner):  # accumulate drops the micro-batch and keeps its windows
+            new_updates, inner_state = self.inner.accumulate(grads, state.inner, params, step,
+                                                             finite)
+        else:
+            applied = None if step.count is None else step.count - state.skipped
 
-        def inner_update():
-            return self.inner.apply(grads, state.inner, params, inner_step(step, applied))
+            def inner_update():
+                return self.inner.apply(grads, state.inner, params, inner_step(step, applied))
 
-        new_updates, inner_state = cond_apply(finite, inner_update, state.inner)
+            new_updates, inner_state = cond_apply(finite, inner_update, state.inner)
         good = jnp.where(finite, tree.safe_increment(state.good_steps), 0)
         grow = good >= jnp.asarray(self.growth_interval, jnp.int32)
         top = jnp.asarray(jnp.finfo(jnp.float32).max, jnp.float32)
@@ -121,7 +129,12 @@ class dynamic_loss_scale(GradientTransformation):
             inner_state,
         )
 
+    def state_counters(self, state):
+        return {"skipped": state.skipped}
+
     def links(self, state, step):
+        if windowed(self.inner):
+            return iter([(self.inner.name, self.inner, state.inner, step)])
         applied = None if step.count is None else step.count - state.skipped
         return iter([(self.inner.name, self.inner, state.inner, inner_step(step, applied))])
 
