@@ -111,6 +111,14 @@ VARIANTS += [
              gx.apply_every(4), gx.keep_params_nonnegative(), name="optax_core"),
     gx.selective_transform(gx.adam(1e-3), freeze_mask={"encoder": True, "head": False}),
 ]
+# the line searches and variance reduction (their other tests: tests/test_linesearch.py,
+# tests/test_svrg.py)
+VARIANTS += [
+    gx.chain(gx.scale_by_lbfgs(memory_size=7), gx.scale(-1.0),
+             gx.golden_section_linesearch(max_linesearch_steps=25, tol=1e-3,
+                                          max_learning_rate=2.0)),
+    gx.svrg(gx.sgd(0.05, momentum=0.5), snapshot_every=17, option="II"),
+]
 
 
 @pytest.mark.parametrize("tx", VARIANTS, ids=[f"{t.name}{i}" for i, t in enumerate(VARIANTS)])
@@ -132,7 +140,8 @@ def test_the_round_trips_cover_every_public_value_class():
     public = {c for c in public if isinstance(c, type) and issubclass(c, Module)}
     functions_inside = {gx.schedule_fn, gx.stateless, gx.Foreign, gx.by_path,
                         gx.stateless_with_tree_map, gx.conditionally_mask,
-                        gx.conditionally_transform, gx.snapshot, gx.monitor, gx.measure_with_ema}
+                        gx.conditionally_transform, gx.snapshot, gx.monitor, gx.measure_with_ema,
+                        gx.Solver}
     abstract = {Module, gx.Schedule, gx.GradientTransformation}
     missing = public - covered - functions_inside - abstract
     assert not missing, sorted(c.__name__ for c in missing)
