@@ -53,7 +53,8 @@ _BUILTIN_DTYPES = {"float": float, "int": int, "bool": bool, "complex": complex}
 
 
 def _subclasses(cls: type) -> list[type]:
-    out = []
+    out: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_subclasses(sub))

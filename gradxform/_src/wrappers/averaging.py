@@ -5,7 +5,7 @@ Read the average for evaluation with :func:`averaged_params`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,13 @@ class AveragedParamsState(NamedTuple):
 class _Averaging(GradientTransformation):
     """Shared machinery: run ``inner``, then fold the new params into the average."""
 
+    if TYPE_CHECKING:  # fields of every subclass
+
+        @property
+        def inner(self) -> GradientTransformation: ...
+
+        @property
+        def accumulator_dtype(self) -> DType: ...
 
     def init_state(self, params):
         averaged = jax.tree.map(
