@@ -1,14 +1,14 @@
 """Combining transformations: ``chain``, ``named_chain``; routing leaves: ``masked``,
-``freeze``, ``partition``.
+``freeze``, ``selective_transform``, ``partition``.
 
 A chain runs its links one after the other on the updates. All links share the chain's single
 step counter (see :mod:`gradxform._src.base`); the state of a chain is the tuple of its links'
 states (a dict for ``named_chain``). Links may be optax transformations: they keep their own
 state and counters.
 
-**Routing leaves.** ``masked``, ``freeze`` and ``partition`` send each leaf of the params to a
-transformation. Which leaf goes where is given by a *mask* (bools) or *labels*, in one of four
-forms:
+**Routing leaves.** ``masked``, ``selective_transform`` and ``partition`` send each leaf of the
+params to a transformation (``freeze`` is ``masked(set_to_zero(), mask)``). Which leaf goes
+where is given by a *mask* (bools) or *labels*, in one of four forms:
 
 * a tree with the params' structure, or a prefix of it (``{"encoder": False, "head": True}``).
   It is matched to the params **by key path**, not by container type, so a plain ``dict`` mask
@@ -36,7 +36,7 @@ boolean array leaves can only be routed to ``set_to_zero`` or ``identity`` (or f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,6 +45,7 @@ import numpy as np
 
 from gradxform._src.base import (
     GradientTransformation,
+    Step,
     _path_key,
     child,
     described,
@@ -55,12 +56,11 @@ from gradxform._src.base import (
 )
 from gradxform._src.module import Invalid, Module, api, thaw
 from gradxform._src.module import freeze as freeze_tree
-from gradxform._src.types import Mask
+from gradxform._src.types import Mask, PyTree, TreeDef
 
-__all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
+__all__ = ["chain", "named_chain", "masked", "freeze", "selective_transform", "partition",
+           "by_regex", "by_path",
            "path_string", "mask_leaves"]
-
-PyTree = Any
 
 
 def _links(transforms: Any) -> tuple[GradientTransformation, ...]:
@@ -217,7 +217,8 @@ class by_regex(Module):
         labels = gx.by_regex([("bias|scale|norm", "no_decay")], default="decay")
         opt = gx.partition({"decay": gx.adamw(1e-3, weight_decay=0.1),
                             "no_decay": gx.adam(1e-3)}, labels)
-        frozen = gx.freeze(gx.adam(1e-3), gx.by_regex(r"\\['encoder'\\]"))
+        frozen = gx.selective_transform(gx.adam(1e-3),
+                                        freeze_mask=gx.by_regex(r"\\['encoder'\\]"))
     """
 
     rules: tuple = static()
@@ -355,19 +356,18 @@ def mask_leaves(mask: Any, params: PyTree, where: str) -> PyTree:
     """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable)."""
     if isinstance(mask, str):
         mask = by_regex(mask)
-    leaves, treedef = jax.tree.flatten(params)
-    del leaves
-    return treedef.unflatten(route(mask, params, where, "mask"))
+    return jax.tree.unflatten(jax.tree.structure(params), route(mask, params, where, "mask"))
 
 
 def _select(tree_: PyTree, keep: list) -> PyTree:
     """``tree_`` with the leaves where ``keep`` is False replaced by ``None``."""
     leaves, treedef = jax.tree.flatten(tree_)
-    return treedef.unflatten([x if k else None for x, k in zip(leaves, keep)])
+    return jax.tree.unflatten(treedef, [x if k else None for x, k in zip(leaves, keep)])
 
 
 def _merge(original: PyTree, parts: list[tuple[PyTree, list]]) -> PyTree:
     """Leaf ``i`` from the part whose ``keep[i]`` is True, from ``original`` where none is."""
+    treedef: TreeDef
     leaves, treedef = jax.tree.flatten(original)
     out = list(leaves)
     for tree_, keep in parts:
@@ -375,6 +375,24 @@ def _merge(original: PyTree, parts: list[tuple[PyTree, list]]) -> PyTree:
             if k:
                 out[i] = x
     return treedef.unflatten(out)
+
+
+def _select_extra(step: Step, updates: PyTree, keep: list, enabled: bool) -> Step:
+    """``step`` whose extra arguments with the updates' tree structure keep only the leaves
+    ``keep`` selects, if ``enabled`` (optax's ``mask_compatible_extra_args``)."""
+    if not enabled or not step.extra:
+        return step
+    structure: TreeDef = jax.tree.structure(updates)
+    extra = {k: _select(v, keep) if jax.tree.structure(v) == structure else v
+             for k, v in step.extra.items()}
+    return step._replace(extra=extra)
+
+
+def _flag(value: Any) -> bool:
+    """Field converter of a bool flag."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise Invalid(f"must be a bool, got {value!r}", TypeError)
+    return bool(value)
 
 
 def _is_stateless_passthrough(tx: GradientTransformation) -> bool:
@@ -425,7 +443,7 @@ def _labelled_transforms(transforms: Any) -> dict[str, GradientTransformation]:
 
 
 # --------------------------------------------------------------------------------------------
-# masked, freeze, partition.
+# masked, freeze, selective_transform, partition.
 
 
 class masked(GradientTransformation):
@@ -433,7 +451,7 @@ class masked(GradientTransformation):
 
     The inner transformation sees (and keeps state for) only the selected leaves; the others
     appear to it as ``None``. Unselected leaves are passed through as they came (use
-    :class:`freeze` to zero them instead).
+    :class:`selective_transform` to zero them instead).
 
     Args:
       inner: the transformation to apply to the selected leaves (gradxform or optax).
@@ -441,6 +459,9 @@ class masked(GradientTransformation):
         prefix of it), a callable ``params -> tree of bools``, a regex string searched in each
         leaf's path string, or a :class:`by_regex`/:class:`by_path` rule (see the module
         documentation).
+      mask_compatible_extra_args: keyword-only; also mask the keyword arguments of ``update``
+        that have the updates' tree structure (optax's option), so ``inner`` sees its leaves of
+        them only. Default: they are passed on whole.
 
     Example::
 
@@ -451,6 +472,7 @@ class masked(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     mask: Mask = static(converter=_prepare_mask)
+    mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -463,58 +485,87 @@ class masked(GradientTransformation):
     def apply(self, updates, state, params, step):
         keep = self._keep(updates if params is None else params)
         sub_params = None if params is None else _select(params, keep)
-        new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
+        sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
+        new, state = self.inner.apply(_select(updates, keep), state, sub_params, sub_step)
         return _merge(updates, [(new, keep)]), state
 
     def links(self, state, step):
         return iter([(self.inner.name, self.inner, state, step)])
 
 
-class freeze(GradientTransformation):
-    r"""Freeze some leaves: zero updates and **no optimizer state** for them.
+@api("freeze")
+def freeze(mask: Mask) -> masked:
+    r"""Zero the updates of the leaves ``mask`` selects (True = frozen); pass the others on.
 
-    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow
-              \mathrm{inner}(u)_i \ \text{otherwise}
+    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow u_i
+              \ \text{otherwise}
 
-    ``inner`` sees only the trainable leaves (frozen ones appear to it as ``None``), so Adam
-    keeps no moments for a frozen encoder: the state's size is that of the trainable leaves.
+    ``masked(set_to_zero(), mask)``, as optax's ``freeze``. In a chain *before* an optimizer
+    (``chain(freeze(mask), adam(lr))``) the optimizer still keeps state for the frozen leaves
+    (zero gradients decay Adam's moments, weight decay still moves them); to keep no state for
+    them and leave them exactly as they are, wrap the optimizer instead:
+    :class:`selective_transform` (``selective_transform(adam(lr), freeze_mask=mask)``).
 
     Args:
-      inner: the transformation for the trainable leaves.
-      frozen: which leaves are frozen (True = frozen), in any form a mask takes: a tree of
-        bools matched by path (or a prefix), a callable ``params -> tree``, a regex string, or a
+      mask: which leaves are frozen, in any form a mask takes: a tree of bools matched by path
+        (or a prefix), a callable ``params -> tree``, a regex string, or a
         :class:`by_regex`/:class:`by_path` rule.
-
-    Conventions. optax's ``freeze(mask)`` only zeroes the frozen updates: chained with Adam, Adam
-    still keeps moments for every leaf. This is optax's ``selective_transform(opt,
-    freeze_mask=...)``, with the mask in any of the forms above.
 
     Example::
 
-        opt = gx.freeze(gx.adam(1e-3), {"encoder": True, "head": False})
-        opt = gx.freeze(gx.adam(1e-3), r"\['encoder'\]")   # the same, by regex
+        opt = gx.chain(gx.freeze({"encoder": True, "head": False}), gx.sgd(1e-2))
+    """
+    return masked(inner=set_to_zero(), mask=mask)
+
+
+class selective_transform(GradientTransformation):
+    r"""Optimise the leaves ``freeze_mask`` leaves False; zero updates and **no optimizer
+    state** for the frozen ones.
+
+    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow
+              \mathrm{optimizer}(u)_i \ \text{otherwise}
+
+    ``optimizer`` sees only the trainable leaves (frozen ones appear to it as ``None``), so Adam
+    keeps no moments for a frozen encoder: the state's size is that of the trainable leaves.
+
+    Conventions. As optax's ``selective_transform``, with the mask in any of the forms below.
+    optax's ``freeze(mask)`` (:func:`freeze` here) only zeroes the frozen updates: chained with
+    Adam, Adam still keeps moments for every leaf.
+
+    Args:
+      optimizer: the transformation for the trainable leaves (gradxform or optax).
+      freeze_mask: keyword-only; which leaves are frozen (True = frozen), in any form a mask
+        takes: a bool (all or nothing), a tree of bools matched by path (or a prefix), a
+        callable ``params -> tree``, a regex string, or a :class:`by_regex`/:class:`by_path`
+        rule.
+
+    Example::
+
+        opt = gx.selective_transform(gx.adam(1e-3), freeze_mask={"encoder": True,
+                                                                  "head": False})
+        opt = gx.selective_transform(gx.adam(1e-3), freeze_mask=r"\['encoder'\]")  # by regex
     """
 
-    inner: GradientTransformation = child(converter=transformation)
-    frozen: Mask = static(converter=_prepare_mask)
+    optimizer: GradientTransformation = child(converter=transformation)
+    freeze_mask: Mask = static(converter=_prepare_mask, kw_only=True)
 
     def _trainable(self, tree_):
-        return [not f for f in route(self.frozen, tree_, self.name, "mask")]
+        return [not f for f in route(self.freeze_mask, tree_, self.name, "mask")]
 
     def init_state(self, params):
         keep = self._trainable(params)
-        _check_routable(self.name, self.inner, params, keep, "the trainable leaves")
-        return self.inner.init_state(_select(params, keep))
+        _check_routable(self.name, self.optimizer, params, keep, "the trainable leaves")
+        return self.optimizer.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._trainable(updates if params is None else params)
         sub_params = None if params is None else _select(params, keep)
-        new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
+        new, state = self.optimizer.apply(_select(updates, keep), state, sub_params, step)
         zeros = jax.tree.map(jnp.zeros_like, updates)
         return _merge(zeros, [(new, keep)]), state
 
     def links(self, state, step):
-        return iter([(self.inner.name, self.inner, state, step)])
+        return iter([(self.optimizer.name, self.optimizer, state, step)])
 
 
 class partition(GradientTransformation):
@@ -527,9 +578,12 @@ class partition(GradientTransformation):
     Args:
       transforms: a dict ``{label: transformation}`` (gradxform or optax transformations;
         ``set_to_zero()`` freezes a group).
-      labels: the label of each leaf: a tree of labels matched to the params by path (or a
-        prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
+      param_labels: the label of each leaf: a tree of labels matched to the params by path (or
+        a prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
         :class:`by_path` rule (see the module documentation for the path strings).
+      mask_compatible_extra_args: keyword-only; give each transformation only its leaves of
+        the keyword arguments of ``update`` that have the updates' tree structure (optax's
+        option). Default: they are passed on whole.
 
     Conventions. This is optax's ``multi_transform`` / ``partition`` and Keras'
     ``OptimizerMap``; torch expresses it with parameter groups.
@@ -543,10 +597,12 @@ class partition(GradientTransformation):
     """
 
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
-    labels: Any = static(converter=freeze_tree)
+    param_labels: Any = static(converter=freeze_tree)
+    mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
 
     def check(self):
-        labels = thaw(self.labels)
+        labels = thaw(self.param_labels)
+        given: Sequence[Any]
         if isinstance(labels, by_regex):
             given = labels.labels()
         elif callable(labels):
@@ -556,10 +612,10 @@ class partition(GradientTransformation):
         for label in given:
             if label not in self.transforms:
                 raise self.error(f"give the label {label!r}, which is not a key of transforms "
-                                 f"{tuple(self.transforms)}", "labels")
+                                 f"{tuple(self.transforms)}", "param_labels")
 
     def _groups(self, tree_) -> list:
-        labels = route(self.labels, tree_, self.name, "labels")
+        labels = route(self.param_labels, tree_, self.name, "labels")
         flat = jax.tree_util.tree_flatten_with_path(tree_)[0]
         for (path, _), label in zip(flat, labels):
             try:
@@ -587,8 +643,9 @@ class partition(GradientTransformation):
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
             sub_params = None if params is None else _select(params, keep)
+            sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
             new, new_state[label] = tx.apply(_select(updates, keep), state[label], sub_params,
-                                             step)
+                                             sub_step)
             parts.append((new, keep))
         return _merge(updates, parts), new_state
 

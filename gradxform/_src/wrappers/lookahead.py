@@ -12,11 +12,11 @@ from gradxform._src.base import (
     GradientTransformation,
     OptState,
     child,
+    find_link,
     hyper,
     static,
     transformation,
 )
-from gradxform._src.transforms.schedule_free import find_link
 from gradxform._src.types import DType, Hyper
 
 __all__ = ["lookahead", "LookaheadState", "lookahead_slow_params"]
