@@ -14,12 +14,11 @@ each one, optax's signature is read with ``inspect`` and:
   defaults given explicitly (gradxform's values compare by content);
 * **results**: both libraries' results agree (rtol 1e-6, with an absolute floor of 1e-6 times
   the largest magnitude in the leaf, as the parity tests): the first updates of a
-  transformation (three steps on a small tree, extra arguments ``value=`` and ``key=``), the
-  values of a schedule at a few steps, the arrays a function returns. The calls run in float64
-  (``jax.enable_x64``), so that float32 rounding, which some algorithms amplify in their first
-  steps (Prodigy's estimate of D is formed from params 1e-6 apart), cannot pass for a
-  difference in the algorithm; differences of float32 conventions still show (optax forming
-  ``1 - b2`` in float32).
+  transformation (two steps on a small tree, extra arguments ``value=``, ``obj_fn=`` and
+  ``key=``), the values of a schedule at a few steps, the arrays a function returns. The calls
+  run in float64 (``jax.enable_x64``), so that float32 rounding, which some algorithms amplify
+  in their first steps (Prodigy's estimate of D is formed from params 1e-6 apart), cannot
+  pass for a difference in the algorithm.
 
 A difference that ``docs/migrating_from_optax.md`` does not list in its "Signature differences"
 table fails, and so does a listed difference that no longer exists (the page stays true).
@@ -61,10 +60,20 @@ STEPS = 2
 
 
 def _optax_object(name: str) -> tuple[str, Any] | None:
+    """Where optax exports ``name``; a deprecated alias (``optax.dpsgd``, moved to
+    ``optax.contrib``) only if there is no other."""
+    found = []
     for where, module in SOURCES:
-        if hasattr(module, name):
-            return where, getattr(module, name)
-    return None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj = getattr(module, name, None)
+        if obj is not None:
+            deprecated = any(issubclass(w.category, DeprecationWarning) for w in caught)
+            found.append((deprecated, where, obj))
+    if not found:
+        return None
+    _, where, obj = min(found, key=lambda f: f[0])
+    return where, obj
 
 
 def _is_type_alias(obj: Any) -> bool:
@@ -113,9 +122,17 @@ def _params(name: str = "") -> Any:
     return _tree(name, np.random.default_rng(0))
 
 
+# Names whose update takes per-example gradients (a leading batch axis on every leaf).
+PER_EXAMPLE = {"differentially_private_aggregate", "dpsgd"}
+
+
 def _grads(step: int, name: str = "") -> Any:
     rng = np.random.default_rng(100 + step)
-    return _tree(name, rng, 10.0 ** rng.uniform(-1, 0.5))
+    scale = 10.0 ** rng.uniform(-1, 0.5)
+    if name in PER_EXAMPLE:
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *[_tree(name, rng, scale)
+                                                        for _ in range(5)])
+    return _tree(name, rng, scale)
 
 
 @contextlib.contextmanager
@@ -197,6 +214,8 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
     "max_squared_norm": lambda lib: 10.0,
     "gradient_step": lambda lib: jnp.asarray(1, jnp.int32),
     "l2_norm_clip": lambda lib: 1.0,
+    "noise_multiplier": lambda lib: 0.5,
+    "seed": lambda lib: 0,
     "global_l2_norm_clip": lambda lib: 1.0,
     "min_norm": lambda lib: 1e-6,
     "min_rms": lambda lib: 1e-6,
@@ -226,6 +245,7 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
     "optimizer": lambda lib: lib.adam(0.1),
     "base_optimizer": lambda lib: lib.sgd(0.1),
     "fast_optimizer": lambda lib: lib.sgd(0.1),
+    "adv_optimizer": lambda lib: lib.sgd(0.01),
     "transforms": lambda lib: {"a": lib.adam(0.1), "b": lib.sgd(0.1)},
     "mask": lambda lib: {"w": True, "b": False},
     "freeze_mask": lambda lib: {"w": False, "b": True},
@@ -357,17 +377,27 @@ def _promotion(lib: Any) -> contextlib.AbstractContextManager:
     return optax_promotion() if lib is optax else contextlib.nullcontext()
 
 
+def _accepted(update: Callable, extra: dict) -> dict:
+    """The extra arguments an optax ``update`` takes (all of them if it has ``**kwargs``)."""
+    parameters = inspect.signature(update).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return extra
+    names = {p.name for p in parameters}
+    return {k: v for k, v in extra.items() if k in names}
+
+
 def _run(tx: Any, lib: Any, name: str) -> list:
-    """The updates of ``STEPS`` steps; extra arguments ``value`` (the loss) and ``key``."""
+    """The updates of ``STEPS`` steps; extra arguments ``value`` (the loss), ``obj_fn`` (the
+    loss function) and ``key``, those that optax's ``update`` takes."""
     params = _params(name)
     with _promotion(lib):
-        if lib is optax:
-            tx = optax.with_extra_args_support(tx)
         state = _quiet(lambda: tx.init(params))
         out = []
         for i in range(STEPS):
-            updates, state = tx.update(_grads(i, name), state, params, value=_loss(params),
-                                       key=jax.random.key(i))
+            extra = {"value": _loss(params), "key": jax.random.key(i), "obj_fn": _loss}
+            if lib is optax:
+                extra = _accepted(tx.update, extra)
+            updates, state = tx.update(_grads(i, name), state, params, **extra)
             out.append(updates)
             if jax.tree.structure(updates) == jax.tree.structure(params):
                 params = lib.apply_updates(params, updates)  # (not for measurements)
