@@ -4,9 +4,9 @@ Runtime: the jitted update+apply step of both libraries runs in interleaved roun
 optax, gradxform, ...), each round a burst of steps ended by ``block_until_ready``; the fastest
 round per library is reported, which is the most robust statistic on a shared machine. Compile
 time is ``jit(step).lower(...).compile()`` alone (measured once: JAX caches executables), after
-a warm-up compile of an unrelated function. Both libraries run the same params tree and gradients. Ratios are
-gradxform / optax: below 1 is faster (smaller). The machine is shared and noisy: read ratios,
-not absolute times, and rerun before drawing conclusions.
+a warm-up compile of an unrelated function. Both libraries run the same params tree and
+gradients. Ratios are gradxform / optax: below 1 is faster (smaller). The machine is shared and
+noisy: read ratios, not absolute times, and rerun before drawing conclusions.
 
     python benchmarks/bench_optimizers.py [--tree mlp|many] [--rounds 7] [--steps 30]
 """
@@ -14,7 +14,6 @@ not absolute times, and rerun before drawing conclusions.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax

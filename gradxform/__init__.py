@@ -36,6 +36,7 @@ from gradxform._src.combine import (
     named_chain,
     partition,
     path_string,
+    selective_transform,
 )
 from gradxform._src.config import from_config, to_config
 from gradxform._src.distributed import (
@@ -86,6 +87,7 @@ from gradxform._src.optimizers.sm3 import sm3
 from gradxform._src.schedules import (
     Schedule,
     constant_schedule,
+    cosine_decay_restarts,
     cosine_decay_schedule,
     cosine_onecycle_schedule,
     cyclic_schedule,
@@ -235,7 +237,8 @@ __all__ = [
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "join_schedules", "warmup_constant_schedule",
     "warmup_exponential_decay_schedule", "piecewise_interpolate_schedule",
-    "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule", "cyclic_schedule",
+    "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule",
+    "cosine_decay_restarts", "cyclic_schedule",
     "inverse_time_decay", "inverse_sqrt_schedule", "multiply_schedules",
     # distributed training
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
@@ -321,7 +324,6 @@ from gradxform._src.wrappers.conditional import (  # noqa: E402
     conditionally_mask,
     conditionally_transform,
 )
-from gradxform._src.wrappers.selective import selective_transform  # noqa: E402
 from gradxform._src.wrappers.should_skip import (  # noqa: E402
     ShouldSkipUpdateFunction,  # noqa: F401  (a type alias: see above)
     skip_large_updates,

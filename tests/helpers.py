@@ -31,12 +31,11 @@ def nested_params(dtype=jnp.float32, seed: int = 0) -> Any:
 def gradient_stream(params: Any, steps: int, seed: int = 1) -> list[Any]:
     """``steps`` gradient trees shaped like ``params``, of varied sign and magnitude."""
     rng = np.random.default_rng(seed)
-    out = []
-    for t in range(steps):
-        scale = 10.0 ** rng.uniform(-2, 1)
-        out.append(jax.tree.map(
-            lambda p: jnp.asarray(scale * rng.normal(size=np.shape(p)), p.dtype), params))
-    return out
+    def one_step(scale: float) -> Any:
+        return jax.tree.map(
+            lambda p: jnp.asarray(scale * rng.normal(size=np.shape(p)), p.dtype), params)
+
+    return [one_step(10.0 ** rng.uniform(-2, 1)) for _ in range(steps)]
 
 
 @contextlib.contextmanager

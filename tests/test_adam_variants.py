@@ -263,6 +263,25 @@ def test_adadelta_default_learning_rate_is_one_and_descends():
         assert 0.5 * (last - CENTER) @ HESSIAN @ (last - CENTER) < start
 
 
+@pytest.mark.parametrize("nadam, adam", [(gx.nadam, gx.adam), (gx.nadamw, gx.adamw)])
+def test_nadam_without_nesterov_is_adam(nadam, adam):
+    """optax's switch: ``nesterov=False`` turns NAdam(W) into Adam(W)."""
+    params = nested_params()
+    grads = gradient_stream(params, 3)
+    def first_updates(tx):
+        state, out = tx.init(params), []
+        for g in grads:
+            u, state = tx.update(g, state, params)
+            out.append(jax.tree.leaves(u))
+        return out
+
+    plain = first_updates(adam(0.1))
+    for mine, theirs in zip(first_updates(nadam(0.1, nesterov=False)), plain):
+        for x, y in zip(mine, theirs):
+            np.testing.assert_array_equal(x, y)
+    assert not np.allclose(first_updates(nadam(0.1))[0][0], plain[0][0])
+
+
 def test_ademamix_schedules_follow_the_paper():
     alpha, b3, b_start, warmup = 8.0, 0.9999, 0.9, 100
     a_sched = gx.ademamix_alpha_schedule(alpha, warmup)

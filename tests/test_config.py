@@ -51,7 +51,7 @@ SCHEDULES = [
     gx.piecewise_interpolate_schedule("cosine", 0.5, {250: 0.1, 1000: 0.01}),
     gx.linear_onecycle_schedule(1000, 0.1),
     gx.cosine_onecycle_schedule(333, 2.0, 0.45, 5.0, 50.0),
-    gx.sgdr_schedule(1.0, 10, 1.5, 0.7, 0.05),
+    gx.cosine_decay_restarts(1.0, 10, 1.5, 0.7, 0.05),
     gx.cyclic_schedule(0.01, 0.5, 50, 70, "exp_range", 0.99),
     gx.cyclic_schedule(0.01, 0.5, 50),
     gx.inverse_time_decay(1.0, 100, 2.0, staircase=True),
@@ -85,7 +85,8 @@ def _wrappers():
         yield gx.maximize(inner)
         yield gx.masked(inner, {"dense": True, "blocks": [False, (True, False)]})
         yield gx.masked(inner, "bias")
-        yield gx.freeze(inner, FrozenDict({"encoder": True, "head": False}))
+        yield gx.selective_transform(inner, freeze_mask=FrozenDict({"encoder": True,
+                                                                      "head": False}))
         yield gx.partition({"decay": inner, "frozen": gx.set_to_zero(), "id": gx.identity()},
                            gx.by_regex({"bias": "frozen", "norm": "id"}, default="decay"))
         yield gx.partition({"a": inner, "b": gx.adam(0.1)}, {"x": "a", "y": ["b", "a"]})
@@ -134,7 +135,7 @@ def test_every_wrapper_and_router_round_trips(tx):
 def test_the_round_trips_cover_every_public_value_class():
     covered = {type(m) for v in SCHEDULES + WRAPPERS + VARIANTS + [e.make() for e in ENTRIES]
                for m in v.submodules()}
-    covered |= {type(v.labels) for v in WRAPPERS if isinstance(v, gx.partition)}
+    covered |= {type(v.param_labels) for v in WRAPPERS if isinstance(v, gx.partition)}
     covered |= {type(v.mask) for v in WRAPPERS if isinstance(v, gx.masked)}
     public = {getattr(gx, n) for n in gx.__all__}
     public = {c for c in public if isinstance(c, type) and issubclass(c, Module)}
@@ -168,7 +169,7 @@ def test_the_format_is_readable():
     (gx.adam(gx.schedule_fn(lambda t: 0.1)),
      "to_config: cannot write field 'fn' of schedule_fn: it holds the function "),
     (gx.chain(gx.stateless(lambda u, p: u), gx.sgd(0.1)),
-     "to_config: cannot write field 'fn' of stateless"),
+     "to_config: cannot write field 'f' of stateless"),
     (gx.partition({"a": gx.adam(0.1)}, gx.by_path(lambda path, x: "a")),
      "to_config: cannot write field 'fn' of by_path"),
     (gx.chain(optax.adam(0.1)), "to_config: cannot write field 'tx' of Foreign"),

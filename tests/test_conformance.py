@@ -1,7 +1,7 @@
 """The conformance table: every registered optimizer crossed with targets, dtypes, jit/eager.
 
-For each entry (``tests/registry``) and each target (quadratic, Rosenbrock, Gabor) and dtype (float32,
-float64):
+For each entry (``tests/registry``) and each target (quadratic, Rosenbrock, Gabor) and dtype
+(float32, float64):
 
 * it converges under ``jit`` + ``lax.scan`` (which also proves the state keeps its structure,
   shapes and dtypes from step to step: scan rejects a carry that changes);

@@ -4,7 +4,8 @@ Each test trains N steps, saves, builds everything again from scratch (model, op
 a freshly initialised state with *different* params as the restore target), restores, trains M
 more steps and compares every array with an uninterrupted run of N + M steps: they must be
 equal to the last bit. Covered: ``flax.serialization`` (nothing to register: an ``OptState`` is a
-NamedTuple) on a linen ``TrainState``, orbax on a plain dict of params and state, and orbax on flax nnx state.
+NamedTuple) on a linen ``TrainState``, orbax on a plain dict of params and state, and orbax on
+flax nnx state.
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def test_linen_train_state_reports_the_scheduled_learning_rate():
 
     for count in range(12):
         state, used = train_step(state)
-        np.testing.assert_allclose(float(used), reference_cosine(1e-2, 40, count), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(float(used), reference_cosine(1e-2, 40, count), rtol=1e-5,
+                                   atol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------

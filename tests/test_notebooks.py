@@ -69,8 +69,8 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, kernel_spec_dir, record_property):
     nb = nbformat.read(path, as_version=4)
-    manager = AsyncKernelManager(
-        kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
+    specs = KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)])
+    manager = AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
     client = nbclient.NotebookClient(
         nb, km=manager, timeout=CELL_TIMEOUT, allow_errors=False,
         resources={"metadata": {"path": str(path.parent)}})

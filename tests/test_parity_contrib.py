@@ -94,14 +94,14 @@ def per_example_stream(params, steps, seed=1):
     """Per-example gradients: each leaf gains a leading axis of ``BATCH`` examples, of norms
     spread around the clipping norm 1."""
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(steps):
-        scales = 10.0 ** rng.uniform(-1.5, 1, size=BATCH)
-        out.append(jax.tree.map(
+
+    def one_step(scales):
+        return jax.tree.map(
             lambda p: jnp.asarray(scales.reshape((BATCH,) + (1,) * np.ndim(p))
                                   * rng.normal(size=(BATCH,) + np.shape(p)) / 3, p.dtype),
-            params))
-    return out
+            params)
+
+    return [one_step(10.0 ** rng.uniform(-1.5, 1, size=BATCH)) for _ in range(steps)]
 
 
 def _ox_key(state):

@@ -158,7 +158,7 @@ def _run_pair(gx_tx, ox_tx, dtype, pick, kind, rtol, atol):
     grads = gradient_stream(params, STEPS)
     grads = jax.tree.map(lambda *g: jnp.stack(g), *grads)
     if kind == "schedule_free":
-        gx_eval = lambda s, p: gx.schedule_free_eval_params(gx_tx, s, p)  # noqa: E731
+        gx_eval = gx.schedule_free_eval_params
     elif kind == "lookahead":  # the slow weights, read from the state
         gx_eval = lambda s, p: gx.lookahead_slow_params(gx_tx, s, p)  # noqa: E731
     else:

@@ -146,7 +146,7 @@ def test_freeze_keeps_no_state_and_zero_updates(inner):
     params = {"encoder": {"w": jnp.ones((64, 32)), "b": jnp.ones(32)},
               "head": {"w": jnp.ones((32, 4)), "b": jnp.ones(4)}}
     grads = gradient_stream(params, 5)
-    tx = gx.freeze(make(), {"encoder": True, "head": False})
+    tx = gx.selective_transform(make(), freeze_mask={"encoder": True, "head": False})
     history, state = _steps(tx, params, grads)
     head_only = make().init(params["head"])
     assert _nbytes(state.inner) == _nbytes(head_only.inner)
@@ -155,21 +155,22 @@ def test_freeze_keeps_no_state_and_zero_updates(inner):
     alone, _ = _steps(make(), params["head"], [g["head"] for g in grads])
     assert_trees_close(history[-1]["head"], alone[-1], rtol=1e-6)
     # the same by regex
-    by_regex, state2 = _steps(gx.freeze(make(), r"\['encoder'\]"), params, grads)
+    by_regex, state2 = _steps(gx.selective_transform(make(), freeze_mask=r"\['encoder'\]"),
+                              params, grads)
     assert _nbytes(state2.inner) == _nbytes(state.inner)
     assert_trees_close(by_regex[-1], history[-1], rtol=0)
 
 
 def test_freeze_leaves_integer_leaves_alone():
     params = {"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)}
-    tx = gx.freeze(gx.adam(0.1), {"w": False, "step": True})
+    tx = gx.selective_transform(gx.adam(0.1), freeze_mask={"w": False, "step": True})
     state = tx.init(params)
     grads = {"w": jnp.ones(3), "step": jnp.zeros((), jnp.int32)}
     updates, _ = tx.update(grads, state, params)
     assert updates["step"].dtype == jnp.int32 and int(updates["step"]) == 0
-    with pytest.raises(TypeError, match=r"freeze: the leaf at \['step'\] has dtype int32 and is "
-                                        r"routed to the trainable leaves \(adam\)"):
-        gx.freeze(gx.adam(0.1), {"w": False, "step": False}).init(params)
+    with pytest.raises(TypeError, match=r"selective_transform: the leaf at \['step'\] has dtype "
+                                        r"int32 and is routed to the trainable leaves \(adam\)"):
+        gx.selective_transform(gx.adam(0.1), freeze_mask={"w": False, "step": False}).init(params)
 
 
 @pytest.mark.parametrize("inner", ["adam", "sgd"])
@@ -195,8 +196,9 @@ def test_nested_routers_equal_the_flat_partition():
     nested = gx.partition(
         {"dense": gx.partition({"w": gx.adam(0.05), "b": gx.sgd(0.1, 0.9)},
                                gx.by_regex([(r"\['w'\]", "w")], default="b")),
-         "other": gx.freeze(gx.masked(gx.adam(0.05), {"blocks": False, "scale": True}),
-                            {"blocks": True, "scale": False})},
+         "other": gx.selective_transform(
+             gx.masked(gx.adam(0.05), {"blocks": False, "scale": True}),
+             freeze_mask={"blocks": True, "scale": False})},
         gx.by_regex([("dense", "dense")], default="other"))
     a, state_a = _steps(flat, params, grads)
     b, state_b = _steps(nested, params, grads)
@@ -221,9 +223,72 @@ def test_values_equal_and_hash_alike():
                             gx.by_regex([("bias", "b")], default="a"))
 
     assert make() == make() and hash(make()) == hash(make())
-    assert gx.freeze(gx.adam(0.1), {"a": True}) == gx.freeze(gx.adam(0.1), {"a": True})
-    assert gx.freeze(gx.adam(0.1), {"a": True}) != gx.freeze(gx.adam(0.1), {"a": False})
+    def frozen(mask):
+        return gx.selective_transform(gx.adam(0.1), freeze_mask=mask)
+
+    assert frozen({"a": True}) == frozen({"a": True})
+    assert frozen({"a": True}) != frozen({"a": False})
     assert gx.masked(gx.sgd(0.1), "x") == gx.masked(gx.sgd(0.1), gx.by_regex("x"))
+
+
+def test_freeze_is_optaxs_zeroing_mask():
+    """``freeze(mask)`` zeroes the masked leaves' updates and passes the others on, as optax's;
+    a chained optimizer still keeps state for every leaf (selective_transform does not)."""
+    params = {"encoder": jnp.ones(3), "head": jnp.ones(2)}
+    mask = {"encoder": True, "head": False}
+    grads = gradient_stream(params, 4)
+    mine, state = _steps(gx.chain(gx.freeze(mask), gx.adamw(0.1, weight_decay=0.5)), params,
+                         grads)
+    with standard_promotion():
+        theirs, _ = _steps(optax.chain(optax.freeze(mask), optax.adamw(0.1, weight_decay=0.5)),
+                           params, grads)
+    for a, b in zip(mine, theirs):
+        assert_trees_close(a, b, rtol=1e-6)
+    assert not np.allclose(mine[-1]["encoder"], params["encoder"])  # decayed all the same
+    assert state.inner[1][0].mu["encoder"].shape == (3,)
+
+
+class _add_offset(gx.GradientTransformation):
+    """u + offset, with ``offset`` an extra argument of ``update`` (a tree like the updates)."""
+
+    def apply(self, updates, state, params, step):
+        return jax.tree.map(lambda u, o: u + o, updates, step.extra["offset"]), state
+
+
+def _optax_add_offset():
+    def update(updates, state, params=None, *, offset=None):
+        return jax.tree.map(lambda u, o: u + o, updates, offset), state
+
+    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+@pytest.mark.parametrize("router", ["masked", "partition"])
+def test_mask_compatible_extra_args(router):
+    """An extra argument shaped like the updates reaches the inner transformation masked, as
+    optax's ``mask_compatible_extra_args=True`` does; by default it is passed on whole."""
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    grads = {"a": jnp.asarray([1.0, 2.0]), "b": jnp.asarray([3.0, 4.0, 5.0])}
+    offset = {"a": jnp.asarray([10.0, 20.0]), "b": jnp.asarray([30.0, 40.0, 50.0])}
+
+    def build(lib, inner, flag):
+        if router == "masked":
+            return lib.masked(inner, {"a": True, "b": False}, mask_compatible_extra_args=flag)
+        return lib.partition({"x": inner, "y": lib.scale(2.0)}, {"a": "x", "b": "y"},
+                             mask_compatible_extra_args=flag)
+
+    tx = build(gx, _add_offset(), True)
+    u, _ = tx.update(grads, tx.init(params), params, offset=offset)
+    with standard_promotion():
+        otx = build(optax, _optax_add_offset(), True)
+        expected, _ = otx.update(grads, otx.init(params), params, offset=offset)
+    assert_trees_close(u, expected, rtol=0)
+    np.testing.assert_array_equal(u["a"], [11.0, 22.0])
+    whole = build(gx, _add_offset(), False)
+    with pytest.raises(ValueError, match="tree structure|structure"):
+        whole.update(grads, whole.init(params), params, offset=offset)
+    with pytest.raises(TypeError, match=f"^{router}: mask_compatible_extra_args must be a "
+                                        f"bool, got 1"):
+        build(gx, _add_offset(), 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,10 +296,10 @@ def test_values_equal_and_hash_alike():
 
 
 def test_error_unknown_label_at_construction():
-    with pytest.raises(ValueError, match=r"^partition: labels give the label 'c', which is not "
-                                         r"a key of transforms \('a', 'b'\)"):
+    with pytest.raises(ValueError, match=r"^partition: param_labels give the label 'c', which is "
+                                         r"not a key of transforms \('a', 'b'\)"):
         gx.partition({"a": gx.adam(0.1), "b": gx.sgd(0.1)}, {"x": "a", "y": "c"})
-    with pytest.raises(ValueError, match=r"^partition: labels give the label 'z'"):
+    with pytest.raises(ValueError, match=r"^partition: param_labels give the label 'z'"):
         gx.partition({"a": gx.adam(0.1)}, gx.by_regex([("x", "a")], default="z"))
 
 

@@ -128,7 +128,7 @@ def test_parameter_free_matches_paper(name, make, reference):
 def test_schedule_free_sgd_matches_algorithm_1():
     with jax.enable_x64(True):
         tx = gx.schedule_free_sgd(0.05, b1=0.9)
-        mine, xs = gx_run(tx, 150, lambda s, p: join(gx.schedule_free_eval_params(tx, s, p)))
+        mine, xs = gx_run(tx, 150, lambda s, p: join(gx.schedule_free_eval_params(s, p)))
     ys, xs_ref = ref_sf.schedule_free_sgd(np_grad, THETA0, 0.05, 0.9, 150)
     assert_iterates_close(mine, ys, "schedule-free y")
     assert_iterates_close(np.asarray(xs), xs_ref, "schedule-free x")

@@ -18,8 +18,19 @@ import pytest
 
 import gradxform as gx
 from helpers import gradient_stream, nested_params
-from reference import (adafactor, fromage, lamb, lars, lion, noisy_sgd, normalized, novograd,
-                       polyak, signsgd, sm3)
+from reference import (
+    adafactor,
+    fromage,
+    lamb,
+    lars,
+    lion,
+    noisy_sgd,
+    normalized,
+    novograd,
+    polyak,
+    signsgd,
+    sm3,
+)
 
 STEPS = 60
 RTOL = 1e-10

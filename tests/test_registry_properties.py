@@ -12,6 +12,8 @@ policy), checked over the whole conformance table:
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,7 +79,7 @@ def test_vmap_over_learning_rates(entry):
         # Each optimizer alone, passed through jit as a value like the vmapped stack is, so
         # both see float32 hyperparameters (see gradxform._src.tree.complement).
         alone = train(entry.make(lr))
-        one = jax.tree.map(lambda x: x[i], batched)
+        one = jax.tree.map(operator.itemgetter(i), batched)
         if entry.vmap_atol is None:
             assert_trees_close(one, alone, rtol=1e-6, atol=1e-6, what=f"{entry.name} lr={lr}",
                                leaf_scale=True)

@@ -73,12 +73,22 @@ OPTAX_CASES = [
      optax.cosine_onecycle_schedule(1000, 0.1)),
     ("cosine_onecycle_odd", gx.cosine_onecycle_schedule(333, 2.0, 0.45, 5.0, 50.0),
      optax.cosine_onecycle_schedule(333, 2.0, 0.45, 5.0, 50.0)),
-    ("sgdr_doubling", gx.sgdr_schedule(1.0, 10, 2.0, alpha=0.1),
+    ("sgdr_doubling", gx.cosine_decay_restarts(1.0, 10, 2.0, alpha=0.1),
      optax.sgdr_schedule(_sgdr_cycles(1.0, 10, 2, 0.1, 8))),
-    ("sgdr_constant_period", gx.sgdr_schedule(0.5, 70, 1.0),
+    ("sgdr_constant_period", gx.cosine_decay_restarts(0.5, 70, 1.0),
      optax.sgdr_schedule(_sgdr_cycles(0.5, 70, 1, 0.0, 20))),
-    ("sgdr_tripling", gx.sgdr_schedule(1.0, 4, 3.0, alpha=0.2),
+    ("sgdr_tripling", gx.cosine_decay_restarts(1.0, 4, 3.0, alpha=0.2),
      optax.sgdr_schedule(_sgdr_cycles(1.0, 4, 3, 0.2, 7))),
+    ("sgdr_optax_form", gx.sgdr_schedule(_sgdr_cycles(1.0, 10, 2, 0.1, 8)),
+     optax.sgdr_schedule(_sgdr_cycles(1.0, 10, 2, 0.1, 8))),
+    ("sgdr_optax_form_warmup", gx.sgdr_schedule(
+        [dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=40),
+         dict(init_value=0.1, peak_value=0.5, warmup_steps=10, decay_steps=300, end_value=0.01,
+              exponent=2.0)]),
+     optax.sgdr_schedule(
+         [dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=40),
+          dict(init_value=0.1, peak_value=0.5, warmup_steps=10, decay_steps=300, end_value=0.01,
+               exponent=2.0)])),
 ]
 
 
@@ -116,9 +126,9 @@ REFERENCE_CASES = [
      lambda t: ref.cyclic(t, 0.01, 0.5, 50, mode="exp_range", gamma=float(np.float32(0.998)))),
     ("cyclic_sawtooth", gx.cyclic_schedule(0.1, 1.0, 40, 0),
      lambda t: ref.cyclic(t, 0.1, 1.0, 40, 0)),
-    ("sgdr_fractional_growth_decaying_peaks", gx.sgdr_schedule(1.0, 10, 1.5, 0.7, 0.05),
+    ("sgdr_fractional_growth_decaying_peaks", gx.cosine_decay_restarts(1.0, 10, 1.5, 0.7, 0.05),
      lambda t: ref.sgdr(t, 1.0, 10, 1.5, 0.7, 0.05)),
-    ("sgdr_constant_period_decaying_peaks", gx.sgdr_schedule(2.0, 25, 1.0, 0.9),
+    ("sgdr_constant_period_decaying_peaks", gx.cosine_decay_restarts(2.0, 25, 1.0, 0.9),
      lambda t: ref.sgdr(t, 2.0, 25, 1.0, 0.9)),
     ("inverse_time", gx.inverse_time_decay(1.0, 100, 0.5), lambda t: ref.inverse_time(
         t, 1.0, 100, 0.5)),
@@ -198,11 +208,21 @@ CHECKS = [
      "cosine_onecycle_schedule: pct_start times transition_steps must be at least one step"),
     (lambda: gx.cosine_onecycle_schedule(100, 1.0, final_div_factor=-1.0),
      "cosine_onecycle_schedule: final_div_factor must be > 0, got -1.0"),
-    (lambda: gx.sgdr_schedule(1.0, 10, t_mul=0.5),
-     "sgdr_schedule: t_mul must be >= 1, got 0.5"),
-    (lambda: gx.sgdr_schedule(1.0, 0), "sgdr_schedule: first_decay_steps must be >= 1, got 0"),
-    (lambda: gx.sgdr_schedule(1.0, 10, alpha=1.5), "sgdr_schedule: alpha must be in [0, 1]"),
-    (lambda: gx.sgdr_schedule(1.0, 10, m_mul=-0.5), "sgdr_schedule: m_mul must be >= 0"),
+    (lambda: gx.cosine_decay_restarts(1.0, 10, t_mul=0.5),
+     "cosine_decay_restarts: t_mul must be >= 1, got 0.5"),
+    (lambda: gx.cosine_decay_restarts(1.0, 0),
+     "cosine_decay_restarts: first_decay_steps must be >= 1, got 0"),
+    (lambda: gx.cosine_decay_restarts(1.0, 10, alpha=1.5),
+     "cosine_decay_restarts: alpha must be in [0, 1]"),
+    (lambda: gx.cosine_decay_restarts(1.0, 10, m_mul=-0.5),
+     "cosine_decay_restarts: m_mul must be >= 0"),
+    (lambda: gx.sgdr_schedule([]), "sgdr_schedule: cosine_kwargs needs at least one cycle"),
+    (lambda: gx.sgdr_schedule([{"init_value": 1.0}]),
+     "sgdr_schedule: cosine_kwargs must be dicts of warmup_cosine_decay_schedule's arguments "
+     "with decay_steps, got {'init_value': 1.0} at position 0"),
+    (lambda: gx.sgdr_schedule([dict(init_value=0.0, peak_value=1.0, warmup_steps=0,
+                                    decay_steps=-5)]),
+     "sgdr_schedule: decay_steps must be > 0, got -5"),
     (lambda: gx.cyclic_schedule(0.1, 1.0, 100, mode="sine"),
      "cyclic_schedule: mode must be 'triangular', 'triangular2' or 'exp_range', got 'sine'"),
     (lambda: gx.cyclic_schedule(0.1, 1.0, 0), "cyclic_schedule: step_size_up must be >= 1, got 0"),
@@ -232,8 +252,8 @@ def test_argument_checks(make, message):
 def test_checks_name_the_public_call():
     with pytest.raises(ValueError, match=r"^adam: learning_rate must be >= 0"):
         gx.adam(-0.1)
-    with pytest.raises(ValueError, match=r"^sgdr_schedule: t_mul must be >= 1"):
-        gx.adam(gx.sgdr_schedule(1.0, 10, t_mul=0.0))
+    with pytest.raises(ValueError, match=r"^cosine_decay_restarts: t_mul must be >= 1"):
+        gx.adam(gx.cosine_decay_restarts(1.0, 10, t_mul=0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +265,7 @@ FAMILIES = [
     lambda v: gx.piecewise_interpolate_schedule("cosine", v, {100: 0.5 * v, 300: 0.1}),
     lambda v: gx.linear_onecycle_schedule(200, v, 0.2 * v, 0.9),
     lambda v: gx.cosine_onecycle_schedule(int(300 * v), v),
-    lambda v: gx.sgdr_schedule(v, 10, 1 + v, 0.5 * v),
+    lambda v: gx.cosine_decay_restarts(v, 10, 1 + v, 0.5 * v),
     lambda v: gx.cyclic_schedule(0.1 * v, v, 20, mode="triangular2"),
     lambda v: gx.cyclic_schedule(0.1 * v, v, 20, 5, mode="exp_range", gamma=0.99 * v),
     lambda v: gx.inverse_time_decay(v, 100, v),

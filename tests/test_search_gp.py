@@ -11,11 +11,11 @@ import mpmath
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
-from reference import gp_rasmussen2006 as ref
 from scipy.stats import multivariate_normal
 
 from gradxform._src.search import acquisition as acq
 from gradxform._src.search import gp
+from reference import gp_rasmussen2006 as ref
 
 # Compiled once each: eager dispatch of every small op costs more than the maths here.
 posterior = jax.jit(lambda params, data, xq: gp.predict(gp.condition(params, data), xq))

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 import pytest
-from search_targets import ADAM_SPACE, BRANIN_SPACE, branin_jax, regression
 
 from gradxform import search
+from search_targets import ADAM_SPACE, BRANIN_SPACE, branin_jax, regression
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

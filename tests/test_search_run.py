@@ -198,7 +198,7 @@ def test_max_batch_splits_rounds_into_one_program():
 
 
 def test_out_of_memory_halves_the_batch_instead_of_crashing(monkeypatch):
-    from gradxform._src.search import run
+    from gradxform._src.search import batching as run
 
     real = run.BatchRunner._run
 

@@ -110,7 +110,7 @@ TYPE_CHECKS = [
      "got list [0.9]"),
     (lambda: gx.adam(jnp.asarray([True, False])), "adam: learning_rate must hold real numbers, "
      "got an array of dtype bool"),
-    (lambda: gx.stateless(3), "stateless: fn must be callable, got 3"),
+    (lambda: gx.stateless(3), "stateless: f must be callable, got 3"),
     (lambda: gx.chain(gx.sgd(0.1), "adam"), "expected a transformation (an object with init "
      "and update), got 'adam'"),
 ]

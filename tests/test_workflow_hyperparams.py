@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import gradient_stream, max_rel_err, nested_params, run, standard_promotion
 
 import gradxform as gx
+from helpers import gradient_stream, max_rel_err, nested_params, run, standard_promotion
 
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
 

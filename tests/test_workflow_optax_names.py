@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import gradient_stream, max_rel_err, nested_params, standard_promotion
 
 import gradxform as gx
+from helpers import gradient_stream, max_rel_err, nested_params, standard_promotion
 
 
 def _scan(opt, apply, params, grads):
@@ -75,8 +75,8 @@ def test_multi_transform_matches_optax():
     with standard_promotion():
         (_, _), path_theirs = _scan(theirs, optax.apply_updates, params, grads)
     assert max_rel_err(path_mine, path_theirs) < 1e-6
-    with pytest.raises(ValueError, match="mask_compatible_extra_args=True is not supported"):
-        gx.multi_transform({"a": gx.sgd(1.0)}, "a", mask_compatible_extra_args=True)
+    masked_extra = gx.multi_transform({"a": gx.sgd(1.0)}, "a", mask_compatible_extra_args=True)
+    assert masked_extra == gx.partition({"a": gx.sgd(1.0)}, "a", mask_compatible_extra_args=True)
 
 
 def test_microbatch_matches_optax():

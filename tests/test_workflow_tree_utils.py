@@ -7,10 +7,10 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 import pytest
-from helpers import nested_params, standard_promotion
-from registry import all_entries
 
 import gradxform as gx
+from helpers import nested_params, standard_promotion
+from registry import all_entries
 
 tu = gx.tree_utils
 X = {"a": jnp.asarray([1.0, -2.0, 3.0]), "b": [jnp.asarray([[0.5, -4.0]]), jnp.asarray(2.0)]}
@@ -160,7 +160,9 @@ def test_tree_map_params_over_the_conformance_table():
 def test_placeholder_states_of_routing_transformations():
     params = {"enc": {"w": jnp.ones((2, 2))}, "head": {"w": jnp.ones(2), "b": jnp.zeros(2)}}
     frozen = {"enc": True, "head": {"w": True, "b": False}}
-    opt = gx.partition({"a": gx.adam(1e-3), "b": gx.freeze(gx.sgd(0.1, momentum=0.9), frozen)},
+    opt = gx.partition({"a": gx.adam(1e-3),
+                        "b": gx.selective_transform(gx.sgd(0.1, momentum=0.9),
+                                                    freeze_mask=frozen)},
                        {"enc": "a", "head": "b"})
     state = opt.init(params)
     mapped = gx.tree_map_params(opt, lambda p: p * 0 + 7, state)

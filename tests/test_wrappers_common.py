@@ -37,7 +37,8 @@ WRAPPERS = [
                                             {"a": "a", "b": "b"}), 1e-2),
     ("masked", lambda t, v: gx.chain(gx.masked(t, {"a": True, "b": False}),
                                      gx.masked(gx.sgd(0.01 * v), "b")), 1e-2),
-    ("freeze", lambda t, v: gx.freeze(t, gx.by_regex(r"\['b'\]")), 5.0),  # b stays
+    ("freeze",  # b stays
+     lambda t, v: gx.selective_transform(t, freeze_mask=gx.by_regex(r"\['b'\]")), 5.0),
 ]
 CASES = [(w, i) for w in WRAPPERS for i in INNER]
 IDS = [f"{w[0]}-{i}" for w, i in CASES]

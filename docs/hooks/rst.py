@@ -143,7 +143,8 @@ def fill_shared_args(text: str) -> str:
     return docs.args(holder).__doc__
 
 
-def exported_linker(names: Iterable[str], package: str = "gradxform") -> Callable[[str], str | None]:
+def exported_linker(names: Iterable[str],
+                    package: str = "gradxform") -> Callable[[str], str | None]:
     """A ``link`` function for :func:`convert` resolving the names a package exports."""
     exported = set(names)
     return lambda name: f"{package}.{name}" if name in exported else None

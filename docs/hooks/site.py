@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import base64
 import importlib
 import importlib.util
 import inspect
@@ -131,7 +130,8 @@ def api_index(pages: dict[str, list[str]]) -> str:
 
 def notebooks() -> list[Path]:
     """The notebooks, the quickstart first."""
-    return sorted((ROOT / "notebooks").glob("*.ipynb"), key=lambda p: (p.stem != "quickstart", p.stem))
+    return sorted((ROOT / "notebooks").glob("*.ipynb"),
+                  key=lambda p: (p.stem != "quickstart", p.stem))
 
 
 def _source(cell) -> str:

@@ -28,11 +28,10 @@ step)``. ``apply`` must return a state of the same structure, shapes and dtypes 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, dataclass_transform
+from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
 import jax
 import jax.numpy as jnp
@@ -42,15 +41,14 @@ from gradxform._src import dtypes, tree
 from gradxform._src import module as _module
 from gradxform._src.module import Invalid, Module, child, renamed_error, static
 from gradxform._src.schedules import Schedule, as_schedule
+from gradxform._src.types import PyTree, TreeDef
 
 __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
     "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
-    "hyper", "static", "child", "walk", "walk_from", "ParamsPlaceholder",
+    "hyper", "static", "child", "walk", "walk_from", "find_link", "ParamsPlaceholder",
     "is_params_placeholder", "PLACEHOLDER_SPEC", "NO_STATE",
 ]
-
-PyTree = Any
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +63,8 @@ def _as_hyper(value: Any) -> Any:
 
 def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
           integer: bool = False, decays_in: str | None = None, schedule: bool = True,
-          converter: Callable[[Any], Any] | None = None, kw_only: bool = False) -> Any:
+          converter: Callable[[Any], Any] | None = None, optional: bool = False,
+          kw_only: bool = False) -> Any:
     """A float hyperparameter of a transformation: a number, an array or a schedule.
 
     A plain function ``count -> value`` becomes a :class:`~gradxform.schedule_fn`. Numbers and
@@ -73,11 +72,12 @@ def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
     :func:`gradxform._src.module.hyper` for ``integer`` and ``decays_in``); schedules were
     checked when they were built. ``schedule=False`` for arguments that are used once (sizes,
     initial values), which take numbers and arrays only. ``converter`` runs first (presets
-    given by name, lists turned into arrays).
+    given by name, lists turned into arrays). ``None`` is refused unless the default is
+    ``None`` or the field is ``optional``.
     """
     if not schedule:
         return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
-                             converter=converter, kw_only=kw_only)
+                             converter=converter, optional=optional, kw_only=kw_only)
 
     def convert(value):
         return _as_hyper(value if converter is None else converter(value))
@@ -85,7 +85,7 @@ def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
     return _module.hyper(default, interval, integer=integer, decays_in=decays_in,
                          converter=convert, accepts=lambda v: isinstance(v, Schedule),
                          accepts_phrase="a real number, an array or a schedule",
-                         kw_only=kw_only)
+                         optional=optional, kw_only=kw_only)
 
 
 class StructureMismatchError(ValueError):
@@ -184,7 +184,9 @@ def _abbrev(items: list[str], n: int = 8) -> str:
 # The state and the step.
 
 
-_OptStateFields = collections.namedtuple("OptState", ["count", "inner"])
+class _OptStateFields(NamedTuple):
+    count: jax.Array | None  # type: ignore[assignment]  # shadows tuple.count, as optax's do
+    inner: PyTree
 
 
 class _PlaceholderSpec(ParamSpec):
@@ -284,12 +286,12 @@ class OptState(_OptStateFields, metaclass=_OptStateType):
     """
 
     __slots__ = ()
-    spec: ParamSpec | None = None
-    _by_spec: dict[ParamSpec, type[OptState]] = {}
+    spec: ClassVar[ParamSpec]  # set on the subclass made for each spec (for_spec)
+    _by_spec: ClassVar[dict[ParamSpec, type[OptState]]] = {}
 
     def __new__(cls, count: jax.Array | None, inner: PyTree, spec: ParamSpec | None = None):
         if spec is None:
-            if cls.spec is None:
+            if cls is OptState:
                 raise TypeError("OptState: needs the ParamSpec of the params (spec=...); build "
                                 "states with the optimizer's init")
             return super().__new__(cls, count, inner)
@@ -343,7 +345,7 @@ class Step(NamedTuple):
       extra: the keyword arguments given to ``update`` (``value=loss``, ``key=...``).
     """
 
-    count: jax.Array | None
+    count: jax.Array | None  # type: ignore[assignment]  # shadows tuple.count
     extra: Mapping[str, Any]
 
     def value(self, hyperparameter: Any) -> Any:
@@ -369,8 +371,13 @@ class Step(NamedTuple):
 class GradientTransformation(Module):
     """Base of every gradxform transformation. See the module docstring for the protocol."""
 
-    #: True if ``apply`` reads ``step.count`` (bias corrections, schedules of its own).
-    uses_count = False
+    @property
+    def uses_count(self) -> bool:
+        """True if ``apply`` reads ``step.count`` (bias corrections, schedules of its own).
+
+        A subclass sets ``uses_count = True``, or a property where it depends on a flag.
+        """
+        return False
 
     # -- to implement ------------------------------------------------------------------------
 
@@ -563,7 +570,7 @@ def _arrays_for_numbers(tree_: PyTree, spec: ParamSpec | None = None) -> PyTree:
 
 
 class stateless(GradientTransformation):
-    """A transformation without state from ``fn(updates, params) -> updates``.
+    """A transformation without state from ``f(updates, params) -> updates``.
 
     Two ``stateless`` values are equal when they wrap the same function object.
 
@@ -572,14 +579,14 @@ class stateless(GradientTransformation):
         halve = gx.stateless(lambda u, p: jax.tree.map(lambda g: g / 2, u))
     """
 
-    fn: Callable[[PyTree, PyTree | None], PyTree] = static()
+    f: Callable[[PyTree, PyTree | None], PyTree] = static()
 
     def check(self):
-        if not callable(self.fn):
-            raise self.error(f"must be callable, got {self.fn!r}", "fn", TypeError)
+        if not callable(self.f):
+            raise self.error(f"must be callable, got {self.f!r}", "f", TypeError)
 
     def apply(self, updates, state, params, step):
-        return self.fn(updates, params), state
+        return self.f(updates, params), state
 
 
 class identity(GradientTransformation):
@@ -750,6 +757,20 @@ def walk_from(tx: GradientTransformation, inner_state: PyTree, step: Step, path:
         yield from walk_from(sub, sub_state, sub_step, path + (label,))
 
 
+def find_link(tx: GradientTransformation, state: OptState, cls: type,
+              where: str) -> tuple[Any, PyTree]:
+    """The first transformation of type ``cls`` inside ``tx`` (by :func:`walk`) and its part of
+    ``state``; errors name ``where``."""
+    if not isinstance(state, OptState):
+        raise TypeError(f"{where}: state must be the OptState returned by the optimizer's init "
+                        f"or update, got {type(state).__name__}")
+    for _, t, st, _ in walk(tx, state):
+        if isinstance(t, cls):
+            return t, st
+    raise ValueError(f"{where}: the optimizer {tx.name!r} contains no {cls.__name__} "
+                     f"transformation, so there is nothing to read from its state")
+
+
 def hyperparams(tx: GradientTransformation, state: OptState) -> dict[str, jax.Array]:
     """The current value of every hyperparameter of ``tx``, schedules evaluated at the step.
 
@@ -805,7 +826,7 @@ def stack(values: Any) -> Any:
     values = list(values)
     if not values:
         raise ValueError("stack: needs at least one value")
-    structures = [jax.tree.structure(v) for v in values]
+    structures: list[TreeDef] = [jax.tree.structure(v) for v in values]
     for i, s in enumerate(structures[1:], 1):
         if s != structures[0]:
             why = _module.describe_difference(values[0], values[i], ("values[0]", f"values[{i}]"))

@@ -1,14 +1,14 @@
 """Combining transformations: ``chain``, ``named_chain``; routing leaves: ``masked``,
-``freeze``, ``partition``.
+``freeze``, ``selective_transform``, ``partition``.
 
 A chain runs its links one after the other on the updates. All links share the chain's single
 step counter (see :mod:`gradxform._src.base`); the state of a chain is the tuple of its links'
 states (a dict for ``named_chain``). Links may be optax transformations: they keep their own
 state and counters.
 
-**Routing leaves.** ``masked``, ``freeze`` and ``partition`` send each leaf of the params to a
-transformation. Which leaf goes where is given by a *mask* (bools) or *labels*, in one of four
-forms:
+**Routing leaves.** ``masked``, ``selective_transform`` and ``partition`` send each leaf of the
+params to a transformation (``freeze`` is ``masked(set_to_zero(), mask)``). Which leaf goes
+where is given by a *mask* (bools) or *labels*, in one of four forms:
 
 * a tree with the params' structure, or a prefix of it (``{"encoder": False, "head": True}``).
   It is matched to the params **by key path**, not by container type, so a plain ``dict`` mask
@@ -36,7 +36,7 @@ boolean array leaves can only be routed to ``set_to_zero`` or ``identity`` (or f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,6 +45,7 @@ import numpy as np
 
 from gradxform._src.base import (
     GradientTransformation,
+    Step,
     _path_key,
     child,
     described,
@@ -56,12 +57,10 @@ from gradxform._src.base import (
 )
 from gradxform._src.module import Invalid, Module, api, stable_function, thaw
 from gradxform._src.module import freeze as freeze_tree
-from gradxform._src.types import Mask
+from gradxform._src.types import Mask, PyTree, TreeDef
 
-__all__ = ["chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path",
-           "path_string", "mask_leaves", "multi_transform"]
-
-PyTree = Any
+__all__ = ["chain", "named_chain", "masked", "freeze", "selective_transform", "partition",
+           "by_regex", "by_path", "path_string", "mask_leaves", "multi_transform"]
 
 
 def _links(transforms: Any) -> tuple[GradientTransformation, ...]:
@@ -219,7 +218,8 @@ class by_regex(Module):
         labels = gx.by_regex([("bias|scale|norm", "no_decay")], default="decay")
         opt = gx.partition({"decay": gx.adamw(1e-3, weight_decay=0.1),
                             "no_decay": gx.adam(1e-3)}, labels)
-        frozen = gx.freeze(gx.adam(1e-3), gx.by_regex(r"\\['encoder'\\]"))
+        frozen = gx.selective_transform(gx.adam(1e-3),
+                                        freeze_mask=gx.by_regex(r"\\['encoder'\\]"))
     """
 
     rules: tuple = static()
@@ -358,19 +358,18 @@ def mask_leaves(mask: Any, params: PyTree, where: str) -> PyTree:
     """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable)."""
     if isinstance(mask, str):
         mask = by_regex(mask)
-    leaves, treedef = jax.tree.flatten(params)
-    del leaves
-    return treedef.unflatten(route(mask, params, where, "mask"))
+    return jax.tree.unflatten(jax.tree.structure(params), route(mask, params, where, "mask"))
 
 
 def _select(tree_: PyTree, keep: list) -> PyTree:
     """``tree_`` with the leaves where ``keep`` is False replaced by ``None``."""
     leaves, treedef = jax.tree.flatten(tree_)
-    return treedef.unflatten([x if k else None for x, k in zip(leaves, keep)])
+    return jax.tree.unflatten(treedef, [x if k else None for x, k in zip(leaves, keep)])
 
 
 def _merge(original: PyTree, parts: list[tuple[PyTree, list]]) -> PyTree:
     """Leaf ``i`` from the part whose ``keep[i]`` is True, from ``original`` where none is."""
+    treedef: TreeDef
     leaves, treedef = jax.tree.flatten(original)
     out = list(leaves)
     for tree_, keep in parts:
@@ -378,6 +377,24 @@ def _merge(original: PyTree, parts: list[tuple[PyTree, list]]) -> PyTree:
             if k:
                 out[i] = x
     return treedef.unflatten(out)
+
+
+def _select_extra(step: Step, updates: PyTree, keep: list, enabled: bool) -> Step:
+    """``step`` whose extra arguments with the updates' tree structure keep only the leaves
+    ``keep`` selects, if ``enabled`` (optax's ``mask_compatible_extra_args``)."""
+    if not enabled or not step.extra:
+        return step
+    structure: TreeDef = jax.tree.structure(updates)
+    extra = {k: _select(v, keep) if jax.tree.structure(v) == structure else v
+             for k, v in step.extra.items()}
+    return step._replace(extra=extra)
+
+
+def _flag(value: Any) -> bool:
+    """Field converter of a bool flag."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise Invalid(f"must be a bool, got {value!r}", TypeError)
+    return bool(value)
 
 
 def _is_stateless_passthrough(tx: GradientTransformation) -> bool:
@@ -432,7 +449,7 @@ def _labelled_transforms(transforms: Any) -> dict[str, GradientTransformation]:
 
 
 # --------------------------------------------------------------------------------------------
-# masked, freeze, partition.
+# masked, freeze, selective_transform, partition.
 
 
 class masked(GradientTransformation):
@@ -440,7 +457,7 @@ class masked(GradientTransformation):
 
     The inner transformation sees (and keeps state for) only the selected leaves; the others
     appear to it as ``None``. Unselected leaves are passed through as they came (use
-    :class:`freeze` to zero them instead).
+    :class:`selective_transform` to zero them instead).
 
     Args:
       inner: the transformation to apply to the selected leaves (gradxform or optax).
@@ -448,6 +465,9 @@ class masked(GradientTransformation):
         prefix of it), a callable ``params -> tree of bools``, a regex string searched in each
         leaf's path string, or a :class:`by_regex`/:class:`by_path` rule (see the module
         documentation).
+      mask_compatible_extra_args: keyword-only; also mask the keyword arguments of ``update``
+        that have the updates' tree structure (optax's option), so ``inner`` sees its leaves of
+        them only. Default: they are passed on whole.
 
     Example::
 
@@ -458,6 +478,7 @@ class masked(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     mask: Mask = static(converter=_prepare_mask)
+    mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -472,60 +493,89 @@ class masked(GradientTransformation):
     def apply(self, updates, state, params, step):
         keep = self._keep(updates if params is None else params)
         sub_params = None if params is None else _select(params, keep)
-        new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
+        sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
+        new, state = self.inner.apply(_select(updates, keep), state, sub_params, sub_step)
         return _merge(updates, [(new, keep)]), state
 
     def links(self, state, step):
         return iter([(self.inner.name, self.inner, state, step)])
 
 
-class freeze(GradientTransformation):
-    r"""Freeze some leaves: zero updates and **no optimizer state** for them.
+@api("freeze")
+def freeze(mask: Mask) -> masked:
+    r"""Zero the updates of the leaves ``mask`` selects (True = frozen); pass the others on.
 
-    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow
-              \mathrm{inner}(u)_i \ \text{otherwise}
+    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow u_i
+              \ \text{otherwise}
 
-    ``inner`` sees only the trainable leaves (frozen ones appear to it as ``None``), so Adam
-    keeps no moments for a frozen encoder: the state's size is that of the trainable leaves.
+    ``masked(set_to_zero(), mask)``, as optax's ``freeze``. In a chain *before* an optimizer
+    (``chain(freeze(mask), adam(lr))``) the optimizer still keeps state for the frozen leaves
+    (zero gradients decay Adam's moments, weight decay still moves them); to keep no state for
+    them and leave them exactly as they are, wrap the optimizer instead:
+    :class:`selective_transform` (``selective_transform(adam(lr), freeze_mask=mask)``).
 
     Args:
-      inner: the transformation for the trainable leaves.
-      frozen: which leaves are frozen (True = frozen), in any form a mask takes: a tree of
-        bools matched by path (or a prefix), a callable ``params -> tree``, a regex string, or a
+      mask: which leaves are frozen, in any form a mask takes: a tree of bools matched by path
+        (or a prefix), a callable ``params -> tree``, a regex string, or a
         :class:`by_regex`/:class:`by_path` rule.
-
-    Conventions. optax's ``freeze(mask)`` only zeroes the frozen updates: chained with Adam, Adam
-    still keeps moments for every leaf. This is optax's ``selective_transform(opt,
-    freeze_mask=...)``, with the mask in any of the forms above.
 
     Example::
 
-        opt = gx.freeze(gx.adam(1e-3), {"encoder": True, "head": False})
-        opt = gx.freeze(gx.adam(1e-3), r"\['encoder'\]")   # the same, by regex
+        opt = gx.chain(gx.freeze({"encoder": True, "head": False}), gx.sgd(1e-2))
+    """
+    return masked(inner=set_to_zero(), mask=mask)
+
+
+class selective_transform(GradientTransformation):
+    r"""Optimise the leaves ``freeze_mask`` leaves False; zero updates and **no optimizer
+    state** for the frozen ones.
+
+    .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow
+              \mathrm{optimizer}(u)_i \ \text{otherwise}
+
+    ``optimizer`` sees only the trainable leaves (frozen ones appear to it as ``None``), so Adam
+    keeps no moments for a frozen encoder: the state's size is that of the trainable leaves.
+
+    Conventions. As optax's ``selective_transform``, with the mask in any of the forms below.
+    optax's ``freeze(mask)`` (:func:`freeze` here) only zeroes the frozen updates: chained with
+    Adam, Adam still keeps moments for every leaf.
+
+    Args:
+      optimizer: the transformation for the trainable leaves (gradxform or optax).
+      freeze_mask: keyword-only; which leaves are frozen (True = frozen), in any form a mask
+        takes: a bool (all or nothing), a tree of bools matched by path (or a prefix), a
+        callable ``params -> tree``, a regex string, or a :class:`by_regex`/:class:`by_path`
+        rule.
+
+    Example::
+
+        opt = gx.selective_transform(gx.adam(1e-3), freeze_mask={"encoder": True,
+                                                                  "head": False})
+        opt = gx.selective_transform(gx.adam(1e-3), freeze_mask=r"\['encoder'\]")  # by regex
     """
 
-    inner: GradientTransformation = child(converter=transformation)
-    frozen: Mask = static(converter=_prepare_mask)
+    optimizer: GradientTransformation = child(converter=transformation)
+    freeze_mask: Mask = static(converter=_prepare_mask, kw_only=True)
 
     def _trainable(self, tree_):
-        return [not f for f in route(self.frozen, tree_, self.name, "mask")]
+        return [not f for f in route(self.freeze_mask, tree_, self.name, "mask")]
 
     def init_state(self, params):
         if is_params_placeholder(params):  # a template of the state: no leaves to route
-            return self.inner.init_state(params)
+            return self.optimizer.init_state(params)
         keep = self._trainable(params)
-        _check_routable(self.name, self.inner, params, keep, "the trainable leaves")
-        return self.inner.init_state(_select(params, keep))
+        _check_routable(self.name, self.optimizer, params, keep, "the trainable leaves")
+        return self.optimizer.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._trainable(updates if params is None else params)
         sub_params = None if params is None else _select(params, keep)
-        new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
+        new, state = self.optimizer.apply(_select(updates, keep), state, sub_params, step)
         zeros = jax.tree.map(jnp.zeros_like, updates)
         return _merge(zeros, [(new, keep)]), state
 
     def links(self, state, step):
-        return iter([(self.inner.name, self.inner, state, step)])
+        return iter([(self.optimizer.name, self.optimizer, state, step)])
 
 
 class partition(GradientTransformation):
@@ -538,9 +588,12 @@ class partition(GradientTransformation):
     Args:
       transforms: a dict ``{label: transformation}`` (gradxform or optax transformations;
         ``set_to_zero()`` freezes a group).
-      labels: the label of each leaf: a tree of labels matched to the params by path (or a
-        prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
+      param_labels: the label of each leaf: a tree of labels matched to the params by path (or
+        a prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
         :class:`by_path` rule (see the module documentation for the path strings).
+      mask_compatible_extra_args: keyword-only; give each transformation only its leaves of
+        the keyword arguments of ``update`` that have the updates' tree structure (optax's
+        option). Default: they are passed on whole.
 
     Conventions. This is optax's ``multi_transform`` / ``partition`` and Keras'
     ``OptimizerMap``; torch expresses it with parameter groups.
@@ -554,10 +607,12 @@ class partition(GradientTransformation):
     """
 
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
-    labels: Any = static(converter=freeze_tree)
+    param_labels: Any = static(converter=freeze_tree)
+    mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
 
     def check(self):
-        labels = thaw(self.labels)
+        labels = thaw(self.param_labels)
+        given: Sequence[Any]
         if isinstance(labels, by_regex):
             given = labels.labels()
         elif callable(labels):
@@ -567,10 +622,10 @@ class partition(GradientTransformation):
         for label in given:
             if label not in self.transforms:
                 raise self.error(f"give the label {label!r}, which is not a key of transforms "
-                                 f"{tuple(self.transforms)}", "labels")
+                                 f"{tuple(self.transforms)}", "param_labels")
 
     def _groups(self, tree_) -> list:
-        labels = route(self.labels, tree_, self.name, "labels")
+        labels = route(self.param_labels, tree_, self.name, "labels")
         flat = jax.tree_util.tree_flatten_with_path(tree_)[0]
         for (path, _), label in zip(flat, labels):
             try:
@@ -600,8 +655,9 @@ class partition(GradientTransformation):
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
             sub_params = None if params is None else _select(params, keep)
+            sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
             new, new_state[label] = tx.apply(_select(updates, keep), state[label], sub_params,
-                                             step)
+                                             sub_step)
             parts.append((new, keep))
         return _merge(updates, parts), new_state
 
@@ -616,16 +672,13 @@ def multi_transform(transforms: Mapping[str, Any], param_labels: Any, *,
 
     Conventions. The state is :class:`partition`'s, a dict keyed by label (optax's is
     ``MultiTransformState(inner_states)``, with each group's state in a ``MaskedState``).
-    Every group's transformation receives the extra arguments of ``update`` as they are:
-    optax's ``mask_compatible_extra_args=True`` (mask params-shaped extra arguments per group)
-    is not supported and raises.
+    ``mask_compatible_extra_args=True`` gives each group only its leaves of the params-shaped
+    extra arguments of ``update``, as in optax.
 
     Example::
 
         opt = gx.multi_transform({"decay": gx.adamw(1e-3), "no_decay": gx.adam(1e-3)},
                                  gx.by_regex([("bias|scale", "no_decay")], default="decay"))
     """
-    if mask_compatible_extra_args:
-        raise ValueError("multi_transform: mask_compatible_extra_args=True is not supported; "
-                         "every group receives the extra arguments of update unmasked")
-    return partition(transforms, param_labels)
+    return partition(transforms, param_labels,
+                     mask_compatible_extra_args=mask_compatible_extra_args)

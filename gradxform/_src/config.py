@@ -53,7 +53,8 @@ _BUILTIN_DTYPES = {"float": float, "int": int, "bool": bool, "complex": complex}
 
 
 def _subclasses(cls: type) -> list[type]:
-    out = []
+    out: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_subclasses(sub))
@@ -236,20 +237,18 @@ def _decode_module(config: dict, table) -> Module:
                          f"({', '.join(f'{c.__module__}.{c.__qualname__}' for c in classes)})")
     cls = classes[0]
     given = dict(config["fields"])
-    obj = object.__new__(cls)
+    values = {}
     for f in dataclasses.fields(cls):
         if f.name in given:
-            value = _decode(given.pop(f.name), table)
-        elif f.default is not dataclasses.MISSING:
-            value = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            value = f.default_factory()
-        else:
+            values[f.name] = _decode(given.pop(f.name), table)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ValueError(f"from_config: {name} needs the field {f.name!r}")
-        object.__setattr__(obj, f.name, value)
     if given:
         raise ValueError(f"from_config: {name} has no field(s) {sorted(given)}")
-    obj.__post_init__()  # the checks a value built by hand goes through
+    # The fields, not the call signature (chain(*transforms) has its own __init__): set,
+    # converted and checked as a value built by hand.
+    obj = object.__new__(cls)
+    cls.__init_fields__(obj, **values)
     return obj
 
 

@@ -33,13 +33,13 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from gradxform._src import tree
 from gradxform._src.base import OptState, ParamSpec, StructureMismatchError
+from gradxform._src.types import PyTree, TreeDef
 
 __all__ = [
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",
 ]
 
-PyTree = Any
 Rule = Callable[[tuple, jax.ShapeDtypeStruct], Any]
 
 
@@ -57,6 +57,7 @@ def _describe_leaf(path: tuple) -> str:
 
 def _param_shardings(params: PyTree, shardings: Any, where: str) -> list[tuple[tuple, Any, Any]]:
     """``(path, shape, sharding)`` for every param leaf."""
+    treedef: TreeDef
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     if shardings is None:
         out = []
@@ -90,7 +91,7 @@ def _spec_tuple(spec: PartitionSpec, ndim: int) -> list:
 
 
 def _used_axes(entries: Sequence) -> set:
-    used = set()
+    used: set = set()
     for e in entries:
         if e is None:
             continue

@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,14 @@ def wider(*dtypes_: Any) -> np.dtype:
         for d in dtypes_[1:]:
             out = np.dtype(jnp.promote_types(out, d))
     return out
+
+
+@overload
+def canonical(dtype: None) -> None: ...
+
+
+@overload
+def canonical(dtype: Any) -> np.dtype: ...
 
 
 def canonical(dtype: Any) -> np.dtype | None:
@@ -95,9 +103,9 @@ def safe_eps(eps: Any, dtype: Any) -> jax.Array:
         if eps > 0 and cast_eps < tiny:
             cast_eps = tiny
         return jnp.asarray(cast_eps, dtype)
-    cast_eps = jnp.asarray(eps, dtype)
-    return jnp.where((cast_eps < tiny) & (jnp.asarray(eps) > 0), jnp.asarray(tiny, dtype),
-                     cast_eps)
+    traced_eps = jnp.asarray(eps, dtype)
+    return jnp.where((traced_eps < tiny) & (jnp.asarray(eps) > 0), jnp.asarray(tiny, dtype),
+                     traced_eps)
 
 
 def cast(x: jax.Array, dtype: Any) -> jax.Array:

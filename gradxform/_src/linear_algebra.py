@@ -4,7 +4,9 @@ the coupled Newton iteration (``matrix_inverse_pth_root``)."""
 
 from __future__ import annotations
 
+import functools
 import numbers
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +14,14 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes
+from gradxform._src.types import PyTree
 
 __all__ = ["power_iteration", "matrix_inverse_pth_root"]
 
-PyTree = Any
-
 
 def _vdot(a: PyTree, b: PyTree) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    products = [jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    return functools.reduce(operator.add, products)
 
 
 def _normalized(v: PyTree) -> PyTree:
@@ -93,13 +95,15 @@ def power_iteration(matrix: Any, *, v0: PyTree = None, num_iters: Any = 100,
 
 def _power(x: jax.Array, p: int, precision: Any) -> jax.Array:
     """``x ** p`` (matrix power) by repeated squaring, unrolled for a Python int ``p >= 1``."""
-    result, base = None, x
-    while p:
-        if p & 1:
+    result, base, bits = None, x, p
+    while bits:
+        if bits & 1:
             result = base if result is None else jnp.matmul(result, base, precision=precision)
-        p >>= 1
-        if p:
+        bits >>= 1
+        if bits:
             base = jnp.matmul(base, base, precision=precision)
+    if result is None:
+        raise ValueError(f"_power: p must be a whole number >= 1, got {p}")
     return result
 
 

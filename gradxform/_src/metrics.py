@@ -10,10 +10,9 @@ section of the documentation).
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,10 +20,9 @@ import numpy as np
 from gradxform._src import tree
 from gradxform._src.base import GradientTransformation, OptState, walk
 from gradxform._src.base import hyperparams as _hyperparams
+from gradxform._src.types import PyTree
 
 __all__ = ["step_metrics", "CSVLogger"]
-
-PyTree = Any
 
 
 def _selected_hyperparams(tx, state, which) -> dict[str, Any]:
@@ -149,7 +147,8 @@ class CSVLogger:
             log.write({"step": 1, "loss": 0.5})
     """
 
-    def __init__(self, file: str | os.PathLike | io.TextIOBase, append: bool = False):
+    def __init__(self, file: str | os.PathLike[str] | TextIO, append: bool = False):
+        self._file: TextIO
         if isinstance(file, (str, os.PathLike)):
             self._file = open(file, "a" if append else "w", newline="")  # noqa: SIM115
             self._owned = True
@@ -189,8 +188,9 @@ class CSVLogger:
     def write_many(self, metrics: Mapping[str, Any]) -> None:
         """Write one row per entry of the leading axis (metrics stacked over steps)."""
         arrays = {k: np.asarray(v) for k, v in metrics.items()}
-        lengths = {np.shape(v)[0] if np.ndim(v) else None for v in arrays.values()}
-        if len(lengths) != 1 or None in lengths:
+        shapes = [np.shape(v) for v in arrays.values()]
+        lengths = {shape[0] for shape in shapes if shape}
+        if len(lengths) != 1 or not all(shapes):
             raise ValueError(
                 "CSVLogger.write_many: every metric needs the same leading (step) axis, got "
                 f"shapes {({k: v.shape for k, v in arrays.items()})}"

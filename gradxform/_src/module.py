@@ -36,12 +36,13 @@ import math
 import numbers
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, dataclass_transform
 
 import jax
 import numpy as np
 
 from gradxform._src import dtypes
+from gradxform._src.types import TreeDef
 
 __all__ = ["Module", "hyper", "static", "child", "field_of", "api", "renaming", "Origin",
            "Invalid", "argument_error", "renamed_error", "validate", "Interval", "freeze",
@@ -53,6 +54,7 @@ _INTEGER = "gradxform.integer"
 _DECAYS_IN = "gradxform.decays_in"
 _CONVERTER = "gradxform.converter"
 _ACCEPTS = "gradxform.accepts"
+_OPTIONAL = "gradxform.optional"
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +98,8 @@ def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
           integer: bool = False, decays_in: str | None = None,
           converter: Callable[[Any], Any] | None = None,
           accepts: Callable[[Any], bool] | None = None,
-          accepts_phrase: str | None = None, kw_only: bool = False) -> Any:
+          accepts_phrase: str | None = None, optional: bool = False,
+          kw_only: bool = False) -> Any:
     """A float hyperparameter field: a pytree leaf, checked against ``interval``.
 
     Args:
@@ -112,11 +115,14 @@ def hyper(default: Any = dataclasses.MISSING, interval: str | None = None, *,
         they are (schedules); they are not range-checked here.
       accepts_phrase: how errors describe what the field accepts (default: "a real number or an
         array").
+      optional: ``None`` is a value of the field (it means "none": no cap, no warm-up), which
+        its documentation says. A field whose default is ``None`` is optional; any other field
+        rejects ``None`` when the value is built.
       kw_only: the argument is keyword-only.
     """
     meta = {_KIND: "hyper", _INTERVAL: Interval.parse(interval) if interval else None,
             _INTEGER: integer, _DECAYS_IN: decays_in, _CONVERTER: converter,
-            _ACCEPTS: (accepts, accepts_phrase)}
+            _ACCEPTS: (accepts, accepts_phrase), _OPTIONAL: optional or default is None}
     return dataclasses.field(default=default, metadata=meta, kw_only=kw_only)
 
 
@@ -256,7 +262,8 @@ def api(name: str, rename: Mapping[dataclasses.Field, str] | None = None):
                     raise
                 raise new from None
 
-        public.__gradxform_api__ = name
+        # Marks a public factory (read by the hint for an uncalled factory, base.described).
+        public.__gradxform_api__ = name  # type: ignore[attr-defined]  # a function attribute
         return public
 
     return decorate
@@ -287,16 +294,24 @@ def _is_tracer(x: Any) -> bool:
 
 
 def _check_hyper(cls: type, field: dataclasses.Field, value: Any) -> None:
-    """Range-check one hyperparameter value (numbers and concrete arrays; not tracers)."""
+    """Range-check one hyperparameter value (numbers and concrete arrays; not tracers).
+
+    ``None`` is accepted only by an optional field (see :func:`hyper`).
+    """
     accepts, phrase = field.metadata.get(_ACCEPTS, (None, None))
-    if value is None or _is_tracer(value):
-        return
-    if accepts is not None and accepts(value):
-        return
     phrase = phrase or "a real number or an array"
 
     def error(message, exc=ValueError):
         return argument_error(cls, field, message, exc)
+
+    if value is None:
+        if field.metadata.get(_OPTIONAL, True):
+            return
+        raise error(f"must be {phrase}, got None", TypeError)
+    if _is_tracer(value):
+        return
+    if accepts is not None and accepts(value):
+        return
 
     if isinstance(value, Module):
         what = "a whole number" if field.metadata.get(_INTEGER) else "a real number"
@@ -505,7 +520,7 @@ def stable_function(value: Any) -> Any:
 def _leaf_key(x: Any) -> Any:
     if _is_tracer(x):
         return ("tracer", id(x))
-    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+    if isinstance(x, numbers.Complex) and not isinstance(x, bool):
         return float(x) if isinstance(x, numbers.Real) else complex(x)
     try:
         arr = np.asarray(x)
@@ -561,19 +576,25 @@ class Module:
     """
 
     __slots__ = ()
-    _data_fields: tuple[str, ...] = ()
-    _static_fields: tuple[str, ...] = ()
-    _hyper_fields: tuple[str, ...] = ()
+    _data_fields: ClassVar[tuple[str, ...]] = ()
+    _static_fields: ClassVar[tuple[str, ...]] = ()
+    _hyper_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs):
+    #: The dataclass ``__init__`` of a subclass: sets the fields, converts and checks them.
+    __init_fields__: ClassVar[Callable[..., None]]
+    if TYPE_CHECKING:  # made by dataclasses.dataclass in __init_subclass__
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own_init = cls.__dict__.get("__init__")
         if own_init is not None:
             delattr(cls, "__init__")
         dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        # The generated __init__ stays reachable as __init_fields__ when the class has its own.
         cls.__init_fields__ = cls.__init__
         if own_init is not None:
-            cls.__init__ = own_init
+            cls.__init__ = own_init  # type: ignore[method-assign]  # restored after dataclass()
         fields = dataclasses.fields(cls)
         cls._data_fields = tuple(f.name for f in fields if _kind(f) != "static")
         cls._static_fields = tuple(f.name for f in fields if _kind(f) == "static")
@@ -666,6 +687,8 @@ class Module:
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
+        tree_a: TreeDef
+        tree_b: TreeDef
         leaves_a, tree_a = jax.tree.flatten(self)
         leaves_b, tree_b = jax.tree.flatten(other)
         return tree_a == tree_b and all(map(_leaf_equal, leaves_a, leaves_b))

@@ -26,12 +26,10 @@ from gradxform._src.base import (
     walk,
 )
 from gradxform._src.module import Invalid
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, PyTree
 
 __all__ = ["snapshot", "SnapshotState", "measure_with_ema", "MeasureWithEmaState", "monitor",
            "MonitorState", "measurements"]
-
-PyTree = Any
 
 
 def _zeros_of(shapes: PyTree) -> PyTree:

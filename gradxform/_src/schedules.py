@@ -17,13 +17,13 @@ A plain Python function ``count -> value`` is accepted too (it is wrapped in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from gradxform._src.module import Module, child, hyper, static
+from gradxform._src.module import Module, api, argument_error, child, field_of, hyper, static
 from gradxform._src.types import Hyper, Numeric
 
 __all__ = [
@@ -32,8 +32,8 @@ __all__ = [
     "cosine_decay_schedule", "warmup_cosine_decay_schedule", "join_schedules",
     "warmup_constant_schedule", "warmup_exponential_decay_schedule",
     "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
-    "sgdr_schedule", "cyclic_schedule", "inverse_time_decay", "inverse_sqrt_schedule",
-    "multiply_schedules",
+    "sgdr_schedule", "cosine_decay_restarts", "cyclic_schedule", "inverse_time_decay",
+    "inverse_sqrt_schedule", "multiply_schedules",
 ]
 
 
@@ -71,9 +71,11 @@ def _is_factor(x: Any) -> bool:
         hasattr(x, "shape") and hasattr(x, "dtype"))
 
 
-def _whole(module: Module, *fields: str) -> bool:
-    """True if every named field is a concrete Python number (so relations can be checked)."""
-    return all(isinstance(getattr(module, f), (int, float)) for f in fields)
+def _numbers(module: Module, *fields: str) -> tuple[float, ...] | None:
+    """The named fields if every one is a concrete Python number (so relations can be checked),
+    else ``None``."""
+    values = tuple(getattr(module, f) for f in fields)
+    return values if all(isinstance(v, (int, float)) for v in values) else None
 
 
 class schedule_fn(Schedule):
@@ -270,6 +272,17 @@ class warmup_cosine_decay_schedule(Schedule):
         return jnp.where(count < _f(self.warmup_steps), warm, decayed)
 
 
+def _check_boundaries_and_scales(
+        schedule: piecewise_constant_schedule | piecewise_interpolate_schedule) -> None:
+    for b, s in zip(schedule.boundaries, schedule.scales):
+        if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+            raise schedule.error(f"keys must be whole step numbers >= 0, got {b!r}",
+                                 "boundaries_and_scales")
+        if isinstance(s, (int, float)) and not (s >= 0 and s < float("inf")):
+            raise schedule.error(f"values must be finite scales >= 0, got {s!r} at step {b}",
+                                 "boundaries_and_scales")
+
+
 class piecewise_constant_schedule(Schedule):
     r"""``init_value`` times the product of the scales whose boundary has been reached.
 
@@ -289,13 +302,7 @@ class piecewise_constant_schedule(Schedule):
                              scales=tuple(s for _, s in items))
 
     def check(self):
-        for b, s in zip(self.boundaries, self.scales):
-            if isinstance(b, bool) or not isinstance(b, int) or b < 0:
-                raise self.error(f"keys must be whole step numbers >= 0, got {b!r}",
-                                 "boundaries_and_scales")
-            if isinstance(s, (int, float)) and not (s >= 0 and s < float("inf")):
-                raise self.error(f"values must be finite scales >= 0, got {s!r} at step {b}",
-                                 "boundaries_and_scales")
+        _check_boundaries_and_scales(self)
 
     def __call__(self, count):
         count = _f(count)
@@ -311,8 +318,8 @@ class join_schedules(Schedule):
     ``boundaries`` are increasing step numbers, one fewer than ``schedules``.
     """
 
-    schedules: tuple = child(converter=_schedules)
-    boundaries: tuple = child(converter=tuple)
+    schedules: Sequence[Any] = child(converter=_schedules)   # stored as tuples
+    boundaries: Sequence[Any] = child(converter=tuple)
 
     def check(self):
         if len(self.schedules) == 0:
@@ -487,7 +494,7 @@ class piecewise_interpolate_schedule(Schedule):
         if self.interpolate_type not in ("linear", "cosine"):
             raise self.error(f"must be 'linear' or 'cosine', got {self.interpolate_type!r}",
                              "interpolate_type")
-        piecewise_constant_schedule.check(self)
+        _check_boundaries_and_scales(self)
 
     def __call__(self, count):
         return _piecewise(self.interpolate_type, self.init_value, self.boundaries, self.scales,
@@ -525,9 +532,10 @@ class linear_onecycle_schedule(Schedule):
     final_div_factor: Numeric = hyper(default=1e4, interval="(0, inf)")
 
     def check(self):
-        if not _whole(self, "transition_steps", "pct_start", "pct_final"):
+        numbers = _numbers(self, "transition_steps", "pct_start", "pct_final")
+        if numbers is None:
             return
-        t, ps, pf = self.transition_steps, self.pct_start, self.pct_final
+        t, ps, pf = numbers
         up, down = _py_steps(ps, t), _py_steps(pf, t)
         if up < 1:
             raise self.error(
@@ -578,9 +586,10 @@ class cosine_onecycle_schedule(Schedule):
     final_div_factor: Numeric = hyper(default=1e4, interval="(0, inf)")
 
     def check(self):
-        if not _whole(self, "transition_steps", "pct_start"):
+        numbers = _numbers(self, "transition_steps", "pct_start")
+        if numbers is None:
             return
-        t, ps = self.transition_steps, self.pct_start
+        t, ps = numbers
         if _py_steps(ps, t) < 1:
             raise self.error(
                 f"times transition_steps must be at least one step: with transition_steps={t}, "
@@ -599,8 +608,50 @@ class cosine_onecycle_schedule(Schedule):
 # Cyclic schedules.
 
 
-class sgdr_schedule(Schedule):
-    r"""Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
+@api("sgdr_schedule", rename={field_of(join_schedules, "schedules"): "cosine_kwargs"})
+def sgdr_schedule(cosine_kwargs: Iterable[Mapping[str, Any]]) -> join_schedules:
+    r"""Cosine annealing with warm restarts, one cycle per dict (optax's ``sgdr_schedule``).
+
+    Cycle :math:`i` is ``warmup_cosine_decay_schedule(**cosine_kwargs[i])``, restarted at count
+    0; it lasts its ``decay_steps`` steps, and the last one runs on:
+
+    .. math:: v(t) = c_i(t - B_i), \qquad B_i = \sum_{j < i} D_j \quad (B_i \le t < B_{i+1})
+
+    Conventions. As optax; the result is a :class:`join_schedules`. For Keras' form (a first
+    cycle length that grows by ``t_mul`` at each restart, forever) see
+    :class:`cosine_decay_restarts`.
+
+    Args:
+      cosine_kwargs: a non-empty sequence of dicts of arguments of
+        :class:`warmup_cosine_decay_schedule` (``init_value``, ``peak_value``,
+        ``warmup_steps``, ``decay_steps``, optionally ``end_value`` and ``exponent``), one per
+        cycle.
+
+    Example::
+
+        lr = gx.sgdr_schedule([dict(init_value=0.0, peak_value=1e-3, warmup_steps=100,
+                                    decay_steps=1000)] * 3)
+
+    References:
+      Loshchilov & Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*, ICLR 2017.
+    """
+    cycles = list(cosine_kwargs)
+    if not cycles:
+        raise argument_error("sgdr_schedule", "cosine_kwargs", "needs at least one cycle (a dict)")
+    schedules, boundaries, start = [], [], 0
+    for i, kwargs in enumerate(cycles):
+        if not isinstance(kwargs, Mapping) or "decay_steps" not in kwargs:
+            raise argument_error("sgdr_schedule", "cosine_kwargs",
+                                 f"must be dicts of warmup_cosine_decay_schedule's arguments "
+                                 f"with decay_steps, got {kwargs!r} at position {i}", TypeError)
+        schedules.append(warmup_cosine_decay_schedule(**kwargs))
+        start = start + kwargs["decay_steps"]
+        boundaries.append(start)
+    return join_schedules(schedules=schedules, boundaries=boundaries[:-1])
+
+
+class cosine_decay_restarts(Schedule):
+    r"""Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017), Keras' form.
 
     Cycle :math:`i = 0, 1, \ldots` lasts :math:`T_i = T_0\,\tau^i` steps (``first_decay_steps``
     times ``t_mul`` to the :math:`i`); within it, at :math:`t_{cur}` steps since its start,
@@ -613,8 +664,7 @@ class sgdr_schedule(Schedule):
 
     Conventions. Arguments as Keras' ``CosineDecayRestarts`` (torch's
     ``CosineAnnealingWarmRestarts`` is ``t_mul`` = ``T_mult``, ``alpha = eta_min / lr``,
-    ``m_mul=1``). optax's ``sgdr_schedule`` takes a list of cycles instead; build that with
-    :class:`join_schedules` of :class:`warmup_cosine_decay_schedule` values.
+    ``m_mul=1``). optax's form, a list of cycles, is :func:`sgdr_schedule`.
 
     Args:
       init_value: :math:`I`, the value at the start of the first cycle.

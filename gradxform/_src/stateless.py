@@ -13,10 +13,9 @@ from typing import Any, NamedTuple
 import jax
 
 from gradxform._src.base import GradientTransformation, as_transformation, static
+from gradxform._src.types import PyTree
 
 __all__ = ["EmptyState", "init_empty_state", "stateless_with_tree_map", "with_extra_args_support"]
-
-PyTree = Any
 
 
 class EmptyState(NamedTuple):

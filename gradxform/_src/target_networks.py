@@ -18,10 +18,9 @@ import jax.numpy as jnp
 
 from gradxform._src import tree
 from gradxform._src.base import StructureMismatchError
+from gradxform._src.types import PyTree, TreeDef
 
 __all__ = ["incremental_update", "periodic_update"]
-
-PyTree = Any
 
 
 def _concrete(value: Any) -> float | None:
@@ -31,7 +30,8 @@ def _concrete(value: Any) -> float | None:
 
 
 def _check_structure(where: str, new: PyTree, old: PyTree) -> None:
-    if jax.tree.structure(new) != jax.tree.structure(old):
+    new_def: TreeDef = jax.tree.structure(new)
+    if new_def != jax.tree.structure(old):
         raise StructureMismatchError(
             f"{where}: new_tensors and old_tensors have different tree structures.\n"
             f"  new_tensors: {jax.tree.structure(new)}\n  old_tensors: {jax.tree.structure(old)}")

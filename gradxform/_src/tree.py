@@ -7,23 +7,24 @@ is left to implicit promotion. ``None`` entries of a tree are empty subtrees and
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes
+from gradxform._src.types import PyTree, TreeDef
 
 __all__ = [
     "zeros_like", "full_like", "cast_like", "update_moment", "update_moment_per_elem_norm",
     "update_infinity_moment",
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
-    "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
+    "unzip", "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
     "fill_params_copy", "real_accumulator_dtype",
 ]
-
-PyTree = Any
 
 
 def scalar(value: Any, dtype: Any) -> jax.Array:
@@ -55,11 +56,17 @@ def cast_like(tree: PyTree, like: PyTree) -> PyTree:
     return jax.tree.map(lambda x, y: dtypes.cast(x, y.dtype), tree, like)
 
 
+def unzip(like: PyTree, tuples: PyTree, n: int) -> tuple[PyTree, ...]:
+    """Split a tree of ``n``-tuples (shaped like ``like`` above the tuples) into ``n`` trees."""
+    treedef: TreeDef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(tuples)
+    return tuple(treedef.unflatten([t[i] for t in flat]) for i in range(n))
+
+
 def unzip2(like: PyTree, pairs: PyTree) -> tuple[PyTree, PyTree]:
     """Split a tree of pairs (shaped like ``like`` above the pairs) into two trees."""
-    treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(pairs)
-    return treedef.unflatten([a for a, _ in flat]), treedef.unflatten([b for _, b in flat])
+    first, second = unzip(like, pairs, 2)
+    return first, second
 
 
 def scale_by(x: jax.Array, factor: jax.Array) -> jax.Array:
@@ -131,7 +138,7 @@ def update_infinity_moment(updates: PyTree, moments: PyTree, decay: Any, eps: An
     return jax.tree.map(one, updates, moments)
 
 
-def bias_correction(moments: PyTree, decay: Any, count: jax.Array) -> PyTree:
+def bias_correction(moment: PyTree, decay: Any, count: jax.Array) -> PyTree:
     """``m / (1 - decay**count)``; the power is formed in at least float32."""
 
     def one(m):
@@ -139,17 +146,17 @@ def bias_correction(moments: PyTree, decay: Any, count: jax.Array) -> PyTree:
         correction = 1 - scalar(decay, work) ** jnp.asarray(count).astype(work)
         return m / correction.astype(m.dtype)
 
-    return jax.tree.map(one, moments)
+    return jax.tree.map(one, moment)
 
 
-def global_norm(tree: PyTree, *, axis_name: Any = None) -> jax.Array:
+def global_norm(updates: PyTree, *, axis_name: Any = None) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
 
     With ``axis_name`` the squared norms are summed over that mapped axis as well (inside
     ``shard_map`` or ``pmap`` when the leaves are shards of one tree); leaves replicated over
     the axis are counted once (see :func:`sum_over_shards`).
     """
-    leaves = jax.tree.leaves(tree)
+    leaves = jax.tree.leaves(updates)
     if not leaves:
         return jnp.zeros([], jnp.float32)
     work = jnp.float32
@@ -157,7 +164,10 @@ def global_norm(tree: PyTree, *, axis_name: Any = None) -> jax.Array:
         work = dtypes.wider(work, dtypes.real_dtype(x.dtype))
     squares = [jnp.sum(abs_sq(x.astype(dtypes.wider(x.dtype, work))).astype(work))
                for x in leaves]
-    total = sum(squares) if axis_name is None else sum_over_shards(squares, axis_name)
+    if axis_name is None:
+        total: jax.Array = functools.reduce(operator.add, squares)
+    else:
+        total = sum_over_shards(squares, axis_name)
     return safe_sqrt(total)
 
 
@@ -228,7 +238,7 @@ def _tracks_variance(axes: tuple) -> bool:
     return probe is not None and set(axes) <= probe
 
 
-def sum_over_shards(values: list, axis_name: Any) -> jax.Array:
+def sum_over_shards(values: list[jax.Array], axis_name: Any) -> jax.Array:
     """Add per-leaf partial sums of a sharded tree into the sum over the whole tree.
 
     Each value is a reduction (a sum of squares, say) of one leaf's local shard. A value that
@@ -244,14 +254,14 @@ def sum_over_shards(values: list, axis_name: Any) -> jax.Array:
     for v in values:
         key = tuple(a for a in axes if a in (_vma(v) or ())) if tracked else None
         groups[key] = v if key not in groups else groups[key] + v
-    total = None
+    sums = []
     for key, v in groups.items():
         if key is None:
             v = jax.lax.psum(v, axis_name)
         elif key:
             v = jax.lax.psum(v, key if len(key) > 1 else key[0])
-        total = v if total is None else total + v
-    return total
+        sums.append(v)
+    return functools.reduce(operator.add, sums)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +355,5 @@ def divide_by_root(numerators: PyTree, second_moments: PyTree, eps: Any, eps_roo
 
 def unzip3(like: PyTree, triples: PyTree) -> tuple[PyTree, PyTree, PyTree]:
     """Split a tree of triples (shaped like ``like`` above the triples) into three trees."""
-    treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(triples)
-    return tuple(treedef.unflatten([t[i] for t in flat]) for i in range(3))
+    first, second, third = unzip(like, triples, 3)
+    return first, second, third

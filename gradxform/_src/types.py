@@ -6,8 +6,8 @@ batch of values to ``vmap`` over) or a schedule evaluated at the step count.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias, Union
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, Union
 
 import jax
 import numpy as np
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gradxform._src.schedules import Schedule
 
 __all__ = ["PyTree", "Numeric", "Hyper", "DType", "AxisName", "Mask", "Params", "Updates",
-           "ScalarOrSchedule", "MaskOrFn"]
+           "ScalarOrSchedule", "MaskOrFn", "TreeDef"]
 
 PyTree: TypeAlias = Any
 """Any JAX pytree (nested dicts, lists, tuples, registered classes) of arrays."""
@@ -39,6 +39,30 @@ Mask: TypeAlias = Any
 """Which leaves something applies to: a tree of bools matched to the params by path (or a prefix
 of it), a callable ``params -> tree``, a regular expression string, or a
 :class:`~gradxform.by_regex` / :class:`~gradxform.by_path` rule."""
+
+
+if TYPE_CHECKING:
+
+    class TreeDef(Protocol):
+        """What gradxform uses of a tree definition (``jax.tree.structure``).
+
+        jaxlib ships ``PyTreeDef`` without type stubs, so type checkers see an unknown type;
+        annotating a tree definition with this protocol makes its methods checkable.
+        """
+
+        @property
+        def num_leaves(self) -> int: ...
+
+        def flatten_up_to(self, tree: Any) -> list[Any]: ...
+
+        def unflatten(self, leaves: Iterable[Any]) -> Any: ...
+
+        def __eq__(self, other: object) -> bool: ...
+
+        def __hash__(self) -> int: ...
+
+else:
+    TreeDef = jax.tree_util.PyTreeDef
 
 
 # Names optax uses in its signatures, for code written against them.

@@ -14,7 +14,6 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-
 DEFAULT_LR = {"quadratic": 0.1, "rosenbrock": 1e-3, "gabor": 0.01}
 DEFAULT_STEPS = {"quadratic": 300, "rosenbrock": 3000, "gabor": 2000}
 DEFAULT_TOL = {"quadratic": 1e-3, "rosenbrock": 1e-2, "gabor": 1.01}

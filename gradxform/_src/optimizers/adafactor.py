@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradxform._src import docs
+from gradxform._src.base import GradientTransformation
 from gradxform._src.combine import chain
 from gradxform._src.module import api, field_of
 from gradxform._src.transforms.adafactor import scale_by_factored_rms
@@ -20,6 +21,7 @@ __all__ = ["adafactor"]
 @docs.args
 @api("adafactor", rename={
     field_of(scale_by_factored_rms, "step_offset"): "decay_offset",
+    field_of(scale_by_factored_rms, "epsilon"): "eps",
     field_of(clip_by_block_rms, "threshold"): "clipping_threshold",
     field_of(ema, "decay"): "momentum",
     field_of(ema, "accumulator_dtype"): "dtype_momentum",
@@ -84,10 +86,9 @@ def adafactor(learning_rate: Any = None, min_dim_size_to_factor: int = 128,
       Shazeer & Stern, *Adafactor: Adaptive Learning Rates with Sublinear Memory Cost*, ICML
       2018 (Algorithms 4 and 5).
     """
-    links = [scale_by_factored_rms(factored=factored, decay_rate=decay_rate,
-                                   step_offset=decay_offset,
-                                   min_dim_size_to_factor=min_dim_size_to_factor, eps=eps,
-                                   axis_name=axis_name)]
+    links: list[GradientTransformation] = [scale_by_factored_rms(
+        factored=factored, decay_rate=decay_rate, step_offset=decay_offset,
+        min_dim_size_to_factor=min_dim_size_to_factor, epsilon=eps, axis_name=axis_name)]
     if clipping_threshold is not None:
         links.append(clip_by_block_rms(threshold=clipping_threshold, axis_name=axis_name))
     if learning_rate is not None:

@@ -40,13 +40,14 @@ def adagrad(learning_rate: Any, initial_accumulator_value: Any = 0.1, eps: Any =
 
 
 @docs.args
-@api("adadelta", rename={field_of(add_l2_penalty, "l2"): "weight_decay"})
+@api("adadelta", rename={field_of(add_l2_penalty, "l2"): "weight_decay",
+                         field_of(add_l2_penalty, "mask"): "weight_decay_mask"})
 def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6,
-             weight_decay: Any = 0.0, mask: Any = None, *,
+             weight_decay: Any = 0.0, weight_decay_mask: Any = None, *,
              accumulator_dtype: Any = None) -> chain:
     r"""Adadelta (Zeiler, 2012).
 
-    ``chain(add_l2_penalty(weight_decay, mask), scale_by_adadelta(rho, eps),
+    ``chain(add_l2_penalty(weight_decay, weight_decay_mask), scale_by_adadelta(rho, eps),
     scale_by_learning_rate(lr))``:
 
     .. math:: \theta_t = \theta_{t-1} - \eta\,
@@ -64,9 +65,9 @@ def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6,
       rho: decay of the running averages in [0, 1).
       eps: added inside both square roots, > 0.
       weight_decay: coefficient :math:`\lambda` >= 0 of the L2 penalty added to the gradient.
-      <<mask>>
+      weight_decay_mask: which leaves are decayed, as ``mask`` elsewhere (default: all).
       <<accumulator_dtype>>
     """
-    return chain(add_l2_penalty(l2=weight_decay, mask=mask), scale_by_adadelta(rho=rho, eps=eps,
-                                                                       accumulator_dtype=accumulator_dtype),
+    return chain(add_l2_penalty(l2=weight_decay, mask=weight_decay_mask),
+                 scale_by_adadelta(rho=rho, eps=eps, accumulator_dtype=accumulator_dtype),
                  scale_by_learning_rate(learning_rate=learning_rate), name="adadelta")

@@ -96,7 +96,7 @@ def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
 @docs.args
 @api("nadam")
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
-          mu_dtype: Any = None, *, nu_dtype: Any = None) -> chain:
+          mu_dtype: Any = None, *, nesterov: bool = True, nu_dtype: Any = None) -> chain:
     r"""NAdam (Dozat, 2016): Adam with Nesterov momentum.
 
     ``chain(scale_by_adam(..., nesterov=True), scale_by_learning_rate(lr))``:
@@ -116,13 +116,15 @@ def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
       <<eps>>
       <<eps_root>>
       <<mu_dtype>>
+      nesterov: keyword-only; the Nesterov form (the default, NAdam), or plain Adam with
+        ``False`` (optax's switch).
       <<nu_dtype>>
 
     References:
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016 (Algorithm 2).
     """
     return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
-                               nu_dtype=nu_dtype, nesterov=True),
+                               nu_dtype=nu_dtype, nesterov=nesterov),
                  scale_by_learning_rate(learning_rate=learning_rate), name="nadam")
 
 
@@ -130,7 +132,7 @@ def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
 @api("nadamw")
 def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
            mu_dtype: Any = None, weight_decay: Any = 1e-4, mask: Any = None, *,
-           nu_dtype: Any = None) -> chain:
+           nesterov: bool = True, nu_dtype: Any = None) -> chain:
     r"""NAdamW: NAdam with decoupled weight decay (as ``optax.nadamw``).
 
     ``chain(scale_by_adam(..., nesterov=True), add_decayed_weights(weight_decay, mask),
@@ -148,6 +150,8 @@ def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, 
       <<eps>>
       <<eps_root>>
       <<mu_dtype>>
+      nesterov: keyword-only; the Nesterov form (the default, NAdamW), or AdamW with ``False``
+        (optax's switch).
       <<nu_dtype>>
       <<weight_decay>>
       <<mask>>
@@ -157,7 +161,7 @@ def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, 
       Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
     return chain(scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
-                               nu_dtype=nu_dtype, nesterov=True),
+                               nu_dtype=nu_dtype, nesterov=nesterov),
                  add_decayed_weights(weight_decay=weight_decay, mask=mask),
                  scale_by_learning_rate(learning_rate=learning_rate), name="nadamw")
 

@@ -17,14 +17,14 @@ from gradxform._src.transforms.cocob import scale_by_cocob
 from gradxform._src.transforms.dog_global import scale_by_dog, scale_by_dowg
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.scaling import scale_by_learning_rate
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, Numeric
 
 __all__ = ["cocob", "dog", "dowg"]
 
 
 @docs.args
 @api("cocob")
-def cocob(learning_rate: Hyper = 1.0, alpha: Hyper = 100.0, eps: Hyper = 1e-8,
+def cocob(learning_rate: Hyper = 1.0, alpha: Hyper = 100.0, eps: Numeric = 1e-8,
           weight_decay: Hyper = 0.0, mask: Any = None, *,
           accumulator_dtype: DType = None) -> chain:
     r"""COCOB-Backprop (Orabona & Tommasi 2017): SGD as a coin-betting game, no step size.
@@ -92,7 +92,7 @@ def dog(learning_rate: Hyper = 1.0, init_step: Any = ("heuristic", 1e-6), eps: H
 
 @docs.args
 @api("dowg")
-def dowg(learning_rate: Hyper = 1.0, init_estim_sq_dist: Hyper | None = None,
+def dowg(learning_rate: Hyper = 1.0, init_estim_sq_dist: Numeric | None = None,
          eps: Hyper = 1e-4, weight_decay: Hyper | None = None, mask: Any = None, *,
          accumulator_dtype: DType = None) -> chain:
     r"""DoWG (Khaled et al. 2023): distance over gradients weighted by the distance.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradxform._src import docs
+from gradxform._src.base import GradientTransformation
 from gradxform._src.combine import chain, masked
 from gradxform._src.module import api, field_of
 from gradxform._src.transforms.adam import scale_by_adam
@@ -80,13 +81,14 @@ def lars(learning_rate: Any, weight_decay: Any = 0.0, weight_decay_mask: Any = T
                 "lars: paper_trust_ratio=True applies the weight decay and the trust ratio to "
                 "every leaf; leave weight_decay_mask and trust_ratio_mask at True, or use the "
                 "default (optax) form to mask them")
-        ratio = scale_by_lars(trust_coefficient=trust_coefficient, weight_decay=weight_decay,
+        paper = scale_by_lars(trust_coefficient=trust_coefficient, weight_decay=weight_decay,
                               eps=eps, ratio_at_zero_norm=ratio_at_zero_norm, axis_name=axis_name)
-        return chain(ratio, scale_by_learning_rate(learning_rate=learning_rate),
+        return chain(paper, scale_by_learning_rate(learning_rate=learning_rate),
                      trace(decay=momentum, nesterov=nesterov),
                      name="lars")
-    ratio = scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps,
-                                 ratio_at_zero_norm=ratio_at_zero_norm, axis_name=axis_name)
+    ratio: GradientTransformation = scale_by_trust_ratio(
+        trust_coefficient=trust_coefficient, eps=eps, ratio_at_zero_norm=ratio_at_zero_norm,
+        axis_name=axis_name)
     if not _all_leaves(trust_ratio_mask):
         ratio = masked(ratio, mask=trust_ratio_mask)
     decay_mask = None if _all_leaves(weight_decay_mask) else weight_decay_mask

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradxform._src import docs
+from gradxform._src.base import GradientTransformation
 from gradxform._src.combine import chain, masked
 from gradxform._src.module import api, field_of, renaming
 from gradxform._src.transforms.adam import scale_by_adam
@@ -104,7 +105,8 @@ def muon(learning_rate: Any, ns_coeffs: Any = NS_COEFFS, ns_steps: int = 5, beta
         ]
         if adam_learning_rate is not None:
             adam_links.append(scale_by_learning_rate(learning_rate=adam_learning_rate))
-    names, tail = ("muon", "adam"), []
+    names: tuple[str, ...] = ("muon", "adam")
+    tail: list[GradientTransformation] = []
     if adam_learning_rate is None:
         names = names + ("learning_rate",)
         tail = [scale_by_learning_rate(learning_rate=learning_rate)]

@@ -47,7 +47,8 @@ def optimistic_gradient_descent(learning_rate: Any, alpha: Any = 1.0, beta: Any 
         opt = gx.optimistic_gradient_descent(0.1)
     """
     return chain(scale_by_optimistic_gradient(alpha=alpha, beta=beta),
-                 scale_by_learning_rate(learning_rate), name="optimistic_gradient_descent")
+                 scale_by_learning_rate(learning_rate=learning_rate),
+                 name="optimistic_gradient_descent")
 
 
 @docs.args
@@ -134,4 +135,4 @@ def optimistic_adam_v2(learning_rate: Any, *, alpha: Any = 1.0, beta: Any = 1.0,
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
                       nesterov=nesterov),
         scale_by_optimistic_gradient(alpha=alpha, beta=beta),
-        scale_by_learning_rate(learning_rate), name="optimistic_adam_v2")
+        scale_by_learning_rate(learning_rate=learning_rate), name="optimistic_adam_v2")

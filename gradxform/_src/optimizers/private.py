@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradxform._src import docs
+from gradxform._src.base import GradientTransformation
 from gradxform._src.combine import chain
 from gradxform._src.module import api, field_of
 from gradxform._src.transforms.dp import differentially_private_aggregate
@@ -53,8 +54,8 @@ def dpsgd(learning_rate: Hyper, l2_norm_clip: Hyper, noise_multiplier: Hyper,
             f"dpsgd: seed must be None, got {seed!r}: gradxform optimizers hold no random "
             "state; pass a fresh key at every step instead: update(grads, state, params, "
             "key=jax.random.fold_in(jax.random.key(seed), step))")
-    links = [differentially_private_aggregate(l2_norm_clip=l2_norm_clip,
-                                              noise_multiplier=noise_multiplier)]
+    links: list[GradientTransformation] = [differentially_private_aggregate(
+        l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier)]
     if momentum is not None:
         links.append(trace(decay=momentum, nesterov=nesterov))
     links.append(scale_by_learning_rate(learning_rate=learning_rate))

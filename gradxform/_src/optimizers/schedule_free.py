@@ -43,7 +43,7 @@ def schedule_free_sgd(learning_rate: Any = 1.0, warmup_steps: int | None = None,
               y_{t+1} = \beta x_{t+1} + (1 - \beta) z_{t+1}
 
     The params are :math:`y`; evaluate at :math:`x` =
-    ``gx.schedule_free_eval_params(opt, state, params)``.
+    ``gx.schedule_free_eval_params(state, params)``.
 
     Args:
       learning_rate: :math:`\gamma` >= 0 (a number or array; the warm-up makes it a schedule).

@@ -16,6 +16,7 @@ from gradxform._src.search.population import (
     load_population,
     save_population,
 )
+from gradxform._src.search.result import Result, _Progress
 from gradxform._src.search.space import Space
 from gradxform._src.search.tuner import Trial, check_count
 
@@ -120,7 +121,6 @@ class Halving(PopulationTuner):
 
     def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
             checkpoint=None):
-        from gradxform._src.search.run import Result, _Progress
 
         n = self.population if self.population is not None else budget
         if n is None and not self.hyperband:

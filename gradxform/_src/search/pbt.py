@@ -15,6 +15,7 @@ from gradxform._src.search.population import (
     load_population,
     save_population,
 )
+from gradxform._src.search.result import Result, _Progress
 from gradxform._src.search.space import Categorical, Space
 from gradxform._src.search.tuner import Trial, check_count
 
@@ -115,7 +116,6 @@ class PBT(PopulationTuner):
 
     def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
             checkpoint=None):
-        from gradxform._src.search.run import Result, _Progress
 
         n = self.population if self.population is not None else budget
         if n is None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gradxform._src.search.run import (
+from gradxform._src.search.batching import (
     WHERE,
     Counter,
     _round_up,

@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
-
+from gradxform._src.search.batching import BatchRunner, population_sharding
+from gradxform._src.search.bayes import Bayes
 from gradxform._src.search.grid import Grid
+from gradxform._src.search.halving import Halving
+from gradxform._src.search.pbt import PBT
+from gradxform._src.search.population import PopulationTuner, is_stateful
+from gradxform._src.search.result import Result, _Progress
 from gradxform._src.search.sampling import Random, Sobol
 from gradxform._src.search.space import Space, as_space
 from gradxform._src.search.tuner import (
@@ -33,9 +31,6 @@ from gradxform._src.search.tuner import (
     atomic_write_json,
     check_count,
     check_seed,
-    trial_rows,
-    write_csv,
-    write_json,
 )
 
 __all__ = ["minimize", "Result", "BatchRunner", "population_sharding"]
@@ -43,237 +38,6 @@ __all__ = ["minimize", "Result", "BatchRunner", "population_sharding"]
 WHERE = "search.minimize"
 FORMAT = "gradxform.search/1"
 STRATEGIES = ("grid", "random", "sobol", "bayes", "halving", "pbt")
-
-
-# --------------------------------------------------------------------------------------------
-# The result.
-
-
-class Result:
-    """What :func:`minimize` returns: the trial table and the best trial.
-
-    Attributes:
-      trials: every trial (:class:`Trial`: config, value, status, error, round, seconds, info),
-        in the order evaluated.
-      best_trial: the successful trial with the lowest value (for successive halving, among the
-        trials at the largest number of steps; for PBT, among the final generation).
-      best_config, best_value: its configuration and value (``None`` if every trial failed).
-      tuner: the tuner, which can continue the search (``tuner.ask`` / ``tuner.tell``).
-      compiles: how many times a vectorized objective was traced during this search (1 for a
-        whole search; 0 if an earlier search of the same objective already compiled it).
-      state: for successive halving and PBT, the trained state of the best member (NumPy).
-    """
-
-    def __init__(self, tuner: Tuner, *, compiles: int = 0, state: Any = None,
-                 seconds: float = 0.0):
-        self.tuner = tuner
-        self.space: Space = tuner.space
-        self.trials: list[Trial] = tuner.trials
-        self.best_trial: Trial | None = tuner.best_trial
-        self.compiles = compiles
-        self.state = state
-        self.seconds = seconds
-
-    @property
-    def best_config(self) -> dict[str, Any] | None:
-        return None if self.best_trial is None else dict(self.best_trial.config)
-
-    @property
-    def best_value(self) -> float | None:
-        return None if self.best_trial is None else self.best_trial.value
-
-    def best_so_far(self) -> np.ndarray:
-        """The lowest successful value among the first ``i + 1`` trials, for each ``i`` (NaN
-        before the first success): the regret curve's raw material."""
-        values = np.array([t.value if t.ok else np.inf for t in self.trials], np.float64)
-        out = np.minimum.accumulate(values) if len(values) else values
-        return np.where(np.isinf(out), np.nan, out)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The trial table as flat dicts (one column per parameter and per ``info`` key)."""
-        return trial_rows(self.trials, self.space)
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the trial table as CSV."""
-        write_csv(path, self.trials, self.space)
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the trial table and the best trial as JSON."""
-        write_json(path, self.trials, self.space,
-                   best=None if self.best_trial is None else self.best_trial.number)
-
-    def to_dataframe(self):
-        """The trial table as a pandas ``DataFrame`` (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as e:
-            raise ImportError("Result.to_dataframe needs pandas (pip install pandas); "
-                              "to_csv and to_json need nothing") from e
-        return pd.DataFrame(self.rows())
-
-    def __repr__(self):
-        failed = sum(not t.ok for t in self.trials)
-        return (f"Result(best_value={self.best_value!r}, best_config={self.best_config!r}, "
-                f"trials={len(self.trials)}, failed={failed})")
-
-
-# --------------------------------------------------------------------------------------------
-# Sharding the population axis.
-
-
-def population_sharding(mesh: Any, axis: str | Sequence[str] | None = None
-                        ) -> tuple[NamedSharding | None, NamedSharding | None, int]:
-    """``(sharded, replicated, shards)`` for a population axis over ``mesh``.
-
-    ``mesh`` is ``None`` (one device), ``True`` (every device), a sequence of devices, or a
-    ``jax.sharding.Mesh`` (``axis`` names the mesh axes the population is split over; default:
-    all of them).
-    """
-    if mesh is None or mesh is False:
-        return None, None, 1
-    if mesh is True:
-        mesh = jax.devices()
-    if not isinstance(mesh, Mesh):
-        devices = list(mesh)
-        if not devices:
-            raise ValueError(f"{WHERE}: mesh is an empty list of devices")
-        mesh = Mesh(np.asarray(devices), ("population",))
-    if any(t != AxisType.Auto for t in mesh.axis_types):
-        # The population's gathers and reductions are left to the compiler: an explicitly
-        # sharded mesh (jax.make_mesh's default) is used with automatic axes.
-        auto = (AxisType.Auto,) * len(mesh.axis_names)
-        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
-    axes = tuple(mesh.axis_names) if axis is None else (
-        (axis,) if isinstance(axis, str) else tuple(axis))
-    for a in axes:
-        if a not in mesh.axis_names:
-            raise ValueError(f"{WHERE}: mesh_axis {a!r} is not an axis of the mesh "
-                             f"{tuple(mesh.axis_names)}")
-    shards = int(np.prod([mesh.shape[a] for a in axes]))
-    return NamedSharding(mesh, P(axes)), NamedSharding(mesh, P()), shards
-
-
-def put_population(tree: Any, sharding: NamedSharding | None) -> Any:
-    """Host arrays (identical in every process) as arrays sharded along their leading axis."""
-    if sharding is None:
-        return jax.tree.map(jnp.asarray, tree)
-
-    def one(x):
-        x = np.asarray(x)
-        spec = P(*sharding.spec[:1], *([None] * (x.ndim - 1)))
-        sh = NamedSharding(sharding.mesh, spec)
-        return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
-
-    return jax.tree.map(one, tree)
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
-# --------------------------------------------------------------------------------------------
-# The vectorized runner.
-
-
-def _weak(fn: Any) -> Callable[[], Any]:
-    """A weak reference to ``fn`` if it allows one, else a strong one."""
-    try:
-        return weakref.ref(fn)
-    except TypeError:
-        return lambda: fn
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    text = str(e)
-    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
-
-
-class Counter:
-    """How many times a program was traced."""
-
-    def __init__(self):
-        self.n = 0
-
-
-_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def cached_program(owner: Any, key: Any, make: Callable[[], Any]) -> Any:
-    """``make()``, built once per ``(owner, key)`` while ``owner`` (an objective) lives.
-
-    Searches of the same objective (a notebook comparing strategies, a resumed search) reuse
-    its jitted programs and JAX's compilation cache instead of compiling again. The programs
-    must hold ``owner`` weakly, or it would never be freed.
-    """
-    try:
-        table = _PROGRAMS.setdefault(owner, {})
-    except TypeError:   # not weakly referenceable: build it every time
-        return make()
-    if key not in table:
-        table[key] = make()
-    return table[key]
-
-
-class BatchRunner:
-    """Evaluates configurations with a vectorized objective, ``size`` rows per program.
-
-    The objective is traced once under ``jax.vmap`` for a batch of ``size`` rows (padded; the
-    padding rows are computed and thrown away) and jitted once; every call feeds new numbers.
-    With a mesh, the rows are split over its devices (``size`` is a multiple of their number).
-    If XLA runs out of memory, ``size`` is halved (one new compilation) and the batch retried.
-    A later search of the same objective reuses the compiled program.
-    """
-
-    def __init__(self, objective: Callable, space: Space, size: int, *, mesh: Any = None,
-                 mesh_axis: Any = None):
-        self.space = space
-        self.sharded, self.replicated, self.shards = population_sharding(mesh, mesh_axis)
-        self.size = _round_up(size, self.shards)
-
-        def make():
-            counter, ref = Counter(), _weak(objective)
-
-            def one(config):
-                counter.n += 1
-                value = jnp.asarray(ref()(config))
-                if value.shape != ():
-                    raise ValueError(f"{WHERE}: a vectorized objective must return one number "
-                                     f"per configuration (a scalar), got shape {value.shape}")
-                return value.astype(jnp.float32)
-
-            kw = {} if self.replicated is None else {"out_shardings": self.replicated}
-            return jax.jit(jax.vmap(one), **kw), counter
-
-        self._fn, self._counter = cached_program(objective, ("batch", self.replicated), make)
-        self._start = self._counter.n
-
-    @property
-    def traces(self) -> int:
-        """Traces (compilations) of the objective during this runner's life."""
-        return self._counter.n - self._start
-
-    def _run(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        batch = put_population(self.space.batch(configs, self.size), self.sharded)
-        return np.asarray(self._fn(batch), np.float64)[:len(configs)]
-
-    def __call__(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """The values of ``configs`` (any number), in chunks of ``size`` rows."""
-        out = []
-        i = 0
-        while i < len(configs):
-            chunk = configs[i:i + self.size]
-            try:
-                out.append(self._run(chunk))
-            except Exception as e:
-                if not _out_of_memory(e) or self.size <= self.shards:
-                    raise
-                self.size = max(_round_up(self.size // 2, self.shards), self.shards)
-                warnings.warn(f"{WHERE}: out of memory with a batch of {len(chunk)}; retrying "
-                              f"with batches of {self.size} (set max_batch to avoid this)",
-                              RuntimeWarning, stacklevel=3)
-                continue
-            i += len(chunk)
-        return np.concatenate(out) if out else np.zeros(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,13 +67,7 @@ def make_tuner(strategy: Any, space: Space | None, *, budget: int | None, seed: 
     if strategy == "sobol":
         return Sobol(space, seed=seed, **options)
     if strategy == "bayes":
-        from gradxform import search
-
-        if not hasattr(search, "Bayes"):  # pragma: no cover - a build without it
-            raise ValueError(f"{WHERE}: strategy='bayes' is not available in this build")
-        return search.Bayes(space, seed=seed, **options)
-    from gradxform._src.search.halving import Halving
-    from gradxform._src.search.pbt import PBT
+        return Bayes(space, seed=seed, **options)
     cls = Halving if strategy == "halving" else PBT
     return cls(space, seed=seed, **options)
 
@@ -334,31 +92,6 @@ def _resume(path: str | None, tuner: Tuner) -> bool:
                          f"{saved.get('format')!r})")
     tuner.load_state_dict(saved["tuner"])
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# Progress.
-
-
-class _Progress:
-    def __init__(self, enabled: bool, total: int | None, done: int, unit: str = "trial"):
-        self.bar = None
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as e:
-            raise ImportError(f"{WHERE}: progress=True needs tqdm (pip install tqdm)") from e
-        self.bar = tqdm(total=total, initial=done, unit=unit, desc="search")
-
-    def update(self, n: int, best: float | None) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(best="-" if best is None else f"{best:.4g}", refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +169,6 @@ def minimize(objective: Callable[..., Any], space: Space | Mapping[str, Any] | N
         max_batch = check_count(max_batch, "max_batch", WHERE)
     if not callable(objective) and not _is_stateful(objective):
         raise TypeError(f"{WHERE}: objective must be callable, got {objective!r}")
-    from gradxform._src.search.population import PopulationTuner, is_stateful
 
     options = dict(tuner_options or {})
     if isinstance(strategy, str) and strategy in ("halving", "pbt"):
@@ -520,6 +252,5 @@ def _sequential_round(objective, tuner: Tuner, configs, checkpoint, budget) -> l
 
 
 def _is_stateful(objective) -> bool:
-    from gradxform._src.search.population import is_stateful
     return is_stateful(objective)
 

@@ -43,17 +43,6 @@ def factored_dims(shape: tuple[int, ...], factored: bool,
     return int(order[-2]), int(order[-1])
 
 
-def _unzip(like, tuples, n):
-    """Split a tree of n-tuples (shaped like ``like`` above the tuples) into n trees."""
-    treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(tuples)
-    return tuple(treedef.unflatten([x[i] for x in flat]) for i in range(n))
-
-
-def _unzip3(like, triples):
-    return _unzip(like, triples, 3)
-
-
 @docs.args
 class scale_by_factored_rms(GradientTransformation):
     r"""Divide by a factored estimate of the root mean square of the gradients (Adafactor).
@@ -78,9 +67,11 @@ class scale_by_factored_rms(GradientTransformation):
     no bias correction (:math:`\hat\beta_1 = 0`).
 
     Conventions. As optax's ``scale_by_factored_rms``: means over the largest dimension give
-    :math:`R`, ``eps`` is added to :math:`g^2` before averaging, ``step_offset`` shifts the decay
-    schedule (steps before it count as step 1). The decay is computed in the accumulator dtype
-    (optax: always float32). Complex gradients use :math:`|g|^2`.
+    :math:`R`, ``epsilon`` is added to :math:`g^2` before averaging, ``step_offset`` shifts the
+    decay schedule (steps before it count as step 1). The decay is computed in the accumulator
+    dtype (optax: always float32). optax also takes the decay schedule as a function
+    (``decay_rate_fn``); here it is always :math:`1 - t^{-c}`, optax's default. Complex
+    gradients use :math:`|g|^2`.
 
     Sharding. With ``axis_name`` each leaf is split along its leading dimension (scalars
     replicated). Which dimensions are factored is decided from the global shape (the local
@@ -95,7 +86,7 @@ class scale_by_factored_rms(GradientTransformation):
       step_offset: whole number >= 0 subtracted from the step (for fine-tuning).
       min_dim_size_to_factor: factor only if the second-largest dimension has at least this
         size (optax's default 128).
-      eps: :math:`\epsilon_1` > 0 added to the squared gradients (the paper's 1e-30).
+      epsilon: :math:`\epsilon_1` > 0 added to the squared gradients (the paper's 1e-30).
       <<nu_dtype>>
       <<axis_name>>
 
@@ -108,7 +99,7 @@ class scale_by_factored_rms(GradientTransformation):
     decay_rate: Hyper = hyper(default=0.8, interval="[0, inf)")
     step_offset: Hyper = hyper(default=0, interval="[0, inf)", integer=True)
     min_dim_size_to_factor: int = static(default=128)
-    eps: Hyper = hyper(default=1e-30, interval="(0, inf)", kw_only=True)
+    epsilon: Hyper = hyper(default=1e-30, interval="(0, inf)")
     nu_dtype: DType = static(default=None, kw_only=True)
     axis_name: AxisName = static(default=None, kw_only=True)
     uses_count = True
@@ -137,10 +128,10 @@ class scale_by_factored_rms(GradientTransformation):
             col = shape[:d1] + shape[d1 + 1:]
             return jnp.zeros(row, acc), jnp.zeros(col, acc), empty
 
-        return FactoredRmsState(*_unzip3(params, jax.tree.map(one, params)))
+        return FactoredRmsState(*tree.unzip3(params, jax.tree.map(one, params)))
 
     def apply(self, updates, state, params, step):
-        eps = step.value(self.eps)
+        eps = step.value(self.epsilon)
         c = step.value(self.decay_rate)
         offset = step.value(self.step_offset)
 
@@ -172,5 +163,5 @@ class scale_by_factored_rms(GradientTransformation):
             return u.astype(g.dtype), v_row, v_col, v
 
         out = jax.tree.map(one, updates, state.v_row, state.v_col, state.v)
-        u, v_row, v_col, v = _unzip(updates, out, 4)
+        u, v_row, v_col, v = tree.unzip(updates, out, 4)
         return u, FactoredRmsState(v_row, v_col, v)

@@ -41,9 +41,9 @@ class scale_by_ademamix(GradientTransformation):
     bias-corrected, so that it fills slowly. ``b3`` and ``alpha`` are usually warmed up with
     :class:`ademamix_b3_schedule` and :class:`ademamix_alpha_schedule`, as in the paper.
 
-    Conventions. As Pagliardini et al.'s Algorithm 1 and optax. optax's ``scale_by_ademamix``
-    defaults to ``alpha=6`` and its ``ademamix`` to ``alpha=5`` (the paper's value); both
-    default to 5 here.
+    Conventions. As Pagliardini et al.'s Algorithm 1 and optax, with optax's defaults:
+    ``scale_by_ademamix`` defaults to ``alpha=6``, :func:`ademamix` to ``alpha=5`` (the paper's
+    value).
 
     Args:
       b1: :math:`\beta_1` in [0, 1), decay of the fast moment.
@@ -63,7 +63,7 @@ class scale_by_ademamix(GradientTransformation):
     b1: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="mu_dtype")
     b2: Hyper = hyper(default=0.999, interval="[0, 1)", decays_in="nu_dtype")
     b3: Hyper = hyper(default=0.9999, interval="[0, 1)", decays_in="mu_dtype")
-    alpha: Hyper = hyper(default=5.0, interval="[0, inf)")
+    alpha: Hyper = hyper(default=6.0, interval="[0, inf)")
     eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
     eps_root: Hyper = hyper(default=0.0, interval="[0, inf)")
     mu_dtype: DType = static(default=None)

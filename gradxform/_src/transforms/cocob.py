@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms.parameter_free import _reject_complex
-from gradxform._src.types import DType, Hyper, Numeric
+from gradxform._src.types import DType, Hyper, Numeric, TreeDef
 
 __all__ = ["scale_by_cocob", "COCOBState"]
 
@@ -94,6 +94,7 @@ class scale_by_cocob(GradientTransformation):
             new_w = p0 + bet * (scale + reward)
             return (-w + new_w), (p0, theta, scale, grad_sum, reward)
 
+        treedef: TreeDef
         flat, treedef = jax.tree.flatten(updates)
         rest = [treedef.flatten_up_to(t) for t in (params, *state)]
         out = [one(g, *r) for g, *r in zip(flat, *rest)]

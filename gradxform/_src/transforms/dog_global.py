@@ -73,7 +73,7 @@ def _init_step(value: Any) -> DoGInitStep:
     if isinstance(size, Module) or callable(size):
         raise Invalid(f"value must be a real number or an array (it is used once), got {size!r}",
                       TypeError)
-    if isinstance(size, numbers.Real) and not (math.isfinite(size) and size > 0):
+    if isinstance(size, numbers.Real) and not (math.isfinite(size) and float(size) > 0):
         raise Invalid(f"value must be > 0, got {size!r}")
     return DoGInitStep(kind=kind, value=size)
 
@@ -191,7 +191,8 @@ class scale_by_dowg(GradientTransformation):
       Gradient Descent Method*, NeurIPS 2023 (Algorithm 1).
     """
 
-    init_estim_sq_dist: Numeric = hyper(default=None, interval="(0, inf)", schedule=False)
+    init_estim_sq_dist: Numeric | None = hyper(default=None, interval="(0, inf)",
+                                               schedule=False)
     eps: Hyper = hyper(default=1e-4, interval="(0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True

@@ -12,7 +12,7 @@ from gradxform._src import dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper
 from gradxform._src.transforms.parameter_free import _reject_complex
 from gradxform._src.transforms.per_example_clip import _clip_and_sum
-from gradxform._src.types import Hyper
+from gradxform._src.types import Hyper, TreeDef
 
 __all__ = ["differentially_private_aggregate", "DifferentiallyPrivateAggregateState"]
 
@@ -83,6 +83,7 @@ class differentially_private_aggregate(GradientTransformation):
                    where, "per-example updates (without their batch axis)")
 
     def apply(self, updates, state, params, step):
+        treedef: TreeDef
         leaves, treedef = jax.tree.flatten(updates)
         if not leaves:
             return updates, state

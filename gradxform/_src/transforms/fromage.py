@@ -24,9 +24,9 @@ def _coefficients(lr: Any, work: Any) -> tuple[jax.Array, jax.Array]:
     if isinstance(lr, (int, float)):
         s = math.sqrt(1.0 + lr * lr)
         return jnp.asarray(lr / s, work), jnp.asarray(-(lr * lr) / (s * (1.0 + s)), work)
-    lr = jnp.asarray(lr).astype(work)
-    s = jnp.sqrt(1 + lr * lr)
-    return lr / s, -(lr * lr) / (s * (1 + s))
+    rate = jnp.asarray(lr).astype(work)
+    root = jnp.sqrt(1 + rate * rate)
+    return rate / root, -(rate * rate) / (root * (1 + root))
 
 
 @docs.args

@@ -18,7 +18,7 @@ from gradxform._src import dtypes, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.module import freeze, thaw
 from gradxform._src.transforms.adam import scale_by_adam
-from gradxform._src.types import Hyper
+from gradxform._src.types import Hyper, TreeDef
 
 __all__ = ["GaLoreDimensionNumbers", "scale_by_galore", "GaLoreState"]
 
@@ -46,6 +46,7 @@ def _is_dims(x: Any) -> bool:
 def _leaf_dims(spec: Any, tree_: Any, where: str) -> list:
     """One ``GaLoreDimensionNumbers`` (or None: not projected) per leaf of ``tree_``."""
     spec = thaw(spec)
+    treedef: TreeDef
     leaves, treedef = jax.tree.flatten(tree_)
     if spec is None:
         return [GaLoreDimensionNumbers() if jnp.ndim(x) == 2 else None for x in leaves]
@@ -167,8 +168,8 @@ class scale_by_galore(GradientTransformation):
             raise self.error(f"must be a whole number >= 1, got {self.rank!r}", "rank")
 
     def _layout(self, tree_: Any):
-        """Per leaf: None, or ``(to_matrix, from_matrix, rank, left)``."""
-        out = []
+        """Per leaf: None, or ``(to_matrix, from_matrix, rank, left, (m, n))``."""
+        out: list[tuple | None] = []
         for x, dims in zip(jax.tree.leaves(tree_),
                            _leaf_dims(self.weight_dimension_numbers, tree_, self.name)):
             if dims is None:
@@ -179,8 +180,10 @@ class scale_by_galore(GradientTransformation):
         return out
 
     def init_state(self, params):
+        treedef: TreeDef
         leaves, treedef = jax.tree.flatten(params)
-        projectors, proxies = [], []
+        projectors: list[jax.Array | None] = []
+        proxies: list[Any] = []
         for p, lay in zip(leaves, self._layout(params)):
             if lay is None:
                 projectors.append(None)
@@ -195,12 +198,14 @@ class scale_by_galore(GradientTransformation):
                            treedef.unflatten(projectors))
 
     def apply(self, updates, state, params, step):
+        treedef: TreeDef
         leaves, treedef = jax.tree.flatten(updates)
         layout = self._layout(updates)
         old = treedef.flatten_up_to(state.projector)
         period = jnp.asarray(step.value(self.update_proj_gap)).astype(step.count.dtype)
         refresh = step.count % period == 0
-        low, projectors = [], []
+        low: list[Any] = []
+        projectors: list[jax.Array | None] = []
         for g, lay, proj in zip(leaves, layout, old):
             if lay is None:
                 low.append(g)
@@ -222,7 +227,7 @@ class scale_by_galore(GradientTransformation):
         out = []
         for g, lay, proj, n_low in zip(leaves, layout, projectors,
                                        treedef.flatten_up_to(low_updates)):
-            if lay is None:
+            if lay is None or proj is None:  # a leaf not projected (both are None)
                 out.append(n_low)
                 continue
             _, from_m, _, left, _ = lay

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.transforms.parameter_free import _reject_complex
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, TreeDef
 
 __all__ = ["scale_by_madgrad", "MadgradState"]
 
@@ -87,6 +87,7 @@ class scale_by_madgrad(GradientTransformation):
             new_x = c(fresh) * z + c(keep) * x
             return new_x - x, (v, s, x0)
 
+        treedef: TreeDef
         flat, treedef = jax.tree.flatten(updates)
         rest = [treedef.flatten_up_to(t) for t in (params, *state)]
         out = [one(g, *r) for g, *r in zip(flat, *rest)]

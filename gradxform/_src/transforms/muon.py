@@ -20,7 +20,7 @@ import numpy as np
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.module import Invalid, Module, freeze, thaw
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, TreeDef
 
 __all__ = [
     "MuonDimensionNumbers", "orthogonalize_via_newton_schulz", "scale_by_muon", "MuonState",
@@ -218,7 +218,7 @@ def _leaf_dims(dims: Any, updates: Any) -> list:
     dims = thaw(dims)
     if callable(dims) and not _is_dims(dims):
         dims = dims(updates)
-    treedef = jax.tree.structure(updates)
+    treedef: TreeDef = jax.tree.structure(updates)
     if dims is None or _is_dims(dims):
         return [dims or MuonDimensionNumbers()] * treedef.num_leaves
     try:
@@ -234,6 +234,7 @@ def _leaf_dims(dims: Any, updates: Any) -> list:
 
 
 def _map_with_dims(fn, dims, updates, *rest):
+    treedef: TreeDef
     leaves, treedef = jax.tree.flatten(updates)
     others = [treedef.flatten_up_to(r) for r in rest]
     out = [u if d is None else fn(u, d, *o)

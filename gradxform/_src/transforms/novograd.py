@@ -100,7 +100,5 @@ class scale_by_novograd(GradientTransformation):
 
         out = jax.tree.map(one, updates, params if use_params else updates, state.mu,
                            state.nu)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(out)
-        u, mu, nu = (treedef.unflatten([x[i] for x in flat]) for i in range(3))
+        u, mu, nu = tree.unzip3(updates, out)
         return u, ScaleByNovogradState(mu, nu)

@@ -19,10 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src import dtypes, tree
+from gradxform._src.types import PyTree
 
 __all__ = ["per_example_global_norm_clip", "per_example_layer_norm_clip"]
-
-PyTree = Any
 
 
 def _check_clip(where: str, name: str, value: Any) -> None:
@@ -45,7 +44,7 @@ def _check_batch(where: str, grads: PyTree) -> int:
     leaves = jax.tree_util.tree_flatten_with_path(grads)[0]
     if not leaves:
         raise ValueError(f"{where}: grads has no leaves")
-    sizes = {}
+    sizes: dict[int, str] = {}
     for path, g in leaves:
         shape = tuple(jnp.shape(g))
         if not shape:
@@ -131,7 +130,7 @@ def per_example_global_norm_clip(grads: PyTree, l2_norm_clip: Any) -> tuple[PyTr
     _check_batch(where, grads)
     leaves, treedef = jax.tree.flatten(grads)
     sums, clipped = _clip_and_sum([jnp.asarray(g) for g in leaves], l2_norm_clip)
-    return treedef.unflatten(sums), clipped
+    return jax.tree.unflatten(treedef, sums), clipped
 
 
 def per_example_layer_norm_clip(grads: PyTree, global_l2_norm_clip: Any,
@@ -179,4 +178,4 @@ def per_example_layer_norm_clip(grads: PyTree, global_l2_norm_clip: Any,
         (s,), n = _clip_and_sum([g], global_l2_norm_clip * share)
         sums.append(s)
         counts.append(n)
-    return treedef.unflatten(sums), treedef.unflatten(counts)
+    return jax.tree.unflatten(treedef, sums), jax.tree.unflatten(treedef, counts)

@@ -50,7 +50,7 @@ class scale_by_polyak(GradientTransformation):
     """
 
     f_min: Hyper = hyper(default=0.0)
-    max_learning_rate: Hyper = hyper(default=1.0, interval="(0, inf)")
+    max_learning_rate: Hyper | None = hyper(default=1.0, interval="(0, inf)", optional=True)
     eps: Hyper = hyper(default=0.0, interval="[0, inf)")
     variant: str = static(default="sps")
 

@@ -12,6 +12,8 @@ one SGD step is :math:`\theta - \eta\nabla L - \eta\lambda\theta`, i.e. weight d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
@@ -30,6 +32,10 @@ class _AddPenaltyGradient(GradientTransformation):
     Subclasses declare their coefficient field and a ``mask`` static field.
     """
 
+    if TYPE_CHECKING:  # a field of every subclass
+
+        @property
+        def mask(self) -> Mask: ...
 
     def coefficient(self):
         raise NotImplementedError

@@ -82,7 +82,7 @@ class scale_by_rms(GradientTransformation):
             mu = tree.update_moment(updates, state.mu, decay, 1)
             mu_hat = tree.bias_correction(mu, decay, step.number) if self.bias_correction else mu
             var = jax.tree.map(lambda m, v: v - tree.abs_sq(m).astype(v.dtype), mu_hat, nu_hat)
-            new_state = ScaleByStddevState(mu, nu)
+            new_state: ScaleByStddevState | ScaleByRmsState = ScaleByStddevState(mu, nu)
         else:
             var, new_state = nu_hat, ScaleByRmsState(nu)
 

@@ -84,7 +84,9 @@ def _optional_transformation(value: Any) -> GradientTransformation | None:
 
 
 def _with_count(step: Step, count: jax.Array) -> Step:
-    return Step(count.astype(step.count.dtype), step.extra)
+    """``step`` seen on another clock (``sam`` uses the count, so the shared one exists)."""
+    dtype = jnp.int32 if step.count is None else step.count.dtype
+    return Step(count.astype(dtype), step.extra)
 
 
 class sam(GradientTransformation):

@@ -13,25 +13,20 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes, tree
-from gradxform._src.base import (
-    GradientTransformation,
-    OptState,
-    child,
-    hyper,
-    static,
-    transformation,
-    walk,
-)
+from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.schedules import Schedule
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, PyTree
 
-__all__ = ["schedule_free", "ScheduleFreeState", "schedule_free_eval_params", "find_link"]
+__all__ = ["schedule_free", "ScheduleFreeState", "schedule_free_eval_params"]
 
 
 class ScheduleFreeState(NamedTuple):
-    """State of :class:`schedule_free`: the base iterate z (and whether it is known yet), the
-    sum of averaging weights, the largest learning rate so far, the base optimizer's state."""
+    """State of :class:`schedule_free`: the interpolation ``b1`` (kept so that the evaluation
+    params can be recovered from the state alone), the base iterate z (and whether it is known
+    yet), the sum of averaging weights, the largest learning rate so far, the base optimizer's
+    state."""
 
+    b1: jax.Array
     z: Any
     z_known: jax.Array
     weight_sum: jax.Array
@@ -81,7 +76,7 @@ class schedule_free(GradientTransformation):
 
         opt = gx.schedule_free(gx.sgd(1.0), learning_rate=1.0, b1=0.9)
         ...
-        eval_params = gx.schedule_free_eval_params(opt, state, params)
+        eval_params = gx.schedule_free_eval_params(state, params)
 
     References:
       Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road Less Scheduled*, NeurIPS
@@ -109,7 +104,8 @@ class schedule_free(GradientTransformation):
         z, known = tree.params_copy(params, self.state_dtype)
         scalar_dtype = tree.real_accumulator_dtype(params, self.state_dtype)
         zero = jnp.zeros([], scalar_dtype)
-        return ScheduleFreeState(z, known, zero, zero, self.base_optimizer.init_state(params))
+        return ScheduleFreeState(tree.scalar(self.b1, scalar_dtype), z, known, zero, zero,
+                                 self.base_optimizer.init_state(params))
 
     def apply(self, updates, state, params, step):
         y = self.require_params(params)
@@ -140,50 +136,40 @@ class schedule_free(GradientTransformation):
             return (y_new - yw).astype(u.dtype), z_new
 
         out, z_new = tree.unzip2(updates, jax.tree.map(one, updates, y, z, base_updates))
-        return out, ScheduleFreeState(z_new, jnp.ones([], jnp.bool_), total, max_lr, base_state)
+        return out, ScheduleFreeState(tree.scalar(self.b1, sd), z_new, jnp.ones([], jnp.bool_),
+                                      total, max_lr, base_state)
 
     def links(self, state, step):
         return iter([("base_optimizer", self.base_optimizer, state.base, step)])
 
-    def eval_params(self, state: ScheduleFreeState, params: Any) -> Any:
-        r"""The average :math:`x = (y - (1-\beta) z)/\beta` from :math:`y` = ``params``."""
-        z = tree.fill_params_copy(state.z, state.z_known, params)
-        b1, rest = tree.complement(self.b1)
 
-        def one(yi, zi):
-            yi = jnp.asarray(yi)
-            work = dtypes.wider(yi.dtype, zi.dtype)
-            x = (yi.astype(work) - tree.scalar(rest, work) * zi.astype(work)) / tree.scalar(
-                b1, work)
-            return x.astype(yi.dtype)
-
-        return jax.tree.map(one, params, z)
-
-
-def find_link(tx: GradientTransformation, state: OptState, cls: type,
-              where: str) -> tuple[Any, Any]:
-    """The first transformation of type ``cls`` inside ``tx`` and its part of ``state``."""
-    if not isinstance(state, OptState):
-        raise TypeError(f"{where}: state must be the OptState returned by the optimizer's init "
-                        f"or update, got {type(state).__name__}")
-
-    for _, t, st, _ in walk(tx, state):
-        if isinstance(t, cls):
-            return t, st
-    raise ValueError(f"{where}: the optimizer {tx.name!r} contains no {cls.__name__} "
-                     f"transformation, so there is nothing to read from its state")
+def _schedule_free_state(state: PyTree) -> ScheduleFreeState:
+    where = "schedule_free_eval_params"
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, ScheduleFreeState))
+             if isinstance(s, ScheduleFreeState)]
+    if not found:
+        raise ValueError(f"{where}: the state holds no ScheduleFreeState; give the state of an "
+                         f"optimizer that contains schedule_free (schedule_free_sgd, "
+                         f"schedule_free_adamw, schedule_free(...))")
+    if len(found) > 1:
+        raise ValueError(f"{where}: the state holds {len(found)} ScheduleFreeStates; give the "
+                         f"part of the state of the one to evaluate (state.inner[...])")
+    return found[0]
 
 
-def schedule_free_eval_params(tx: GradientTransformation, state: OptState, params: Any) -> Any:
+def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
     r"""The params to evaluate a schedule-free optimizer at: the average :math:`x`.
 
     Training keeps the interpolation :math:`y` in ``params``; this recovers
-    :math:`x = (y - (1-\beta) z)/\beta` with the :math:`z` of ``state``. Use it for validation,
-    testing and the checkpoint used for inference. Works inside jit.
+    :math:`x = (y - (1-\beta) z)/\beta` with the :math:`\beta` and :math:`z` of ``state``. Use
+    it for validation, testing and the checkpoint used for inference. Works inside jit.
+
+    Conventions. As ``optax.contrib.schedule_free_eval_params``; ``state`` may be the whole
+    state of an optimizer containing one :class:`schedule_free` (a chain, a wrapper), not only
+    its :class:`ScheduleFreeState`.
 
     Args:
-      tx: the optimizer (a :class:`schedule_free`, or a chain or wrapper containing one).
-      state: its state.
+      state: the optimizer's state (or the :class:`ScheduleFreeState` in it).
       params: the current (training) params :math:`y`.
 
     Returns:
@@ -193,7 +179,16 @@ def schedule_free_eval_params(tx: GradientTransformation, state: OptState, param
 
         opt = gx.schedule_free_adamw(1e-3)
         ...
-        loss = eval_loss(gx.schedule_free_eval_params(opt, opt_state, params))
+        loss = eval_loss(gx.schedule_free_eval_params(opt_state, params))
     """
-    sf, sf_state = find_link(tx, state, schedule_free, "schedule_free_eval_params")
-    return sf.eval_params(sf_state, params)
+    sf_state = _schedule_free_state(state)
+    z = tree.fill_params_copy(sf_state.z, sf_state.z_known, params)
+
+    def one(yi, zi):
+        yi = jnp.asarray(yi)
+        work = dtypes.wider(yi.dtype, zi.dtype)
+        b1 = sf_state.b1.astype(work)
+        x = (yi.astype(work) - (1 - b1) * zi.astype(work)) / b1
+        return x.astype(yi.dtype)
+
+    return jax.tree.map(one, params, z)

@@ -104,6 +104,7 @@ class scale_by_sm3(GradientTransformation):
             nu = fresh * g2 + keep * previous
             inv = jnp.where(nu > 0, jax.lax.rsqrt(nu + dtypes.safe_eps(eps, acc)),
                             jnp.zeros_like(nu))
+            new_mu: tuple[jax.Array, ...]
             if g.ndim < 2:
                 new_mu = (nu,)
             else:

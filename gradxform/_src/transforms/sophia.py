@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from gradxform._src import docs, dtypes, tree
 from gradxform._src.base import GradientTransformation, child, hyper, static, transformation
 from gradxform._src.transforms.parameter_free import _reject_complex
-from gradxform._src.types import DType, Hyper
+from gradxform._src.types import DType, Hyper, TreeDef
 
 __all__ = ["hutchinson_estimator_diag_hessian", "HutchinsonState", "scale_by_sophia",
            "SophiaState"]
@@ -81,6 +81,7 @@ class hutchinson_estimator_diag_hessian(GradientTransformation):
         if isinstance(key, numbers.Number) or not hasattr(key, "dtype"):
             raise self.error(f"must be a jax.random key (jax.random.key(seed)), got {key!r}",
                              "key", TypeError)
+        treedef: TreeDef
         leaves, treedef = jax.tree.flatten(params)
         if not leaves:
             return params, state
@@ -158,7 +159,7 @@ class scale_by_sophia(GradientTransformation):
     b2: Hyper = hyper(default=0.99, interval="[0, 1)")
     eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
     gamma: Hyper = hyper(default=0.01, interval="(0, inf)")
-    clip_threshold: Hyper = hyper(default=1.0, interval="(0, inf)")
+    clip_threshold: Hyper | None = hyper(default=1.0, interval="(0, inf)", optional=True)
     update_interval: Hyper = hyper(default=10, interval="[1, inf)", integer=True)
     hessian_diagonal_fn: GradientTransformation = child(
         default=hutchinson_estimator_diag_hessian(), converter=transformation)

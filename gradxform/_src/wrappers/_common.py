@@ -18,8 +18,7 @@ from gradxform._src import tree
 from gradxform._src.base import GradientTransformation, Step
 from gradxform._src.module import Module
 from gradxform._src.schedules import Schedule
-
-PyTree = Any
+from gradxform._src.types import PyTree, TreeDef
 
 
 def inner_step(step: Step, applied: jax.Array | None) -> Step:
@@ -39,9 +38,7 @@ def _vary(x: jax.Array, axes: frozenset) -> jax.Array:
     missing = tuple(sorted(axes - _varying(jax.typeof(x))))
     if not missing:
         return x
-    if hasattr(jax.lax, "pcast"):
-        return jax.lax.pcast(x, missing, to="varying")
-    return jax.lax.pvary(x, missing)
+    return jax.lax.pcast(x, missing, to="varying")
 
 
 def cond_apply(run: jax.Array, fn: Callable[[], tuple[PyTree, PyTree]],
@@ -54,6 +51,7 @@ def cond_apply(run: jax.Array, fn: Callable[[], tuple[PyTree, PyTree]],
     """
     shapes = jax.eval_shape(fn)
     updates_axes = [_varying(s) for s in jax.tree.leaves(shapes[0])]
+    state_def: TreeDef
     state_leaves, state_def = jax.tree.flatten(state)
     state_axes = [_varying(s) | _varying(jax.typeof(x))
                   for s, x in zip(jax.tree.leaves(shapes[1]), state_leaves)]
@@ -61,7 +59,7 @@ def cond_apply(run: jax.Array, fn: Callable[[], tuple[PyTree, PyTree]],
     def typed(updates, new_state):
         u_leaves, u_def = jax.tree.flatten(updates)
         s_leaves = state_def.flatten_up_to(new_state)
-        return (u_def.unflatten([_vary(x, a) for x, a in zip(u_leaves, updates_axes)]),
+        return (jax.tree.unflatten(u_def, [_vary(x, a) for x, a in zip(u_leaves, updates_axes)]),
                 state_def.unflatten([_vary(x, a) for x, a in zip(s_leaves, state_axes)]))
 
     def apply():

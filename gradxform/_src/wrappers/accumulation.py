@@ -85,6 +85,8 @@ class accumulate(GradientTransformation):
         opt = gx.accumulate(gx.adam(1e-3), every_k=4)   # 4 micro-batches per Adam step
     """
 
+    composition_kind = "accumulate"  # its row and column in wrappers/composition.py
+
     inner: GradientTransformation = child(converter=transformation)
     every_k: Hyper = hyper(interval="[1, inf)", integer=True)
     reduction: str = static(default="mean")

@@ -5,7 +5,7 @@ Read the average for evaluation with :func:`averaged_params`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,16 @@ class _Averaging(GradientTransformation):
     """Shared machinery: run ``inner``, then fold the new params into the average, on the
     updates that reach the params only (not on the micro-batches of an ``accumulate`` or the
     steps a ``skip_non_finite`` skips)."""
+
+    composition_kind = "ema_params"  # its row and column in wrappers/composition.py
+
+    if TYPE_CHECKING:  # fields of every subclass
+
+        @property
+        def inner(self) -> GradientTransformation: ...
+
+        @property
+        def accumulator_dtype(self) -> DType: ...
 
     uses_count = True  # to tell an applied update from a skipped one (applied_update)
 

@@ -33,19 +33,10 @@ is an ``accumulate``)."""
 
 
 def kind_of(t: Any) -> str | None:
-    """Which wrapper of :data:`KINDS` ``t`` is, or ``None``."""
-    from gradxform._src.wrappers.accumulation import accumulate
-    from gradxform._src.wrappers.averaging import _Averaging
-    from gradxform._src.wrappers.finite import skip_non_finite
-    from gradxform._src.wrappers.lookahead import lookahead
-    from gradxform._src.wrappers.loss_scaling import dynamic_loss_scale
-
-    for cls, kind in ((accumulate, "accumulate"), (skip_non_finite, "skip_non_finite"),
-                      (dynamic_loss_scale, "dynamic_loss_scale"), (_Averaging, "ema_params"),
-                      (lookahead, "lookahead")):
-        if isinstance(t, cls):
-            return kind
-    return None
+    """Which wrapper of :data:`KINDS` ``t`` is, or ``None``: the wrappers name their kind in the
+    class attribute ``composition_kind`` (so this table imports none of them)."""
+    kind = getattr(type(t), "composition_kind", None)
+    return kind if kind in KINDS else None
 
 
 def windowed(t: Any) -> bool:

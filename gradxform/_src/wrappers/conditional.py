@@ -5,7 +5,7 @@ r"""Running the inner transformation only at the steps a condition chooses:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,8 @@ class _Conditional(GradientTransformation):
     should_transform_fn: Callable[..., Any] = static()
     forward_extra_args: bool = static(default=False)
     uses_count = True
-    _state = ConditionallyTransformState
+    _state: ClassVar[type[ConditionallyTransformState] | type[ConditionallyMaskState]] = (
+        ConditionallyTransformState)
 
     def check(self):
         if not callable(self.should_transform_fn):

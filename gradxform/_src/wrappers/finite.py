@@ -67,6 +67,8 @@ class skip_non_finite(GradientTransformation):
         opt = gx.skip_non_finite(gx.adam(1e-3))
     """
 
+    composition_kind = "skip_non_finite"  # its row and column in wrappers/composition.py
+
     inner: GradientTransformation = child(converter=transformation)
     max_consecutive_errors: Hyper = hyper(default=None, interval="[0, inf)", integer=True)
     axis_name: AxisName = static(default=None)

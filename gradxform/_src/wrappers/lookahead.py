@@ -12,11 +12,11 @@ from gradxform._src.base import (
     GradientTransformation,
     OptState,
     child,
+    find_link,
     hyper,
     static,
     transformation,
 )
-from gradxform._src.transforms.schedule_free import find_link
 from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import applied_update
 from gradxform._src.wrappers.composition import check_nesting
@@ -78,6 +78,8 @@ class lookahead(GradientTransformation):
       Zhang, Lucas, Hinton, Ba, *Lookahead Optimizer: k steps forward, 1 step back*, NeurIPS
       2019 (Algorithm 1).
     """
+
+    composition_kind = "lookahead"  # its row and column in wrappers/composition.py
 
     fast_optimizer: GradientTransformation = child(converter=transformation)
     sync_period: Hyper = hyper(interval="[1, inf)", integer=True)

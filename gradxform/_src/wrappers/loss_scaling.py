@@ -77,6 +77,8 @@ class dynamic_loss_scale(GradientTransformation):
       Micikevicius et al., *Mixed Precision Training*, ICLR 2018.
     """
 
+    composition_kind = "dynamic_loss_scale"  # its row and column in wrappers/composition.py
+
     inner: GradientTransformation = child(converter=transformation)
     initial_scale: Hyper = hyper(default=2.0**15, interval="(0, inf)")
     growth_interval: Hyper = hyper(default=2000, interval="[1, inf)", integer=True)

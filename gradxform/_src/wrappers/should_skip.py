@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._src import dtypes
+from gradxform._src.types import PyTree
 
 __all__ = ["ShouldSkipUpdateFunction", "skip_not_finite", "skip_large_updates"]
-
-PyTree = Any
 
 
 ShouldSkipUpdateFunction: TypeAlias = Callable[[PyTree, Any, Any], tuple[jax.Array, PyTree]]

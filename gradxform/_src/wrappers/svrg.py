@@ -20,10 +20,10 @@ from gradxform._src.base import (
     GradientTransformation,
     apply_updates,
     child,
+    find_link,
     static,
     transformation,
 )
-from gradxform._src.transforms.schedule_free import find_link
 from gradxform._src.types import PyTree
 
 __all__ = ["svrg", "SvrgState", "svrg_run", "SvrgRun"]
