@@ -42,6 +42,7 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
+from gradxform._src.flat import FlatParams, FlatUnsupportedError, flat_params
 from gradxform._src.metrics import CSVLogger, step_metrics
 from gradxform._src.module import Module
 from gradxform._src.optimizers.adafactor import adafactor
@@ -212,6 +213,8 @@ __all__ = [
     "warmup_exponential_decay_schedule", "piecewise_interpolate_schedule",
     "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule", "cyclic_schedule",
     "inverse_time_decay", "inverse_sqrt_schedule", "multiply_schedules",
+    # flat parameter buffers
+    "flat_params", "FlatParams", "FlatUnsupportedError",
     # distributed training
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",

@@ -32,13 +32,13 @@ import collections
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, dataclass_transform
+from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._src import dtypes, tree
+from gradxform._src import dtypes, flat, tree
 from gradxform._src import module as _module
 from gradxform._src.module import Invalid, Module, child, renamed_error, static
 from gradxform._src.schedules import Schedule, as_schedule
@@ -276,6 +276,31 @@ class GradientTransformation(Module):
     #: True if ``apply`` reads ``step.count`` (bias corrections, schedules of its own).
     uses_count = False
 
+    #: How this transformation runs on the buffers of a :class:`~gradxform.FlatParams`:
+    #:
+    #: * ``"elementwise"``: coordinate by coordinate, or through reductions over the whole tree
+    #:   (global norms, dot products), so a buffer is just a longer leaf: ``init_state`` and
+    #:   ``apply`` see the buffers. Nested transformations are checked in turn.
+    #: * ``"leaves"``: it needs the leaves themselves (per-leaf norms, matrix shapes, paths):
+    #:   ``init_state`` and ``apply`` see the original tree (views of the buffers) and the new
+    #:   updates are packed into buffers again. The result equals the per-leaf run, at the
+    #:   per-leaf cost; nested transformations see leaves too.
+    #: * ``"layout"``: ``apply`` sees the buffers and reads ``updates.layout`` itself (a mask
+    #:   of whole buffers, say); :meth:`check_flat` refuses what it cannot do.
+    #: * ``None`` (not declared): ``init`` refuses flat params, naming the transformation.
+    flat_support: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.flat_support not in (None, "elementwise", "leaves", "layout"):
+            raise TypeError(f"{cls.__name__}.flat_support must be 'elementwise', 'leaves', "
+                            f"'layout' or None, got {cls.flat_support!r}")
+        if cls.flat_support == "leaves":  # see flat_support: run on views of the leaves
+            if "init_state" in cls.__dict__:
+                cls.init_state = flat.init_on_leaves(cls.__dict__["init_state"])
+            if "apply" in cls.__dict__:
+                cls.apply = flat.apply_on_leaves(cls.__dict__["apply"])
+
     # -- to implement ------------------------------------------------------------------------
 
     def init_state(self, params: PyTree) -> PyTree:
@@ -304,6 +329,27 @@ class GradientTransformation(Module):
         del state
         return {}
 
+    def check_flat(self, layout: flat.Layout) -> None:
+        """Raise :class:`~gradxform.FlatUnsupportedError` if this transformation cannot run on
+        buffers of ``layout``; called by ``init`` when the params are a ``FlatParams``.
+
+        The default follows :attr:`flat_support`: ``None`` refuses, ``"leaves"`` accepts (the
+        nested transformations see leaves), ``"elementwise"`` and ``"layout"`` check the nested
+        transformations. Override it to refuse an argument the buffers cannot honour.
+        """
+        if self.flat_support is None:
+            raise flat.FlatUnsupportedError(
+                f"{self.name} does not declare how it runs on flat params (its flat_support is "
+                "not set), so it is not run on them: a transformation that reduces over each "
+                "leaf would silently mix the leaves of a buffer. Give init the tree of params "
+                "itself (the per-leaf path), or declare flat_support on the class (see "
+                "GradientTransformation.flat_support).")
+        if self.flat_support == "leaves":
+            return
+        for name in self._data_fields:
+            for t in _transformations_in(getattr(self, name)):
+                t.check_flat(layout)
+
     # -- the protocol ------------------------------------------------------------------------
 
     @property
@@ -324,6 +370,11 @@ class GradientTransformation(Module):
     def init(self, params: PyTree) -> OptState:
         """The initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct``)."""
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
+        if isinstance(params, flat.FlatParams):
+            try:
+                self.check_flat(params.layout)
+            except flat.FlatUnsupportedError as e:
+                raise flat.FlatUnsupportedError(f"{self.name}.init: {e}") from None
         try:
             inner = self.init_state(params)
         except (ValueError, TypeError) as e:
@@ -373,6 +424,18 @@ class GradientTransformation(Module):
         return params
 
 
+def _transformations_in(value: Any) -> Iterator[GradientTransformation]:
+    """The transformations held by a field value (itself, or inside tuples, lists, dicts)."""
+    if isinstance(value, GradientTransformation):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _transformations_in(v)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _transformations_in(v)
+
+
 # --------------------------------------------------------------------------------------------
 # Small transformations every chain needs.
 
@@ -388,6 +451,7 @@ class stateless(GradientTransformation):
     """
 
     fn: Callable[[PyTree, PyTree | None], PyTree] = static()
+    flat_support = "leaves"  # fn sees the leaves it was written for
 
     def check(self):
         if not callable(self.fn):
@@ -400,6 +464,8 @@ class stateless(GradientTransformation):
 class identity(GradientTransformation):
     """Leave updates unchanged: ``u <- u``."""
 
+    flat_support = "elementwise"
+
     def apply(self, updates, state, params, step):
         return updates, state
 
@@ -409,6 +475,8 @@ class set_to_zero(GradientTransformation):
 
     With :func:`~gradxform.masked` or :func:`~gradxform.partition` this freezes leaves.
     """
+
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         return jax.tree.map(jnp.zeros_like, updates), state
@@ -422,6 +490,7 @@ class Foreign(GradientTransformation):
     """
 
     tx: Any = static()
+    flat_support = "leaves"  # an optax transformation may reduce over each leaf
 
     def check(self):
         if not (hasattr(self.tx, "init") and hasattr(self.tx, "update")):

@@ -96,6 +96,7 @@ class chain(GradientTransformation):
     transforms: tuple[GradientTransformation, ...] = child(converter=_links)
     names: tuple[str, ...] | None = static(default=None, converter=_optional_tuple)
     chain_name: str | None = static(default=None)
+    flat_support = "elementwise"
 
     def __init__(self, *transforms: Any, name: str | None = None,
                  names: tuple[str, ...] | None = None):
@@ -451,6 +452,7 @@ class masked(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     mask: Mask = static(converter=_prepare_mask)
+    flat_support = "leaves"  # routes leaves by path
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -497,6 +499,7 @@ class freeze(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     frozen: Mask = static(converter=_prepare_mask)
+    flat_support = "leaves"  # routes leaves by path
 
     def _trainable(self, tree_):
         return [not f for f in route(self.frozen, tree_, self.name, "mask")]
@@ -544,6 +547,7 @@ class partition(GradientTransformation):
 
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
     labels: Any = static(converter=freeze_tree)
+    flat_support = "leaves"  # routes leaves by path
 
     def check(self):
         labels = thaw(self.labels)

@@ -73,6 +73,7 @@ class scale_by_adan(GradientTransformation):
     paper_difference_weight: bool = static(default=False, kw_only=True)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         zeros = tree.zeros_like(params, self.accumulator_dtype)

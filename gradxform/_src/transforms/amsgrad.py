@@ -64,6 +64,7 @@ class scale_by_amsgrad(GradientTransformation):
     nu_dtype: DType = static(default=None, kw_only=True)
     bias_correction_mu: bool = static(default=True)
     bias_correction_nu: bool = static(default=True)
+    flat_support = "elementwise"
 
     @property
     def uses_count(self) -> bool:

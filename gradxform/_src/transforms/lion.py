@@ -48,6 +48,7 @@ class scale_by_lion(GradientTransformation):
     b1: Hyper = hyper(default=0.9, interval="[0, 1)")
     b2: Hyper = hyper(default=0.99, interval="[0, 1)")
     mu_dtype: DType = static(default=None)
+    flat_support = "elementwise"
 
     def init_state(self, params):
         reject_complex(self, params, "params")

@@ -50,6 +50,7 @@ class trace(GradientTransformation):
     nesterov: bool = static(default=False)
     dampening: Hyper = hyper(default=0.0, interval="[0, 1)", kw_only=True)
     accumulator_dtype: DType = static(default=None)
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
@@ -91,6 +92,7 @@ class ema(GradientTransformation):
     decay: Hyper = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
     debias: bool = static(default=True)
     accumulator_dtype: DType = static(default=None)
+    flat_support = "elementwise"
 
     @property
     def uses_count(self) -> bool:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, tree
+from gradxform._src import docs, flat, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.combine import mask_leaves
 from gradxform._src.module import freeze
 from gradxform._src.types import Hyper, Mask
 
@@ -30,6 +29,11 @@ class _AddPenaltyGradient(GradientTransformation):
     Subclasses declare their coefficient field and a ``mask`` static field.
     """
 
+    flat_support = "layout"  # on flat params a mask selects whole buffers
+
+    def check_flat(self, layout):
+        if self.mask is not None:
+            flat.buffer_mask(self.mask, layout, self.name)
 
     def coefficient(self):
         raise NotImplementedError
@@ -40,8 +44,7 @@ class _AddPenaltyGradient(GradientTransformation):
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
         c = step.value(self.coefficient())
-        keep = (jax.tree.map(lambda _: True, params) if self.mask is None
-                else mask_leaves(self.mask, params, self.name))
+        keep = flat.leaf_mask(self.mask, params, self.name)
 
         def one(u, p, k):
             if not k:

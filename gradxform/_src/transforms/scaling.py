@@ -26,6 +26,7 @@ class scale(GradientTransformation):
     """
 
     step_size: Hyper = hyper()
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         s = step.value(self.step_size)
@@ -45,6 +46,7 @@ class scale_by_learning_rate(GradientTransformation):
 
     learning_rate: Hyper = hyper(interval="[0, inf)")
     flip_sign: bool = static(default=True, kw_only=True)
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         lr = step.value(self.learning_rate)

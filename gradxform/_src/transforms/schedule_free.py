@@ -94,6 +94,7 @@ class schedule_free(GradientTransformation):
     weight_lr_power: Hyper = hyper(default=2.0, interval="[0, inf)")
     state_dtype: DType = static(default=None)
     label: str | None = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
 
     def check(self):

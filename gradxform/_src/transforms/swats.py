@@ -92,6 +92,7 @@ class scale_by_swats(GradientTransformation):
     mu_dtype: DType = static(default=None)
     nu_dtype: DType = static(default=None)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         sd = tree.real_accumulator_dtype(params)

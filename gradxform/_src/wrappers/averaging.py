@@ -44,6 +44,7 @@ class AveragedParamsState(NamedTuple):
 class _Averaging(GradientTransformation):
     """Shared machinery: run ``inner``, then fold the new params into the average."""
 
+    flat_support = "elementwise"
 
     def init_state(self, params):
         averaged = jax.tree.map(
