@@ -158,6 +158,11 @@ class Layout:
         leaves: list[Any] = [None] * len(self.shapes)
         for group in self.groups:
             buf = buffers[group.name]
+            if isinstance(buf, jax.ShapeDtypeStruct):  # shapes only (init from shapes)
+                for i in group.leaves:
+                    leaves[i] = jax.ShapeDtypeStruct(self.shapes[i], self.dtypes[i],
+                                                     sharding=self.shardings[i])
+                continue
             pieces = (jnp.split(buf, np.cumsum(group.sizes)[:-1].tolist(), axis=-1)
                       if len(group.leaves) > 1 else [buf])
             concrete = not isinstance(buf, jax.core.Tracer) and isinstance(buf, jax.Array)
