@@ -197,6 +197,9 @@ def test_flat_equals_per_leaf(entry):
         assert str(e).startswith(f"{tx.name}.init: ")
         return
     assert entry.name not in REFUSED
+    for state in (tx.init(params), tx.init(fp)):  # donation needs distinct buffers
+        leaves = jax.tree.leaves(state)
+        assert len({id(x) for x in leaves}) == len(leaves), f"{entry.name}: a shared buffer"
     steps = 3
     extras = {}
     if "value" in entry.extra:
