@@ -112,18 +112,19 @@ def _describe(shape: tuple, dtype: np.dtype) -> str:
 class ParamSpec:
     """Leaf paths, shapes and dtypes of a params tree; hashable, compared once per trace."""
 
-    __slots__ = ("paths", "shapes", "dtypes", "_hash")
+    __slots__ = ("paths", "shapes", "dtypes", "_hash", "_treedef")
 
-    def __init__(self, paths: tuple, shapes: tuple, dtypes_: tuple):
+    def __init__(self, paths: tuple, shapes: tuple, dtypes_: tuple, treedef: Any = None):
         self.paths, self.shapes, self.dtypes = paths, shapes, dtypes_
         self._hash = hash((paths, shapes, dtypes_))
+        self._treedef = treedef  # a shortcut for check(); not part of the value
 
     @classmethod
     def of(cls, params: PyTree) -> ParamSpec:
-        flat, _ = jax.tree_util.tree_flatten_with_path(params)
+        flat, treedef = jax.tree_util.tree_flatten_with_path(params)
         paths = tuple(_path_key(p) for p, _ in flat)
         shapes, dts = zip(*(_shape_dtype(x) for _, x in flat)) if flat else ((), ())
-        return cls(paths, tuple(shapes), tuple(dts))
+        return cls(paths, tuple(shapes), tuple(dts), treedef)
 
     def __eq__(self, other: object) -> bool:
         return self is other or (
@@ -138,8 +139,17 @@ class ParamSpec:
     def __repr__(self) -> str:
         return f"ParamSpec({len(self.paths)} leaves)"
 
+    def __reduce__(self):
+        return ParamSpec, (self.paths, self.shapes, self.dtypes)
+
     def check(self, tree_: PyTree, where: str, what: str) -> None:
         """Raise :class:`StructureMismatchError` if ``tree_`` differs from these params."""
+        if self._treedef is not None:  # the same tree structure: compare shapes and dtypes only
+            leaves, treedef = jax.tree.flatten(tree_)
+            if treedef == self._treedef and all(
+                    getattr(x, "shape", None) == s and getattr(x, "dtype", None) == d
+                    for x, s, d in zip(leaves, self.shapes, self.dtypes)):
+                return
         other = ParamSpec.of(tree_)
         if other == self:
             return
@@ -576,8 +586,10 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """
 
     def one(p, u):
-        p = jnp.asarray(p)
+        p = p if isinstance(p, jax.Array) else jnp.asarray(p)
         wide = dtypes.wider(p.dtype, u.dtype)
+        if p.dtype == u.dtype == wide:  # the common case: no casts to stage
+            return jax.lax.add(p, u)
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
     try:

@@ -57,10 +57,12 @@ class scale_by_lion(GradientTransformation):
     def apply(self, updates, state, params, step):
         reject_complex(self, updates, "updates")
         keep, fresh = tree.complement(step.value(self.b1))
+        weights = tree.per_dtype(lambda d: (tree.scalar(fresh, d), tree.scalar(keep, d)))
 
         def direction(g, m):
             g_m = dtypes.cast(g, m.dtype)
-            c = tree.scalar(fresh, m.dtype) * g_m + tree.scalar(keep, m.dtype) * m
+            w_fresh, w_keep = weights(m.dtype)
+            c = w_fresh * g_m + w_keep * m
             return jnp.sign(c).astype(g.dtype)
 
         u = jax.tree.map(direction, updates, state.mu)

@@ -59,8 +59,10 @@ class trace(GradientTransformation):
         decay = step.value(self.decay)
         _, undamped = tree.complement(step.value(self.dampening))
 
+        weights = tree.per_dtype(lambda d: (tree.scalar(decay, d), tree.scalar(undamped, d)))
+
         def one(g, m):
-            b, w = tree.scalar(decay, m.dtype), tree.scalar(undamped, m.dtype)
+            b, w = weights(m.dtype)
             g32 = dtypes.cast(g, m.dtype)
             m = w * g32 + b * m
             u = w * g32 + b * m if self.nesterov else m

@@ -45,12 +45,13 @@ class _AddPenaltyGradient(GradientTransformation):
         params = self.require_params(params)
         c = step.value(self.coefficient())
         keep = flat.leaf_mask(self.mask, params, self.name)
+        coefficients = tree.per_dtype(lambda d: tree.scalar(c, d))
 
         def one(u, p, k):
             if not k:
                 return u
             d = self.direction(jnp.asarray(p)).astype(u.dtype)
-            return u + tree.scalar(c, u.dtype) * d
+            return u + coefficients(u.dtype) * d
 
         return jax.tree.map(one, updates, params, keep), state
 

@@ -30,7 +30,8 @@ class scale(GradientTransformation):
 
     def apply(self, updates, state, params, step):
         s = step.value(self.step_size)
-        return jax.tree.map(lambda u: u * tree.scalar(s, u.dtype), updates), state
+        factors = tree.per_dtype(lambda d: tree.scalar(s, d))
+        return jax.tree.map(lambda u: u * factors(u.dtype), updates), state
 
 
 @docs.args
@@ -51,4 +52,5 @@ class scale_by_learning_rate(GradientTransformation):
     def apply(self, updates, state, params, step):
         lr = step.value(self.learning_rate)
         sign = -1 if self.flip_sign else 1
-        return jax.tree.map(lambda u: u * (sign * tree.scalar(lr, u.dtype)), updates), state
+        factors = tree.per_dtype(lambda d: sign * tree.scalar(lr, d))
+        return jax.tree.map(lambda u: u * factors(u.dtype), updates), state
