@@ -55,8 +55,9 @@ class scale_by_adadelta(GradientTransformation):
     flat_support = "elementwise"
 
     def init_state(self, params):
-        zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)
-        return ScaleByAdaDeltaState(zeros, zeros)
+        # one array per field: no two state leaves share a buffer (donation)
+        return ScaleByAdaDeltaState(tree.full_like(params, 0.0, self.accumulator_dtype, real=True),
+                                    tree.full_like(params, 0.0, self.accumulator_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         rho, eps = step.value(self.rho), step.value(self.eps)

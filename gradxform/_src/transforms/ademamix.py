@@ -72,8 +72,9 @@ class scale_by_ademamix(GradientTransformation):
     flat_support = "elementwise"
 
     def init_state(self, params):
-        zeros = tree.zeros_like(params, self.mu_dtype)
-        return ScaleByAdemamixState(zeros, zeros,
+        # one array per field: no two state leaves share a buffer (donation)
+        return ScaleByAdemamixState(tree.zeros_like(params, self.mu_dtype),
+                                    tree.zeros_like(params, self.mu_dtype),
                                     tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):

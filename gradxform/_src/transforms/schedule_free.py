@@ -109,8 +109,9 @@ class schedule_free(GradientTransformation):
     def init_state(self, params):
         z, known = tree.params_copy(params, self.state_dtype)
         scalar_dtype = tree.real_accumulator_dtype(params, self.state_dtype)
-        zero = jnp.zeros([], scalar_dtype)
-        return ScheduleFreeState(z, known, zero, zero, self.base_optimizer.init_state(params))
+        weight_sum, max_lr = jnp.zeros([], scalar_dtype), jnp.zeros([], scalar_dtype)  # distinct
+        return ScheduleFreeState(z, known, weight_sum, max_lr,
+                                 self.base_optimizer.init_state(params))
 
     def apply(self, updates, state, params, step):
         y = self.require_params(params)
