@@ -448,3 +448,22 @@ def test_unsupported_sharding_is_refused():
     with pytest.raises(ValueError, match=r"the leaf at \['w'\] has the sharding .* split along "
                                          r"their leading dimension only"):
         gx.flat_params({"w": cols})
+
+
+def test_nnx_functional_step_with_flat_params():
+    from flax import nnx
+
+    model = nnx.Sequential(nnx.Linear(3, 8, rngs=nnx.Rngs(0)), nnx.Linear(8, 2, rngs=nnx.Rngs(1)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    fp = gx.flat_params(params)
+    tx = gx.adam(1e-2)
+    x = jnp.ones((4, 3), jnp.float32)
+
+    def loss(params):
+        return jnp.mean(nnx.merge(graphdef, params, rest)(x) ** 2)
+
+    g = jax.grad(lambda fp: loss(fp.unflatten()))(fp)
+    u, _ = tx.update(g, tx.init(fp), fp)
+    expected_u, _ = tx.update(jax.grad(loss)(params), tx.init(params), params)
+    assert_trees_close(gx.apply_updates(fp, u).unflatten(),
+                       gx.apply_updates(params, expected_u), rtol=1e-6)

@@ -291,7 +291,11 @@ class GradientTransformation(Module):
     #: * ``"elementwise"``: coordinate by coordinate, or through reductions over the whole tree
     #:   (global norms, dot products), so a buffer is just a longer leaf: ``init_state`` and
     #:   ``apply`` see the buffers. Nested transformations are checked in turn.
-    #: * ``"leaves"``: it needs the leaves themselves (per-leaf norms, matrix shapes, paths):
+    #: * ``"each_leaf"``: it treats each leaf on its own, whatever its path (a norm, an RMS, row
+    #:   and column statistics per leaf): ``init_state`` and ``apply`` run once per shape,
+    #:   vectorised with ``jax.vmap`` over the leaves of that shape, each leaf seen as the
+    #:   whole tree; the state is a tuple with one entry per run of leaves of one shape.
+    #: * ``"leaves"``: it needs the tree (paths, a key per leaf, an inner transformation):
     #:   ``init_state`` and ``apply`` see the original tree (views of the buffers) and the new
     #:   updates are packed into buffers again. The result equals the per-leaf run, at the
     #:   per-leaf cost; nested transformations see leaves too.
@@ -302,14 +306,16 @@ class GradientTransformation(Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.flat_support not in (None, "elementwise", "leaves", "layout"):
-            raise TypeError(f"{cls.__name__}.flat_support must be 'elementwise', 'leaves', "
-                            f"'layout' or None, got {cls.flat_support!r}")
-        if cls.flat_support == "leaves":  # see flat_support: run on views of the leaves
-            if "init_state" in cls.__dict__:
-                cls.init_state = flat.init_on_leaves(cls.__dict__["init_state"])
-            if "apply" in cls.__dict__:
-                cls.apply = flat.apply_on_leaves(cls.__dict__["apply"])
+        wrappers = {"leaves": (flat.init_on_leaves, flat.apply_on_leaves),
+                    "each_leaf": (flat.init_each_leaf, flat.apply_each_leaf)}
+        if cls.flat_support not in (None, "elementwise", "layout", *wrappers):
+            raise TypeError(f"{cls.__name__}.flat_support must be 'elementwise', 'each_leaf', "
+                            f"'leaves', 'layout' or None, got {cls.flat_support!r}")
+        if cls.flat_support in wrappers:  # see flat_support: run on the leaves
+            for name, wrap in zip(("init_state", "apply"), wrappers[cls.flat_support]):
+                method = getattr(cls, name)
+                if getattr(method, "flat_support", None) != cls.flat_support:
+                    setattr(cls, name, wrap(method))
 
     # -- to implement ------------------------------------------------------------------------
 
@@ -343,8 +349,9 @@ class GradientTransformation(Module):
         """Raise :class:`~gradxform.FlatUnsupportedError` if this transformation cannot run on
         buffers of ``layout``; called by ``init`` when the params are a ``FlatParams``.
 
-        The default follows :attr:`flat_support`: ``None`` refuses, ``"leaves"`` accepts (the
-        nested transformations see leaves), ``"elementwise"`` and ``"layout"`` check the nested
+        The default follows :attr:`flat_support`: ``None`` refuses, ``"leaves"`` and
+        ``"each_leaf"`` accept (the nested transformations see leaves; an ``axis_name`` for
+        ``shard_map`` is refused), ``"elementwise"`` and ``"layout"`` check the nested
         transformations. Override it to refuse an argument the buffers cannot honour.
         """
         if self.flat_support is None:
@@ -354,7 +361,12 @@ class GradientTransformation(Module):
                 "leaf would silently mix the leaves of a buffer. Give init the tree of params "
                 "itself (the per-leaf path), or declare flat_support on the class (see "
                 "GradientTransformation.flat_support).")
-        if self.flat_support == "leaves":
+        if self.flat_support in ("leaves", "each_leaf"):
+            if getattr(self, "axis_name", None) is not None:
+                raise flat.FlatUnsupportedError(
+                    f"{self.name} reduces over each leaf across the shards of axis_name="
+                    f"{self.axis_name!r} (shard_map), which flat params do not hold; use jit "
+                    "with shardings, or the per-leaf params")
             return
         for name in self._data_fields:
             for t in _transformations_in(getattr(self, name)):

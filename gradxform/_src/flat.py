@@ -37,11 +37,17 @@ its first dimension over the same axes: row ``i`` holds, one after the other, th
 leaves that device ``i`` holds, so :meth:`~FlatParams.unflatten` is local. Other shardings are
 refused.
 
+**Order.** Within a buffer the leaves of one shape are next to each other (shapes in order of
+first appearance, leaves of a shape in tree order), so the leaves of one shape are one
+``(count, *shape)`` view of the buffer.
+
 **Transformations.** Each transformation declares how it runs on buffers (its
 ``flat_support``; see :class:`~gradxform.GradientTransformation` and ``CONTRIBUTING.md``):
-elementwise ones and global reductions see the buffers; per-leaf ones (trust ratios, factored
-moments, Muon, routing by path) run on views of the leaves, equal to the per-leaf run at the
-per-leaf cost; ``init`` refuses a transformation that declares nothing.
+elementwise ones and global reductions see the buffers; those that treat each leaf on its own
+(trust ratios, block RMS, factored moments) run once per shape, vectorised with ``vmap`` over
+the leaves of that shape; those that need the tree (routing by path, Muon's dimension numbers,
+a key per leaf) run on views of the leaves. Both give the per-leaf result; ``init`` refuses a
+transformation that declares nothing.
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 __all__ = ["FlatParams", "Layout", "Group", "flat_params", "FlatUnsupportedError",
-           "init_on_leaves", "apply_on_leaves", "buffer_mask",
-           "leaf_mask"]
+           "init_on_leaves", "apply_on_leaves", "init_each_leaf", "apply_each_leaf",
+           "buffer_mask", "leaf_mask"]
 
 PyTree = Any
 
@@ -95,6 +101,20 @@ class Group(NamedTuple):
     def shape(self) -> tuple[int, ...]:
         """The shape of the buffer."""
         return (self.length,) if self.shards == 1 else (self.shards, self.length)
+
+    def classes(self, shapes: tuple) -> list[tuple[tuple[int, ...], int, int]]:
+        """Runs of consecutive leaves of one shape: ``(shape, first position, count)``.
+
+        ``flat_params`` orders the leaves of a group by shape (first appearance first), so each
+        shape is one run: the leaves of a run are one ``(count, *shape)`` view of the buffer.
+        """
+        runs: list[tuple[tuple[int, ...], int, int]] = []
+        for k, i in enumerate(self.leaves):
+            if runs and runs[-1][0] == shapes[i]:
+                runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+            else:
+                runs.append((shapes[i], k, 1))
+        return runs
 
 
 class Layout:
@@ -386,6 +406,11 @@ def flat_params(params: PyTree, *, group: Any = None) -> FlatParams:
         counts[base] = n + 1
         name = base if n == 0 else f"{base}.{n}"
         shards, buffer_sharding = placements[(dtype, _, label)]
+        # leaves of one shape next to each other (in tree order): one (count, *shape) view each
+        order = {}
+        for i in members:
+            order.setdefault(shapes[i], []).append(i)
+        members = [i for same in order.values() for i in same]
         sizes = tuple(math.prod(shapes[i]) // shards for i in members)
         offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]]))
         groups.append(Group(name, dtype, tuple(members), offsets, sizes, int(sum(sizes)), shards,
@@ -410,6 +435,7 @@ def init_on_leaves(init_state: Callable) -> Callable:
             params = params.unflatten()
         return init_state(self, params)
 
+    wrapped.flat_support = "leaves"  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -427,6 +453,81 @@ def apply_on_leaves(apply: Callable) -> Callable:
         new, state = apply(self, updates.unflatten(), state, params, step)
         return layout.flatten(new), state
 
+    wrapped.flat_support = "leaves"  # type: ignore[attr-defined]
+    return wrapped
+
+
+# --------------------------------------------------------------------------------------------
+# Transformations that treat each leaf on its own (flat_support = "each_leaf").
+
+
+def _runs(layout: Layout, fp: FlatParams | None):
+    """For every group and every run of one shape: ``(group, shape, view or None)``, the view
+    of ``fp``'s buffer shaped ``(count, *shape)``."""
+    for group in layout.groups:
+        buf = None if fp is None else fp.buffers[group.name]
+        for shape, first, count in group.classes(layout.shapes):
+            view = None
+            if buf is not None:
+                size = math.prod(shape)
+                start = group.offsets[first]
+                view = jnp.reshape(jax.lax.slice_in_dim(buf, start, start + count * size),
+                                   (count,) + shape)
+            yield group, shape, view
+
+
+def _by_runs(layout: Layout, fp: FlatParams | None) -> list:
+    if fp is None or all(g.shards == 1 for g in layout.groups):
+        return list(_runs(layout, fp))
+    raise FlatUnsupportedError("a transformation that treats each leaf on its own runs on 1-D "
+                               "flat buffers; this one is split over devices")
+
+
+def init_each_leaf(init_state: Callable) -> Callable:
+    """Wrap ``init_state``: given a :class:`FlatParams`, the state of each run of leaves of one
+    shape, built by ``vmap`` over the run (a tuple of them, in layout order)."""
+
+    @functools.wraps(init_state)
+    def wrapped(self, params):
+        if not isinstance(params, FlatParams):
+            return init_state(self, params)
+        if any(g.shards > 1 for g in params.layout.groups):
+            return init_state(self, params.unflatten())
+        return tuple(jax.vmap(lambda p: init_state(self, p))(view)
+                     for _, _, view in _by_runs(params.layout, params))
+
+    wrapped.flat_support = "each_leaf"  # type: ignore[attr-defined]
+    return wrapped
+
+
+def apply_each_leaf(apply: Callable) -> Callable:
+    """Wrap ``apply``: given :class:`FlatParams` updates, run it once per shape, vectorised by
+    ``vmap`` over the leaves of that shape (each leaf is the whole tree the transformation
+    sees), and concatenate the new updates into buffers of the same layout."""
+
+    @functools.wraps(apply)
+    def wrapped(self, updates, state, params, step):
+        if not isinstance(updates, FlatParams):
+            return apply(self, updates, state, params, step)
+        layout = updates.layout
+        if any(g.shards > 1 for g in layout.groups):  # views of the leaves instead
+            flat_params_ = params.unflatten() if isinstance(params, FlatParams) else params
+            new, state = apply(self, updates.unflatten(), state, flat_params_, step)
+            return layout.flatten(new), state
+        runs = _by_runs(layout, updates)
+        param_runs = _by_runs(layout, params) if isinstance(params, FlatParams) else \
+            [(g, s, None) for g, s, _ in runs]
+        pieces: dict[str, list] = {g.name: [] for g in layout.groups}
+        new_state = []
+        for (group, _, u), (_, _, p), s in zip(runs, param_runs, state):
+            new_u, new_s = jax.vmap(lambda u, s, p: apply(self, u, s, p, step))(u, s, p)
+            pieces[group.name].append(jnp.reshape(new_u, (-1,)))
+            new_state.append(new_s)
+        buffers = {name: parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+                   for name, parts in pieces.items()}
+        return FlatParams(buffers, layout), tuple(new_state)
+
+    wrapped.flat_support = "each_leaf"  # type: ignore[attr-defined]
     return wrapped
 
 

@@ -112,7 +112,7 @@ class scale_by_factored_rms(GradientTransformation):
     nu_dtype: DType = static(default=None, kw_only=True)
     axis_name: AxisName = static(default=None, kw_only=True)
     uses_count = True
-    flat_support = "leaves"  # row and column statistics of each leaf
+    flat_support = "each_leaf"  # row and column statistics of each leaf
 
     def check(self):
         if not isinstance(self.min_dim_size_to_factor, (int, np.integer)) or isinstance(
