@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, flat, tree
+from gradxform._src import docs, dtypes, flat, tree
 from gradxform._src.base import GradientTransformation, hyper, static
 from gradxform._src.module import freeze
 from gradxform._src.types import Hyper, Mask
@@ -50,8 +50,9 @@ class _AddPenaltyGradient(GradientTransformation):
         def one(u, p, k):
             if not k:
                 return u
-            d = self.direction(jnp.asarray(p)).astype(u.dtype)
-            return u + coefficients(u.dtype) * d
+            d = dtypes.cast(self.direction(p if isinstance(p, jax.Array) else jnp.asarray(p)),
+                            u.dtype)
+            return jax.lax.add(u, jax.lax.mul(coefficients(u.dtype), d))
 
         return jax.tree.map(one, updates, params, keep), state
 
