@@ -362,10 +362,11 @@ class GradientTransformation(Module):
                 "itself (the per-leaf path), or declare flat_support on the class (see "
                 "GradientTransformation.flat_support).")
         if self.flat_support in ("leaves", "each_leaf"):
-            if getattr(self, "axis_name", None) is not None:
+            axis_name = getattr(self, "axis_name", None)
+            if axis_name is not None:
                 raise flat.FlatUnsupportedError(
                     f"{self.name} reduces over each leaf across the shards of axis_name="
-                    f"{self.axis_name!r} (shard_map), which flat params do not hold; use jit "
+                    f"{axis_name!r} (shard_map), which flat params do not hold; use jit "
                     "with shardings, or the per-leaf params")
             return
         for name in self._data_fields:

@@ -168,8 +168,8 @@ class Layout:
 
     def abstract(self) -> PyTree:
         """The original tree as ``jax.ShapeDtypeStruct`` leaves (for masks and labels)."""
-        return self.treedef.unflatten([jax.ShapeDtypeStruct(s, d)
-                                       for s, d in zip(self.shapes, self.dtypes)])
+        return jax.tree.unflatten(self.treedef, [jax.ShapeDtypeStruct(s, d)
+                                                 for s, d in zip(self.shapes, self.dtypes)])
 
     # -- between the tree and the buffers ----------------------------------------------------
 
@@ -192,7 +192,7 @@ class Layout:
                         self.shardings[i]:
                     leaf = jax.device_put(leaf, self.shardings[i])
                 leaves[i] = leaf
-        return self.treedef.unflatten(leaves)
+        return jax.tree.unflatten(self.treedef, leaves)
 
     def flatten(self, tree: PyTree) -> FlatParams:
         """A :class:`FlatParams` of this layout from a tree of the original structure.
@@ -239,7 +239,7 @@ def _shape_str(shape: tuple, dtype: Any = None) -> str:
     return f"{np.dtype(dtype).name}[{inner}]" if dtype is not None else f"[{inner}]"
 
 
-_FlatFields = collections.namedtuple("FlatParams", ["buffers"])
+_FlatFields = collections.namedtuple("_FlatFields", ["buffers"])
 
 
 class FlatParams(_FlatFields):
@@ -256,12 +256,12 @@ class FlatParams(_FlatFields):
     """
 
     __slots__ = ()
-    layout: Layout | None = None
+    layout: Layout  # set on the subclass made for each layout
     _by_layout: dict[Layout, type[FlatParams]] = {}
 
     def __new__(cls, buffers: dict[str, Any], layout: Layout | None = None):
         if layout is None:
-            if cls.layout is None:
+            if getattr(cls, "layout", None) is None:
                 raise TypeError("FlatParams: build it with gradxform.flat_params(tree), or as "
                                 "FlatParams(buffers, layout)")
             return super().__new__(cls, buffers)
@@ -407,7 +407,7 @@ def flat_params(params: PyTree, *, group: Any = None) -> FlatParams:
         name = base if n == 0 else f"{base}.{n}"
         shards, buffer_sharding = placements[(dtype, _, label)]
         # leaves of one shape next to each other (in tree order): one (count, *shape) view each
-        order = {}
+        order: dict[tuple[int, ...], list[int]] = {}
         for i in members:
             order.setdefault(shapes[i], []).append(i)
         members = [i for same in order.values() for i in same]
@@ -419,7 +419,7 @@ def flat_params(params: PyTree, *, group: Any = None) -> FlatParams:
     if any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
         return FlatParams({g.name: jax.ShapeDtypeStruct(g.shape, g.dtype, sharding=g.sharding)
                            for g in groups}, layout)
-    return layout.flatten(treedef.unflatten([jnp.asarray(x) for x in leaves]))
+    return layout.flatten(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves]))
 
 
 # --------------------------------------------------------------------------------------------

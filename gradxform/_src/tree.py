@@ -47,7 +47,8 @@ class per_dtype:
     """
 
     def __init__(self, make: Any):
-        self.make, self.found = make, {}
+        self.make = make
+        self.found: dict[np.dtype, Any] = {}
 
     def __call__(self, dtype: Any) -> Any:
         key = np.dtype(dtype)
