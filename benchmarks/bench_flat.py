@@ -133,7 +133,8 @@ class Path:
 
     def __init__(self, name: str, fn: Callable, args: tuple, donate: tuple = (0, 1)):
         self.name, self.times = name, []
-        jitted = jax.jit(fn, donate_argnums=donate)
+        # keep_unused: the triad's donated output buffer is an argument it does not read
+        jitted = jax.jit(fn, donate_argnums=donate, keep_unused=True)
         start = time.perf_counter()
         traced = jitted.trace(*args)
         self.trace = time.perf_counter() - start
