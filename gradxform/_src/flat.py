@@ -185,11 +185,11 @@ class Layout:
                 continue
             pieces = (jnp.split(buf, np.cumsum(group.sizes)[:-1].tolist(), axis=-1)
                       if len(group.leaves) > 1 else [buf])
-            concrete = not isinstance(buf, jax.core.Tracer) and isinstance(buf, jax.Array)
             for i, piece in zip(group.leaves, pieces):
                 leaf = jnp.reshape(piece, self.shapes[i])
+                concrete = isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
                 if concrete and self.shardings[i] is not None and leaf.sharding != \
-                        self.shardings[i]:
+                        self.shardings[i]:  # outside jit: back where the leaf was
                     leaf = jax.device_put(leaf, self.shardings[i])
                 leaves[i] = leaf
         return jax.tree.unflatten(self.treedef, leaves)
