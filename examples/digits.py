@@ -65,13 +65,14 @@ def accuracy(params, x, y):
 
 
 def make_step(tx):
-    @jax.jit
     def step(params, state, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
         updates, state = tx.update(grads, state, params)
         return gx.apply_updates(params, updates), state, loss
 
-    return step
+    # params and optimizer state are donated: the new ones are written into their buffers
+    # instead of beside them (the old ones must not be used after the call)
+    return jax.jit(step, donate_argnums=(0, 1))
 
 
 def batches(x, y, rng, sharding):

@@ -46,6 +46,7 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
+from gradxform._src.flat import FlatParams, FlatUnsupportedError, flat_params
 from gradxform._src.hyperparams import (
     InjectHyperparamsState,
     hyperparams_as_arrays,
@@ -240,6 +241,8 @@ __all__ = [
     "linear_onecycle_schedule", "cosine_onecycle_schedule", "sgdr_schedule",
     "cosine_decay_restarts", "cyclic_schedule",
     "inverse_time_decay", "inverse_sqrt_schedule", "multiply_schedules",
+    # flat parameter buffers
+    "flat_params", "FlatParams", "FlatUnsupportedError",
     # distributed training
     "state_shardings", "init_sharded", "update_shards", "data_parallel_grad",
     "data_parallel_value_and_grad",

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._src import dtypes, tree
+from gradxform._src import dtypes, flat, tree
 from gradxform._src import module as _module
 from gradxform._src.module import Invalid, Module, child, renamed_error, static
 from gradxform._src.schedules import Schedule, as_schedule
@@ -113,18 +113,19 @@ def _describe(shape: tuple, dtype: np.dtype) -> str:
 class ParamSpec:
     """Leaf paths, shapes and dtypes of a params tree; hashable, compared once per trace."""
 
-    __slots__ = ("paths", "shapes", "dtypes", "_hash")
+    __slots__ = ("paths", "shapes", "dtypes", "_hash", "_treedef")
 
-    def __init__(self, paths: tuple, shapes: tuple, dtypes_: tuple):
+    def __init__(self, paths: tuple, shapes: tuple, dtypes_: tuple, treedef: Any = None):
         self.paths, self.shapes, self.dtypes = paths, shapes, dtypes_
         self._hash = hash((paths, shapes, dtypes_))
+        self._treedef = treedef  # a shortcut for check(); not part of the value
 
     @classmethod
     def of(cls, params: PyTree) -> ParamSpec:
-        flat, _ = jax.tree_util.tree_flatten_with_path(params)
+        flat, treedef = jax.tree_util.tree_flatten_with_path(params)
         paths = tuple(_path_key(p) for p, _ in flat)
         shapes, dts = zip(*(_shape_dtype(x) for _, x in flat)) if flat else ((), ())
-        return cls(paths, tuple(shapes), tuple(dts))
+        return cls(paths, tuple(shapes), tuple(dts), treedef)
 
     def __eq__(self, other: object) -> bool:
         return self is other or (
@@ -139,8 +140,17 @@ class ParamSpec:
     def __repr__(self) -> str:
         return f"ParamSpec({len(self.paths)} leaves)"
 
+    def __reduce__(self):
+        return ParamSpec, (self.paths, self.shapes, self.dtypes)
+
     def check(self, tree_: PyTree, where: str, what: str) -> None:
         """Raise :class:`StructureMismatchError` if ``tree_`` differs from these params."""
+        if self._treedef is not None:  # the same tree structure: compare shapes and dtypes only
+            leaves, treedef = jax.tree.flatten(tree_)
+            if treedef == self._treedef and all(
+                    getattr(x, "shape", None) == s and getattr(x, "dtype", None) == d
+                    for x, s, d in zip(leaves, self.shapes, self.dtypes)):
+                return
         other = ParamSpec.of(tree_)
         if other == self:
             return
@@ -379,6 +389,37 @@ class GradientTransformation(Module):
         """
         return False
 
+    #: How this transformation runs on the buffers of a :class:`~gradxform.FlatParams`:
+    #:
+    #: * ``"elementwise"``: coordinate by coordinate, or through reductions over the whole tree
+    #:   (global norms, dot products), so a buffer is just a longer leaf: ``init_state`` and
+    #:   ``apply`` see the buffers. Nested transformations are checked in turn.
+    #: * ``"each_leaf"``: it treats each leaf on its own, whatever its path (a norm, an RMS, row
+    #:   and column statistics per leaf): ``init_state`` and ``apply`` run once per shape,
+    #:   vectorised with ``jax.vmap`` over the leaves of that shape, each leaf seen as the
+    #:   whole tree; the state is a tuple with one entry per run of leaves of one shape.
+    #: * ``"leaves"``: it needs the tree (paths, a key per leaf, an inner transformation):
+    #:   ``init_state`` and ``apply`` see the original tree (views of the buffers) and the new
+    #:   updates are packed into buffers again. The result equals the per-leaf run, at the
+    #:   per-leaf cost; nested transformations see leaves too.
+    #: * ``"layout"``: ``apply`` sees the buffers and reads ``updates.layout`` itself (a mask
+    #:   of whole buffers, say); :meth:`check_flat` refuses what it cannot do.
+    #: * ``None`` (not declared): ``init`` refuses flat params, naming the transformation.
+    flat_support: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrappers = {"leaves": (flat.init_on_leaves, flat.apply_on_leaves),
+                    "each_leaf": (flat.init_each_leaf, flat.apply_each_leaf)}
+        if cls.flat_support not in (None, "elementwise", "layout", *wrappers):
+            raise TypeError(f"{cls.__name__}.flat_support must be 'elementwise', 'each_leaf', "
+                            f"'leaves', 'layout' or None, got {cls.flat_support!r}")
+        if cls.flat_support in wrappers:  # see flat_support: run on the leaves
+            for name, wrap in zip(("init_state", "apply"), wrappers[cls.flat_support]):
+                method = getattr(cls, name)
+                if getattr(method, "flat_support", None) != cls.flat_support:
+                    setattr(cls, name, wrap(method))
+
     # -- to implement ------------------------------------------------------------------------
 
     def init_state(self, params: PyTree) -> PyTree:
@@ -428,6 +469,34 @@ class GradientTransformation(Module):
         del state
         return {}
 
+    def check_flat(self, layout: flat.Layout) -> None:
+        """Raise :class:`~gradxform.FlatUnsupportedError` if this transformation cannot run on
+        buffers of ``layout``; called by ``init`` when the params are a ``FlatParams``.
+
+        The default follows :attr:`flat_support`: ``None`` refuses, ``"leaves"`` and
+        ``"each_leaf"`` accept (the nested transformations see leaves; an ``axis_name`` for
+        ``shard_map`` is refused), ``"elementwise"`` and ``"layout"`` check the nested
+        transformations. Override it to refuse an argument the buffers cannot honour.
+        """
+        if self.flat_support is None:
+            raise flat.FlatUnsupportedError(
+                f"{self.name} does not declare how it runs on flat params (its flat_support is "
+                "not set), so it is not run on them: a transformation that reduces over each "
+                "leaf would silently mix the leaves of a buffer. Give init the tree of params "
+                "itself (the per-leaf path), or declare flat_support on the class (see "
+                "GradientTransformation.flat_support).")
+        if self.flat_support in ("leaves", "each_leaf"):
+            axis_name = getattr(self, "axis_name", None)
+            if axis_name is not None:
+                raise flat.FlatUnsupportedError(
+                    f"{self.name} reduces over each leaf across the shards of axis_name="
+                    f"{axis_name!r} (shard_map), which flat params do not hold; use jit "
+                    "with shardings, or the per-leaf params")
+            return
+        for name in self._data_fields:
+            for t in _transformations_in(getattr(self, name)):
+                t.check_flat(layout)
+
     # -- the protocol ------------------------------------------------------------------------
 
     @property
@@ -453,6 +522,11 @@ class GradientTransformation(Module):
         compares equal to the state of any params, but ``update`` refuses it.
         """
         count = jnp.zeros([], jnp.int32) if self.needs_count else None
+        if isinstance(params, flat.FlatParams):
+            try:
+                self.check_flat(params.layout)
+            except flat.FlatUnsupportedError as e:
+                raise flat.FlatUnsupportedError(f"{self.name}.init: {e}") from None
         placeholder = is_params_placeholder(params)
         if not placeholder:
             params = _arrays_for_numbers(params)
@@ -565,6 +639,18 @@ def _arrays_for_numbers(tree_: PyTree, spec: ParamSpec | None = None) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def _transformations_in(value: Any) -> Iterator[GradientTransformation]:
+    """The transformations held by a field value (itself, or inside tuples, lists, dicts)."""
+    if isinstance(value, GradientTransformation):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _transformations_in(v)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _transformations_in(v)
+
+
 # --------------------------------------------------------------------------------------------
 # Small transformations every chain needs.
 
@@ -580,6 +666,7 @@ class stateless(GradientTransformation):
     """
 
     f: Callable[[PyTree, PyTree | None], PyTree] = static()
+    flat_support = "leaves"  # f sees the leaves it was written for
 
     def check(self):
         if not callable(self.f):
@@ -592,6 +679,8 @@ class stateless(GradientTransformation):
 class identity(GradientTransformation):
     """Leave updates unchanged: ``u <- u``."""
 
+    flat_support = "elementwise"
+
     def apply(self, updates, state, params, step):
         return updates, state
 
@@ -601,6 +690,8 @@ class set_to_zero(GradientTransformation):
 
     With :func:`~gradxform.masked` or :func:`~gradxform.partition` this freezes leaves.
     """
+
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         return jax.tree.map(jnp.zeros_like, updates), state
@@ -614,6 +705,7 @@ class Foreign(GradientTransformation):
     """
 
     tx: Any = static()
+    flat_support = "leaves"  # an optax transformation may reduce over each leaf
 
     def check(self):
         if not (hasattr(self.tx, "init") and hasattr(self.tx, "update")):
@@ -699,8 +791,10 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """
 
     def one(p, u):
-        p = jnp.asarray(p)
+        p = p if isinstance(p, jax.Array) else jnp.asarray(p)
         wide = dtypes.wider(p.dtype, u.dtype)
+        if p.dtype == u.dtype == wide:  # the common case: no casts to stage
+            return jax.lax.add(p, u)
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
     try:

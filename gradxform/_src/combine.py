@@ -96,6 +96,7 @@ class chain(GradientTransformation):
     transforms: tuple[GradientTransformation, ...] = child(converter=_links)
     names: tuple[str, ...] | None = static(default=None, converter=_optional_tuple)
     chain_name: str | None = static(default=None)
+    flat_support = "elementwise"
 
     def __init__(self, *transforms: Any, name: str | None = None,
                  names: tuple[str, ...] | None = None):
@@ -479,6 +480,7 @@ class masked(GradientTransformation):
     inner: GradientTransformation = child(converter=transformation)
     mask: Mask = static(converter=_prepare_mask)
     mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
+    flat_support = "leaves"  # routes leaves by path
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -556,6 +558,7 @@ class selective_transform(GradientTransformation):
 
     optimizer: GradientTransformation = child(converter=transformation)
     freeze_mask: Mask = static(converter=_prepare_mask, kw_only=True)
+    flat_support = "leaves"  # routes leaves by path
 
     def _trainable(self, tree_):
         return [not f for f in route(self.freeze_mask, tree_, self.name, "mask")]
@@ -609,6 +612,7 @@ class partition(GradientTransformation):
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
     param_labels: Any = static(converter=freeze_tree)
     mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
+    flat_support = "leaves"  # routes leaves by path
 
     def check(self):
         labels = thaw(self.param_labels)

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, overload
 
 import jax
@@ -37,8 +38,14 @@ def wider(*dtypes_: Any) -> np.dtype:
     The policy decides dtypes explicitly, so it asks the standard lattice even when the user runs
     with strict promotion (which only forbids *implicit* promotion in arithmetic).
     """
+    return _wider(tuple(np.dtype(d) for d in dtypes_))
+
+
+@functools.cache
+def _wider(dtypes_: tuple[np.dtype, ...]) -> np.dtype:
+    # called for every leaf of every tree operation: the lattice is asked once per dtype pair
     with jax.numpy_dtype_promotion("standard"):
-        out = np.dtype(dtypes_[0])
+        out = dtypes_[0]
         for d in dtypes_[1:]:
             out = np.dtype(jnp.promote_types(out, d))
     return out

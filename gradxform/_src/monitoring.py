@@ -80,6 +80,7 @@ class snapshot(GradientTransformation):
 
     measure_name: str = static()
     measure: Callable[[PyTree], PyTree] = static()
+    flat_support = "leaves"  # fn sees the tree it was written for
 
     def check(self):
         _check_name(self, self.measure_name, "measure_name")
@@ -122,6 +123,7 @@ class measure_with_ema(GradientTransformation):
     decay: Hyper = hyper(interval="[0, 1)")
     debias: bool = static(default=True)
     accumulator_dtype: DType = static(default=None)
+    flat_support = "leaves"  # fn sees the tree it was written for
 
     def check(self):
         _check_callable(self, self.measure, "measure")
@@ -153,6 +155,7 @@ class _measurement(GradientTransformation):
     """A stateless measurement ``fn(updates)`` as a link of :class:`monitor`."""
 
     fn: Callable[[PyTree], PyTree] = static()
+    flat_support = "leaves"  # fn sees the tree it was written for
 
     def apply(self, updates, state, params, step):
         return self.fn(updates), state
@@ -211,6 +214,7 @@ class monitor(GradientTransformation):
     """
 
     measures: Mapping[str, GradientTransformation] = child(converter=_measures)
+    flat_support = "elementwise"
 
     def init_state(self, params):
         states, values = {}, {}

@@ -53,6 +53,7 @@ class stateless_with_tree_map(GradientTransformation):
     """
 
     f: Callable[[Any, Any], Any] = static()
+    flat_support = "leaves"  # fn sees the leaves it was written for
 
     def check(self):
         if not callable(self.f):

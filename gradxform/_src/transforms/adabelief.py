@@ -63,6 +63,7 @@ class scale_by_belief(GradientTransformation):
     mu_dtype: DType = static(default=None, kw_only=True)
     nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByBeliefState(tree.zeros_like(params, self.mu_dtype),

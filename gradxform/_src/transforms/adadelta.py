@@ -52,10 +52,12 @@ class scale_by_adadelta(GradientTransformation):
     rho: Hyper = hyper(default=0.9, interval="[0, 1)", decays_in="accumulator_dtype")
     eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
     def init_state(self, params):
-        zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)
-        return ScaleByAdaDeltaState(zeros, zeros)
+        # one array per field: no two state leaves share a buffer (donation)
+        return ScaleByAdaDeltaState(tree.full_like(params, 0.0, self.accumulator_dtype, real=True),
+                                    tree.full_like(params, 0.0, self.accumulator_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         rho, eps = step.value(self.rho), step.value(self.eps)

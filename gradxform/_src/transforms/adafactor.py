@@ -103,6 +103,7 @@ class scale_by_factored_rms(GradientTransformation):
     nu_dtype: DType = static(default=None, kw_only=True)
     axis_name: AxisName = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "each_leaf"  # row and column statistics of each leaf
 
     def check(self):
         if not isinstance(self.min_dim_size_to_factor, (int, np.integer)) or isinstance(
@@ -119,14 +120,13 @@ class scale_by_factored_rms(GradientTransformation):
             acc = dtypes.real_dtype(dtypes.accumulator_dtype(dtypes.leaf_dtype(p),
                                                              self.nu_dtype))
             shape = tuple(jnp.shape(p))
-            empty = jnp.zeros((0,), acc)
             dims = self._dims(p)
-            if dims is None:
-                return empty, empty, jnp.zeros(shape, acc)
+            if dims is None:  # distinct empty arrays: no two state leaves share a buffer
+                return jnp.zeros((0,), acc), jnp.zeros((0,), acc), jnp.zeros(shape, acc)
             d1, d0 = dims
             row = shape[:d0] + shape[d0 + 1:]
             col = shape[:d1] + shape[d1 + 1:]
-            return jnp.zeros(row, acc), jnp.zeros(col, acc), empty
+            return jnp.zeros(row, acc), jnp.zeros(col, acc), jnp.zeros((0,), acc)
 
         return FactoredRmsState(*tree.unzip3(params, jax.tree.map(one, params)))
 

@@ -47,6 +47,7 @@ class scale_by_rss(GradientTransformation):
     eps: Hyper = hyper(default=1e-7, interval="(0, inf)")
     eps_in_sqrt: bool = static(default=True, kw_only=True)
     accumulator_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByRssState(tree.full_like(params, self.initial_accumulator_value,

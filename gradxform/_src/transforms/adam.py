@@ -57,6 +57,7 @@ class scale_by_adam(GradientTransformation):
     nu_dtype: DType = static(default=None, kw_only=True)
     nesterov: bool = static(default=False, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),

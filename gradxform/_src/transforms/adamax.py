@@ -47,6 +47,7 @@ class scale_by_adamax(GradientTransformation):
     mu_dtype: DType = static(default=None, kw_only=True)
     nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),

@@ -73,11 +73,14 @@ class scale_by_adan(GradientTransformation):
     paper_difference_weight: bool = static(default=False, kw_only=True)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
-        zeros = tree.zeros_like(params, self.accumulator_dtype)
-        return ScaleByAdanState(zeros, zeros, tree.full_like(params, 0.0, self.accumulator_dtype,
-                                                             real=True), zeros)
+        def zeros():  # one array per field: no two state leaves share a buffer (donation)
+            return tree.zeros_like(params, self.accumulator_dtype)
+
+        return ScaleByAdanState(zeros(), zeros(), tree.full_like(
+            params, 0.0, self.accumulator_dtype, real=True), zeros())
 
     def apply(self, updates, state, params, step):
         b1, b2, b3 = step.value(self.b1), step.value(self.b2), step.value(self.b3)

@@ -82,6 +82,7 @@ class adaptive_grad_clip(GradientTransformation):
     clipping: Hyper = hyper(interval="(0, inf)")
     eps: Hyper = hyper(default=1e-3, interval="[0, inf)")
     axis: Any = static(default=None)
+    flat_support = "each_leaf"  # unit norms within each leaf
 
     def check(self):
         ok = self.axis is None or (isinstance(self.axis, int) and not isinstance(self.axis, bool)) \

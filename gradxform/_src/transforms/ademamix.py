@@ -69,10 +69,12 @@ class scale_by_ademamix(GradientTransformation):
     mu_dtype: DType = static(default=None)
     nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
-        zeros = tree.zeros_like(params, self.mu_dtype)
-        return ScaleByAdemamixState(zeros, zeros,
+        # one array per field: no two state leaves share a buffer (donation)
+        return ScaleByAdemamixState(tree.zeros_like(params, self.mu_dtype),
+                                    tree.zeros_like(params, self.mu_dtype),
                                     tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):

@@ -75,6 +75,7 @@ class scale_by_adopt(GradientTransformation):
     mu_dtype: DType = static(default=None)
     nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByAdamState(tree.zeros_like(params, self.mu_dtype),

@@ -64,14 +64,17 @@ class scale_by_amsgrad(GradientTransformation):
     nu_dtype: DType = static(default=None, kw_only=True)
     bias_correction_mu: bool = static(default=True)
     bias_correction_nu: bool = static(default=True)
+    flat_support = "elementwise"
 
     @property
     def uses_count(self) -> bool:
         return self.bias_correction_mu or self.bias_correction_nu
 
     def init_state(self, params):
-        nu = tree.full_like(params, 0.0, self.nu_dtype, real=True)
-        return ScaleByAmsgradState(tree.zeros_like(params, self.mu_dtype), nu, nu)
+        # nu and its running maximum start equal but must not share buffers (donation)
+        return ScaleByAmsgradState(tree.zeros_like(params, self.mu_dtype),
+                                   tree.full_like(params, 0.0, self.nu_dtype, real=True),
+                                   tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         b1, b2 = step.value(self.b1), step.value(self.b2)

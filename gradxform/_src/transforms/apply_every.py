@@ -50,6 +50,7 @@ class apply_every(GradientTransformation):
     k: Numeric = hyper(default=1, interval="[1, inf)", integer=True, schedule=False)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ApplyEveryState(tree.zeros_like(params, self.accumulator_dtype))

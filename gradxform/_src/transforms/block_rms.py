@@ -40,6 +40,7 @@ class clip_by_block_rms(GradientTransformation):
 
     threshold: Hyper = hyper(interval="(0, inf)")
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one RMS per leaf
 
     def apply(self, updates, state, params, step):
         threshold = step.value(self.threshold)
@@ -75,6 +76,7 @@ class scale_by_param_block_rms(GradientTransformation):
 
     min_scale: Hyper = hyper(default=1e-3, interval="(0, inf)")
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one RMS per leaf
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

@@ -53,6 +53,7 @@ class centralize(GradientTransformation):
     """
 
     axis: Any = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # means within each leaf
 
     def check(self):
         ok = self.axis is None or isinstance(self.axis, int) or (

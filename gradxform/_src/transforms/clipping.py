@@ -22,6 +22,7 @@ class clip(GradientTransformation):
     """
 
     max_delta: Hyper = hyper(interval="(0, inf)")
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         delta = step.value(self.max_delta)
@@ -57,6 +58,7 @@ class clip_by_global_norm(GradientTransformation):
 
     max_norm: Hyper = hyper(interval="(0, inf)")
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "elementwise"  # one norm of the whole tree
 
     def apply(self, updates, state, params, step):
         norm = tree.global_norm(updates, axis_name=self.axis_name)

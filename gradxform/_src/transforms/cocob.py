@@ -67,6 +67,7 @@ class scale_by_cocob(GradientTransformation):
     eps: Numeric = hyper(default=1e-8, interval="(0, inf)", schedule=False)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         _reject_complex(self, params)

@@ -69,6 +69,7 @@ class split_real_and_imaginary(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
+    flat_support = "leaves"  # splits each complex leaf in two
 
     def init_state(self, params):
         return SplitRealAndImaginaryState(self.inner.init_state(jax.tree.map(_split, params)))

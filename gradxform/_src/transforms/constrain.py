@@ -40,6 +40,8 @@ class zero_nans(GradientTransformation):
         opt_state.inner[0].found_nan      # which leaves had NaN gradients at the last step
     """
 
+    flat_support = "each_leaf"  # one flag per leaf
+
     def init_state(self, params):
         return ZeroNansState(jax.tree.map(lambda p: jnp.zeros([], jnp.bool_), params))
 
@@ -68,6 +70,8 @@ class keep_params_nonnegative(GradientTransformation):
 
         opt = gx.chain(gx.adam(1e-2), gx.keep_params_nonnegative())
     """
+
+    flat_support = "elementwise"
 
     def init_state(self, params):
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:

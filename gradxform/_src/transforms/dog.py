@@ -85,6 +85,7 @@ class scale_by_distance_over_gradients(GradientTransformation):
     param_dtype: DType = static(default=None)
     global_scale: Hyper = hyper(default=1.0)
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one distance per leaf
 
     def _initial_distance(self, x0):
         norm = _leafwise.norm(x0, self.axis_name)

@@ -128,6 +128,7 @@ class scale_by_dog(GradientTransformation):
     eps: Hyper = hyper(default=1e-8, interval="[0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"  # norms of the whole tree
 
     def init_state(self, params):
         acc = self.accumulator_dtype
@@ -196,6 +197,7 @@ class scale_by_dowg(GradientTransformation):
     eps: Hyper = hyper(default=1e-4, interval="(0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"  # norms of the whole tree
 
     def init_state(self, params):
         acc = self.accumulator_dtype

@@ -65,6 +65,7 @@ class differentially_private_aggregate(GradientTransformation):
 
     l2_norm_clip: Hyper = hyper(interval="(0, inf)")
     noise_multiplier: Hyper = hyper(interval="[0, inf)")
+    flat_support = "leaves"  # per-example leaves, a key per leaf
 
     def init_state(self, params):
         _reject_complex(self, params)

@@ -58,6 +58,7 @@ class scale_by_fromage(GradientTransformation):
     """
 
     learning_rate: Hyper = hyper(interval="[0, inf)")
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

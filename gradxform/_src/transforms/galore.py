@@ -162,6 +162,7 @@ class scale_by_galore(GradientTransformation):
     base_optimizer: GradientTransformation = child(default=None, converter=_base_optimizer)
     weight_dimension_numbers: Any = static(default=None, converter=_frozen_dims)
     uses_count = True
+    flat_support = "leaves"  # projects each matrix, dimension numbers by path
 
     def check(self):
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:

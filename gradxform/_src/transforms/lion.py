@@ -52,6 +52,8 @@ class scale_by_lion(GradientTransformation):
     b1: Hyper = hyper(default=0.9, interval="[0, 1)")
     b2: Hyper = hyper(default=0.99, interval="[0, 1)")
     mu_dtype: DType = static(default=None)
+    flat_support = "elementwise"
+
     mode: str = static(default="hard", kw_only=True)
     smooth_beta: Hyper = hyper(default=1.0, interval="(0, inf)", kw_only=True)
 
@@ -67,10 +69,12 @@ class scale_by_lion(GradientTransformation):
         reject_complex(self, updates, "updates")
         keep, fresh = tree.complement(step.value(self.b1))
         beta = step.value(self.smooth_beta)
+        weights = tree.per_dtype(lambda d: (tree.scalar(fresh, d), tree.scalar(keep, d)))
 
         def direction(g, m):
             g_m = dtypes.cast(g, m.dtype)
-            c = tree.scalar(fresh, m.dtype) * g_m + tree.scalar(keep, m.dtype) * m
+            w_fresh, w_keep = weights(m.dtype)
+            c = w_fresh * g_m + w_keep * m
             if self.mode == "smooth":
                 d = jnp.tanh(tree.scalar(beta, m.dtype) * c)
             elif self.mode == "refined":

@@ -62,6 +62,7 @@ class scale_by_madgrad(GradientTransformation):
     eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         _reject_complex(self, params)

@@ -84,6 +84,7 @@ class mechanize(GradientTransformation):
     s_init: Hyper = hyper(default=1e-6, interval="(0, inf)")
     num_betas: int = static(default=6)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def check(self):
         n = self.num_betas

@@ -50,6 +50,7 @@ class trace(GradientTransformation):
     nesterov: bool = static(default=False)
     dampening: Hyper = hyper(default=0.0, interval="[0, 1)", kw_only=True)
     accumulator_dtype: DType = static(default=None)
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return TraceState(tree.zeros_like(params, self.accumulator_dtype))
@@ -58,8 +59,10 @@ class trace(GradientTransformation):
         decay = step.value(self.decay)
         _, undamped = tree.complement(step.value(self.dampening))
 
+        weights = tree.per_dtype(lambda d: (tree.scalar(decay, d), tree.scalar(undamped, d)))
+
         def one(g, m):
-            b, w = tree.scalar(decay, m.dtype), tree.scalar(undamped, m.dtype)
+            b, w = weights(m.dtype)
             g32 = dtypes.cast(g, m.dtype)
             m = w * g32 + b * m
             u = w * g32 + b * m if self.nesterov else m
@@ -91,6 +94,7 @@ class ema(GradientTransformation):
     decay: Hyper = hyper(interval="[0, 1)", decays_in="accumulator_dtype")
     debias: bool = static(default=True)
     accumulator_dtype: DType = static(default=None)
+    flat_support = "elementwise"
 
     @property
     def uses_count(self) -> bool:

@@ -103,6 +103,7 @@ class scale_by_momo(GradientTransformation):
     adapt_lower_bound: bool = static(default=False)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         _reject_complex(self, params)
@@ -201,6 +202,7 @@ class scale_by_momo_adam(GradientTransformation):
     adapt_lower_bound: bool = static(default=False)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         _reject_complex(self, params)

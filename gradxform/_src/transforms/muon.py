@@ -344,6 +344,7 @@ class scale_by_muon(GradientTransformation):
     preconditioning: str = static(default="frobenius", kw_only=True)
     weight_dimension_numbers: Any = static(default=None, converter=freeze_dims, kw_only=True)
     uses_count = True
+    flat_support = "leaves"  # orthogonalises each matrix
 
     def check(self):
         if isinstance(self.ns_steps, bool) or not isinstance(self.ns_steps, int) or (
@@ -406,6 +407,7 @@ class scale_by_shape(GradientTransformation):
 
     weight_dimension_numbers: Any = static(default=None, converter=freeze_dims)
     consistent_rms: Hyper = hyper(default=None, interval="[0, inf)")
+    flat_support = "leaves"  # scales by each leaf's shape
 
     def apply(self, updates, state, params, step):
         rms = step.value(self.consistent_rms)

@@ -50,6 +50,7 @@ class add_noise(GradientTransformation):
     eta: Hyper = hyper(default=0.01, interval="[0, inf)")
     gamma: Hyper = hyper(default=0.55, interval="[0, inf)")
     uses_count = True
+    flat_support = "leaves"  # one key per leaf, as in the per-leaf run
 
     def apply(self, updates, state, params, step):
         key = step.extra.get("key")

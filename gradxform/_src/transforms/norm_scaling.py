@@ -42,6 +42,7 @@ class scale_by_param_block_norm(GradientTransformation):
 
     min_scale: Hyper = hyper(default=1e-3, interval="(0, inf)")
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one norm per leaf
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
@@ -83,6 +84,7 @@ class normalize_by_update_norm(GradientTransformation):
     scale_factor: Hyper = hyper(default=1.0)
     eps: Hyper = hyper(default=1e-6, interval="(0, inf)")
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "elementwise"  # one norm of the whole tree
 
     def apply(self, updates, state, params, step):
         norm = tree.global_norm(updates, axis_name=self.axis_name)

@@ -40,6 +40,7 @@ class scale_by_normalized(GradientTransformation):
     """
 
     eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         eps = step.value(self.eps)

@@ -64,6 +64,7 @@ class scale_by_novograd(GradientTransformation):
     weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
     mu_dtype: DType = static(default=None)
     uses_count = True
+    flat_support = "each_leaf"  # one second moment per leaf
 
     def init_state(self, params):
         def scalar_like(p):

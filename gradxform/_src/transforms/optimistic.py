@@ -55,6 +55,7 @@ class scale_by_optimistic_gradient(GradientTransformation):
     beta: Hyper = hyper(default=1.0, interval="[0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleByOptimisticGradientState(tree.zeros_like(params, self.accumulator_dtype))

@@ -151,6 +151,7 @@ class scale_by_prodigy(GradientTransformation):
     bias_correction: bool = static(default=True)
     accumulator_dtype: DType = static(default=None)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         _reject_complex(self, params)
@@ -266,6 +267,7 @@ class scale_by_dadapt_adamw(GradientTransformation):
     bias_correction: bool = static(default=True)
     accumulator_dtype: DType = static(default=None)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         _reject_complex(self, params)

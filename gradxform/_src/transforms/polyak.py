@@ -53,6 +53,7 @@ class scale_by_polyak(GradientTransformation):
     max_learning_rate: Hyper | None = hyper(default=1.0, interval="(0, inf)", optional=True)
     eps: Hyper = hyper(default=0.0, interval="[0, inf)")
     variant: str = static(default="sps")
+    flat_support = "elementwise"  # one norm of the whole tree
 
     def check(self):
         if self.variant not in _VARIANTS:

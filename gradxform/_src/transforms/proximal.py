@@ -13,9 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, tree
+from gradxform._src import docs, flat, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.combine import mask_leaves
 from gradxform._src.module import freeze
 from gradxform._src.types import Hyper, Mask
 
@@ -48,13 +47,16 @@ class proximal_weight_decay(GradientTransformation):
     learning_rate: Hyper = hyper(interval="[0, inf)")
     weight_decay: Hyper = hyper(default=0.0, interval="[0, inf)")
     mask: Mask = static(default=None, converter=freeze)
+    flat_support = "layout"  # on flat params a mask selects whole buffers
 
+    def check_flat(self, layout):
+        if self.mask is not None:
+            flat.buffer_mask(self.mask, layout, self.name)
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
         lr, wd = step.value(self.learning_rate), step.value(self.weight_decay)
-        keep = (jax.tree.map(lambda _: True, params) if self.mask is None
-                else mask_leaves(self.mask, params, self.name))
+        keep = flat.leaf_mask(self.mask, params, self.name)
 
         def one(u, p, k):
             step_ = -tree.scalar(lr, u.dtype) * u

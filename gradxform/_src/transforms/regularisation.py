@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 
-from gradxform._src import docs, tree
+from gradxform._src import docs, dtypes, flat, tree
 from gradxform._src.base import GradientTransformation, hyper, static
-from gradxform._src.combine import mask_leaves
 from gradxform._src.module import freeze
 from gradxform._src.types import Hyper, Mask
 
@@ -37,6 +36,12 @@ class _AddPenaltyGradient(GradientTransformation):
         @property
         def mask(self) -> Mask: ...
 
+    flat_support = "layout"  # on flat params a mask selects whole buffers
+
+    def check_flat(self, layout):
+        if self.mask is not None:
+            flat.buffer_mask(self.mask, layout, self.name)
+
     def coefficient(self):
         raise NotImplementedError
 
@@ -46,14 +51,15 @@ class _AddPenaltyGradient(GradientTransformation):
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
         c = step.value(self.coefficient())
-        keep = (jax.tree.map(lambda _: True, params) if self.mask is None
-                else mask_leaves(self.mask, params, self.name))
+        keep = flat.leaf_mask(self.mask, params, self.name)
+        coefficients = tree.per_dtype(lambda d: tree.scalar(c, d))
 
         def one(u, p, k):
             if not k:
                 return u
-            d = self.direction(jnp.asarray(p)).astype(u.dtype)
-            return u + tree.scalar(c, u.dtype) * d
+            d = dtypes.cast(self.direction(p if isinstance(p, jax.Array) else jnp.asarray(p)),
+                            u.dtype)
+            return jax.lax.add(u, jax.lax.mul(coefficients(u.dtype), d))
 
         return jax.tree.map(one, updates, params, keep), state
 

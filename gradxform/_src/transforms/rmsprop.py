@@ -63,6 +63,7 @@ class scale_by_rms(GradientTransformation):
     bias_correction: bool = static(default=False)
     centered: bool = static(default=False, kw_only=True)
     nu_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
     @property
     def uses_count(self) -> bool:

@@ -79,6 +79,7 @@ class scale_by_rprop(GradientTransformation):
     max_step_size: Hyper = hyper(default=50.0, interval="[0, inf)")
     skip_after_sign_change: bool = static(default=True, kw_only=True)
     accumulator_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
     def check(self):
         if isinstance(self.learning_rate, Schedule):

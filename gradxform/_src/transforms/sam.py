@@ -54,6 +54,8 @@ class normalize(GradientTransformation):
     :class:`scale_by_normalized`.)
     """
 
+    flat_support = "elementwise"  # one norm of the whole tree
+
     def init_state(self, params):
         return NormalizeState()
 
@@ -158,6 +160,7 @@ class sam(GradientTransformation):
     batch_axis_name: AxisName = static(default=None)
     rho: Hyper = hyper(default=0.05, interval="[0, inf)", kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def check(self):
         k = self.sync_period

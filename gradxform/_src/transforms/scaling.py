@@ -26,10 +26,12 @@ class scale(GradientTransformation):
     """
 
     step_size: Hyper = hyper()
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         s = step.value(self.step_size)
-        return jax.tree.map(lambda u: u * tree.scalar(s, u.dtype), updates), state
+        factors = tree.per_dtype(lambda d: tree.scalar(s, d))
+        return jax.tree.map(lambda u: u * factors(u.dtype), updates), state
 
 
 @docs.args
@@ -45,8 +47,10 @@ class scale_by_learning_rate(GradientTransformation):
 
     learning_rate: Hyper = hyper(interval="[0, inf)")
     flip_sign: bool = static(default=True, kw_only=True)
+    flat_support = "elementwise"
 
     def apply(self, updates, state, params, step):
         lr = step.value(self.learning_rate)
         sign = -1 if self.flip_sign else 1
-        return jax.tree.map(lambda u: u * (sign * tree.scalar(lr, u.dtype)), updates), state
+        factors = tree.per_dtype(lambda d: sign * tree.scalar(lr, d))
+        return jax.tree.map(lambda u: u * factors(u.dtype), updates), state

@@ -89,6 +89,7 @@ class schedule_free(GradientTransformation):
     weight_lr_power: Hyper = hyper(default=2.0, interval="[0, inf)")
     state_dtype: DType = static(default=None)
     label: str | None = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
 
     def check(self):
@@ -103,8 +104,8 @@ class schedule_free(GradientTransformation):
     def init_state(self, params):
         z, known = tree.params_copy(params, self.state_dtype)
         scalar_dtype = tree.real_accumulator_dtype(params, self.state_dtype)
-        zero = jnp.zeros([], scalar_dtype)
-        return ScheduleFreeState(tree.scalar(self.b1, scalar_dtype), z, known, zero, zero,
+        weight_sum, max_lr = jnp.zeros([], scalar_dtype), jnp.zeros([], scalar_dtype)  # distinct
+        return ScheduleFreeState(tree.scalar(self.b1, scalar_dtype), z, known, weight_sum, max_lr,
                                  self.base_optimizer.init_state(params))
 
     def apply(self, updates, state, params, step):

@@ -45,6 +45,7 @@ class scale_by_sign(GradientTransformation):
       Bernstein, Wang, Azizzadenesheli, Anandkumar, *signSGD: Compressed Optimisation for
       Non-Convex Problems*, ICML 2018 (Algorithm 1).
     """
+    flat_support = "elementwise"
 
     def init_state(self, params):
         reject_complex(self, params, "params")

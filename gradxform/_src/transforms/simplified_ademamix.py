@@ -66,6 +66,7 @@ class scale_by_simplified_ademamix(GradientTransformation):
     mu_dtype: DType = static(default=None, kw_only=True)
     nu_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def init_state(self, params):
         return ScaleBySimplifiedAdEMAMixState(

@@ -71,6 +71,7 @@ class scale_by_sm3(GradientTransformation):
     b2: Hyper = hyper(default=1.0, interval="(0, 1]")
     eps: Hyper = hyper(default=1e-8, interval="(0, inf)")
     accumulator_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one accumulator per row, column, ... of each leaf
 
     def init_state(self, params):
         def accumulators(p):

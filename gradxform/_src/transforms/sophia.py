@@ -63,6 +63,8 @@ class hutchinson_estimator_diag_hessian(GradientTransformation):
       smoothing splines*, 1990. Liu et al., *Sophia*, ICLR 2024 (Algorithm 2, Sophia-H).
     """
 
+    flat_support = "leaves"  # a key per leaf, obj_fn of the tree
+
     def init_state(self, params):
         return HutchinsonState()
 
@@ -167,6 +169,7 @@ class scale_by_sophia(GradientTransformation):
     verbose: bool = static(default=False)
     print_win_rate_every_n_steps: int = static(default=0)
     uses_count = True
+    flat_support = "elementwise"
 
     def check(self):
         n = self.print_win_rate_every_n_steps

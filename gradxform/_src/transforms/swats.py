@@ -92,15 +92,15 @@ class scale_by_swats(GradientTransformation):
     mu_dtype: DType = static(default=None)
     nu_dtype: DType = static(default=None)
     uses_count = True
+    flat_support = "elementwise"  # dot products over the whole tree
 
     def init_state(self, params):
         sd = tree.real_accumulator_dtype(params)
         nu = jax.tree.map(
             lambda p: jnp.zeros(jnp.shape(p), dtypes.real_dtype(
                 dtypes.accumulator_dtype(dtypes.leaf_dtype(p), self.nu_dtype))), params)
-        zero = jnp.zeros([], sd)
-        return SwatsState(tree.zeros_like(params, self.mu_dtype), nu, zero, zero,
-                          jnp.zeros([], jnp.bool_))
+        return SwatsState(tree.zeros_like(params, self.mu_dtype), nu, jnp.zeros([], sd),
+                          jnp.zeros([], sd), jnp.zeros([], jnp.bool_))  # distinct (donation)
 
     def apply(self, updates, state, params, step):
         lr, b1, b2 = (step.value(v) for v in (self.learning_rate, self.b1, self.b2))

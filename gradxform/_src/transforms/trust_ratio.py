@@ -61,6 +61,7 @@ class scale_by_trust_ratio(GradientTransformation):
     eps: Hyper = hyper(default=0.0, interval="[0, inf)")
     ratio_at_zero_norm: Hyper = hyper(default=1.0, interval="[0, inf)", kw_only=True)
     axis_name: AxisName = static(default=None, kw_only=True)
+    flat_support = "each_leaf"  # one ratio per leaf
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
@@ -114,6 +115,7 @@ class scale_by_lars(GradientTransformation):
     eps: Hyper = hyper(default=0.0, interval="[0, inf)")
     ratio_at_zero_norm: Hyper = hyper(default=1.0, interval="[0, inf)")
     axis_name: AxisName = static(default=None)
+    flat_support = "each_leaf"  # one ratio per leaf
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)

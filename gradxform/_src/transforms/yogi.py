@@ -57,6 +57,7 @@ class scale_by_yogi(GradientTransformation):
     bias_correction: bool = static(default=True, kw_only=True)
     mu_dtype: DType = static(default=None, kw_only=True)
     nu_dtype: DType = static(default=None, kw_only=True)
+    flat_support = "elementwise"
 
     def check(self):
         if isinstance(self.initial_accumulator_value, Schedule):

@@ -93,6 +93,7 @@ class accumulate(GradientTransformation):
     accumulator_dtype: DType = static(default=None)
     drop_non_finite: bool = static(default=True)
     uses_count = True
+    flat_support = "elementwise"
 
 
     def check(self):

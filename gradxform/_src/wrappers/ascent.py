@@ -29,6 +29,7 @@ class maximize(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
+    flat_support = "elementwise"
 
 
     def init_state(self, params):

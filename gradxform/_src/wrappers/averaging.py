@@ -49,6 +49,7 @@ class _Averaging(GradientTransformation):
     steps a ``skip_non_finite`` skips)."""
 
     composition_kind = "ema_params"  # its row and column in wrappers/composition.py
+    flat_support = "elementwise"
 
     if TYPE_CHECKING:  # fields of every subclass
 

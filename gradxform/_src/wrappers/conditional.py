@@ -45,6 +45,7 @@ class _Conditional(GradientTransformation):
     should_transform_fn: Callable[..., Any] = static()
     forward_extra_args: bool = static(default=False)
     uses_count = True
+    flat_support = "elementwise"
     _state: ClassVar[type[ConditionallyTransformState] | type[ConditionallyMaskState]] = (
         ConditionallyTransformState)
 

@@ -72,6 +72,7 @@ class skip_non_finite(GradientTransformation):
     inner: GradientTransformation = child(converter=transformation)
     max_consecutive_errors: Hyper = hyper(default=None, interval="[0, inf)", integer=True)
     axis_name: AxisName = static(default=None)
+    flat_support = "elementwise"
 
 
     def check(self):

@@ -87,6 +87,7 @@ class lookahead(GradientTransformation):
     reset_state: bool = static(default=False)
     accumulator_dtype: DType = static(default=None, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
 
     def check(self):

@@ -86,6 +86,7 @@ class dynamic_loss_scale(GradientTransformation):
     backoff_factor: Hyper = hyper(default=0.5, interval="(0, 1)")
     min_scale: Hyper = hyper(default=1.0, interval="(0, inf)")
     axis_name: AxisName = static(default=None)
+    flat_support = "elementwise"
 
 
     def check(self):

@@ -91,6 +91,7 @@ class reduce_on_plateau(GradientTransformation):
     min_scale: Hyper = hyper(default=0.0, interval="[0, 1]")
     maximize: bool = static(default=False, kw_only=True)
     uses_count = True
+    flat_support = "elementwise"
 
     def check(self):
         reject_schedule(self, "patience", "cooldown", "accumulation_size")
