@@ -9,6 +9,7 @@ from importlib import metadata as _metadata
 from gradxform._src import dtypes as dtype_policy
 from gradxform._src.base import (
     Foreign,
+    ForeignStateError,
     GradientTransformation,
     OptState,
     ParamSpec,
@@ -16,6 +17,7 @@ from gradxform._src.base import (
     StructureMismatchError,
     apply_updates,
     child,
+    fingerprint,
     hyper,
     hyperparams,
     identity,
@@ -173,7 +175,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 __all__ = [
     # the protocol and values
     "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
-    "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
+    "ForeignStateError", "fingerprint", "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
     "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
     # combining transformations and routing leaves
     "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",

@@ -127,8 +127,21 @@ class chain(GradientTransformation):
         states = tuple(t.init_state(params) for t in self.transforms)
         return dict(zip(self.names, states)) if self.names is not None else states
 
+    def _states(self, state) -> list:
+        """One state per link; an error if the state has another number of links (a zip would
+        silently drop the links without a state)."""
+        if self.names is not None:
+            if not isinstance(state, Mapping) or set(state) != set(self.names):
+                raise TypeError(f"{self.name}: the state must be a dict with the keys "
+                                f"{self.names}, got {_shape_of(state)}")
+            return [state[n] for n in self.names]
+        if not isinstance(state, (tuple, list)) or len(state) != len(self.transforms):
+            raise TypeError(f"{self.name}: the state must hold one state per link "
+                            f"({len(self.transforms)}), got {_shape_of(state)}")
+        return list(state)
+
     def apply(self, updates, state, params, step):
-        states = [state[n] for n in self.names] if self.names is not None else list(state)
+        states = self._states(state)
         new_states = []
         for t, s in zip(self.transforms, states):
             updates, s = t.apply(updates, s, params, step)
@@ -138,7 +151,7 @@ class chain(GradientTransformation):
         return updates, tuple(new_states)
 
     def links(self, state, step):
-        states = [state[n] for n in self.names] if self.names is not None else list(state)
+        states = self._states(state)
         return iter(zip(self.labels(), self.transforms, states, [step] * len(states)))
 
     def __repr__(self):
@@ -148,6 +161,14 @@ class chain(GradientTransformation):
             inner = ", ".join(f"{n}={t!r}" for n, t in zip(self.names, self.transforms))
             return f"named_chain({inner}{extra})"
         return f"chain({inner}{extra})"
+
+
+def _shape_of(state: Any) -> str:
+    if isinstance(state, Mapping):
+        return f"a dict with the keys {tuple(state)}"
+    if isinstance(state, (tuple, list)):
+        return f"a {type(state).__name__} of {len(state)}"
+    return type(state).__name__
 
 
 @api("named_chain")

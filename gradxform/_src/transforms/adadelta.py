@@ -54,8 +54,8 @@ class scale_by_adadelta(GradientTransformation):
     accumulator_dtype: DType = static(default=None, kw_only=True)
 
     def init_state(self, params):
-        zeros = tree.full_like(params, 0.0, self.accumulator_dtype, real=True)
-        return ScaleByAdaDeltaState(zeros, zeros)
+        return ScaleByAdaDeltaState(tree.full_like(params, 0.0, self.accumulator_dtype, real=True),
+                                    tree.full_like(params, 0.0, self.accumulator_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         rho, eps = step.value(self.rho), step.value(self.eps)

@@ -128,14 +128,13 @@ class scale_by_factored_rms(GradientTransformation):
             acc = dtypes.real_dtype(dtypes.accumulator_dtype(dtypes.leaf_dtype(p),
                                                              self.nu_dtype))
             shape = tuple(jnp.shape(p))
-            empty = jnp.zeros((0,), acc)
             dims = self._dims(p)
             if dims is None:
-                return empty, empty, jnp.zeros(shape, acc)
+                return jnp.zeros((0,), acc), jnp.zeros((0,), acc), jnp.zeros(shape, acc)
             d1, d0 = dims
             row = shape[:d0] + shape[d0 + 1:]
             col = shape[:d1] + shape[d1 + 1:]
-            return jnp.zeros(row, acc), jnp.zeros(col, acc), empty
+            return jnp.zeros(row, acc), jnp.zeros(col, acc), jnp.zeros((0,), acc)
 
         return FactoredRmsState(*_unzip3(params, jax.tree.map(one, params)))
 

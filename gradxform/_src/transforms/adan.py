@@ -75,9 +75,10 @@ class scale_by_adan(GradientTransformation):
     uses_count = True
 
     def init_state(self, params):
-        zeros = tree.zeros_like(params, self.accumulator_dtype)
-        return ScaleByAdanState(zeros, zeros, tree.full_like(params, 0.0, self.accumulator_dtype,
-                                                             real=True), zeros)
+        dtype = self.accumulator_dtype
+        return ScaleByAdanState(tree.zeros_like(params, dtype), tree.zeros_like(params, dtype),
+                                tree.full_like(params, 0.0, dtype, real=True),
+                                tree.zeros_like(params, dtype))
 
     def apply(self, updates, state, params, step):
         b1, b2, b3 = step.value(self.b1), step.value(self.b2), step.value(self.b3)

@@ -71,8 +71,8 @@ class scale_by_ademamix(GradientTransformation):
     uses_count = True
 
     def init_state(self, params):
-        zeros = tree.zeros_like(params, self.mu_dtype)
-        return ScaleByAdemamixState(zeros, zeros,
+        return ScaleByAdemamixState(tree.zeros_like(params, self.mu_dtype),
+                                    tree.zeros_like(params, self.mu_dtype),
                                     tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):

@@ -70,8 +70,9 @@ class scale_by_amsgrad(GradientTransformation):
         return self.bias_correction_mu or self.bias_correction_nu
 
     def init_state(self, params):
-        nu = tree.full_like(params, 0.0, self.nu_dtype, real=True)
-        return ScaleByAmsgradState(tree.zeros_like(params, self.mu_dtype), nu, nu)
+        return ScaleByAmsgradState(tree.zeros_like(params, self.mu_dtype),
+                                   tree.full_like(params, 0.0, self.nu_dtype, real=True),
+                                   tree.full_like(params, 0.0, self.nu_dtype, real=True))
 
     def apply(self, updates, state, params, step):
         b1, b2 = step.value(self.b1), step.value(self.b2)

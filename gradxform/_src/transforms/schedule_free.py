@@ -108,8 +108,8 @@ class schedule_free(GradientTransformation):
     def init_state(self, params):
         z, known = tree.params_copy(params, self.state_dtype)
         scalar_dtype = tree.real_accumulator_dtype(params, self.state_dtype)
-        zero = jnp.zeros([], scalar_dtype)
-        return ScheduleFreeState(z, known, zero, zero, self.base_optimizer.init_state(params))
+        return ScheduleFreeState(z, known, jnp.zeros([], scalar_dtype), jnp.zeros([], scalar_dtype),
+                                 self.base_optimizer.init_state(params))
 
     def apply(self, updates, state, params, step):
         y = self.require_params(params)

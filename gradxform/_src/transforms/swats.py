@@ -98,8 +98,8 @@ class scale_by_swats(GradientTransformation):
         nu = jax.tree.map(
             lambda p: jnp.zeros(jnp.shape(p), dtypes.real_dtype(
                 dtypes.accumulator_dtype(dtypes.leaf_dtype(p), self.nu_dtype))), params)
-        zero = jnp.zeros([], sd)
-        return SwatsState(tree.zeros_like(params, self.mu_dtype), nu, zero, zero,
+        return SwatsState(tree.zeros_like(params, self.mu_dtype), nu, jnp.zeros([], sd),
+                          jnp.zeros([], sd),
                           jnp.zeros([], jnp.bool_))
 
     def apply(self, updates, state, params, step):
