@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import serialization
-
-import gradxform as gx
 from helpers import nested_params
 from registry import all_entries
+
+import gradxform as gx
 
 ENTRIES = all_entries()
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
