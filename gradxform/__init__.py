@@ -176,7 +176,8 @@ __all__ = [
     # the protocol and values
     "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
     "ForeignStateError", "fingerprint", "hyper", "static", "child", "Foreign", "apply_updates",
-    "hyperparams", "stack", "global_norm", "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
+    "hyperparams", "stack", "global_norm", "dtype_policy", "identity", "set_to_zero", "stateless",
+    "to_config", "from_config",
     # combining transformations and routing leaves
     "chain", "named_chain", "masked", "freeze", "partition", "by_regex", "by_path", "path_string",
     # transformations (the math of each optimizer, one concept per file)
