@@ -14,7 +14,9 @@ forms:
   It is matched to the params **by key path**, not by container type, so a plain ``dict`` mask
   works for flax ``FrozenDict`` params or an nnx ``State``; ``None`` leaves of the params are
   empty and need no entry;
-* a callable ``params -> tree`` (as optax);
+* a callable ``params -> tree`` (as optax). A callable that *is* a tree of bools (an equinox
+  module or a registered dataclass with ``__call__`` whose leaves are the bools) is used as the
+  tree, not called;
 * :class:`by_regex`: regular expressions searched (``re.search``) in each leaf's *path string*;
   a plain string given as a mask is such a regex;
 * :class:`by_path`: a callable ``fn(path_string, leaf) -> label``.
@@ -26,7 +28,18 @@ tuples. :func:`path_string` computes it.
 
 A routed transformation sees only its own leaves; the others appear to it as ``None`` (an empty
 subtree), so it keeps **no state at all** for them. Routers nest: a mask inside a partition is
-matched against the partition's sub-tree, whose other leaves are ``None``.
+matched against the partition's sub-tree, whose other leaves are ``None``. A transformation that
+is routed no leaf at all is not run (its state stays as ``init`` made it); params that are a
+single array work like any other tree.
+
+**A mask that selects nothing is an error.** When the params have leaves but a mask selects
+none of them (a callable or a regular expression that matches no path, a mask of ``False``),
+``masked``, ``freeze`` and the masks of the weight-decay transformations raise instead of
+silently doing nothing (``adamw(mask=by_regex("kernel"))`` on a model whose weights are called
+``"w"`` would train without weight decay); a :class:`by_regex` rule of a ``partition`` that
+labels no leaf raises too. ``on_empty="warn"`` (a ``UserWarning``) or ``"allow"`` on
+``masked``, ``freeze`` and ``partition`` accept it. Empty params (no leaves) are fine: every
+router returns the empty tree.
 
 Equinox modules hold non-array leaves (activation functions); give optimizers
 ``eqx.filter(model, eqx.is_array)`` (non-arrays become ``None``), as with optax. Integer and
@@ -36,6 +49,7 @@ boolean array leaves can only be routed to ``set_to_zero`` or ``identity`` (or f
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,7 +67,7 @@ from gradxform._src.base import (
     static,
     transformation,
 )
-from gradxform._src.module import Invalid, Module, api, thaw
+from gradxform._src.module import Invalid, Module, api, argument_error, thaw
 from gradxform._src.module import freeze as freeze_tree
 from gradxform._src.types import Mask
 
@@ -333,7 +347,7 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
     ``params -> tree``, or a frozen tree. Errors name ``where`` and show both trees.
     """
     spec = thaw(spec)
-    if callable(spec):
+    if callable(spec) and not _is_tree_of(spec, what):
         spec = spec(params)
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     table = {_plain_path(path): (path, value)
@@ -352,7 +366,7 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
                 f"must be a tree with the params' structure (or a prefix of it), a callable "
                 f"returning one, or a by_regex/by_path rule.\n  {what}: "
                 f"{jax.tree.structure(spec)}\n  params: {jax.tree.structure(params)}")
-    unused = set(table) - used
+    unused = set(table) - used - {()}  # a whole-tree entry fits any params, empty ones too
     if unused:  # entries where the params hold None (an empty subtree) are fine
         known = {_plain_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(
             params, is_leaf=lambda x: x is None)[0]}
@@ -367,13 +381,58 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
     return values
 
 
+def _is_tree_of(spec: Any, what: str) -> bool:
+    """True for a callable that is itself a tree of bools (a mask) or of strings (labels), such
+    as an equinox module with ``__call__``: it is used as the tree, not called."""
+    if isinstance(spec, (by_regex, by_path)):
+        return False
+    leaves = jax.tree.leaves(spec)
+    if not leaves or (len(leaves) == 1 and leaves[0] is spec):
+        return False
+    if what == "mask":
+        return all(isinstance(x, (bool, np.bool_)) or (
+            hasattr(x, "dtype") and np.ndim(x) == 0 and np.dtype(x.dtype) == np.bool_)
+            for x in leaves)
+    return all(isinstance(x, str) for x in leaves)
+
+
+ON_EMPTY = ("raise", "warn", "allow")
+
+
+def check_selects_some(keep: list, where: str, arg: str = "mask", on_empty: str = "raise",
+                       hint: str = "") -> None:
+    """Raise (or warn) if ``keep`` has entries but none is True: a mask that selects no leaf.
+
+    Params without leaves select nothing and are fine. The error names ``where`` and ``arg``
+    (and is renamed to the optimizer the user called, like argument errors).
+    """
+    if not keep or any(keep) or on_empty == "allow":
+        return
+    message = (f"selects none of the {len(keep)} leaves of the params, so {where} would "
+               f"silently do nothing. Check the mask (a misspelt regular expression, a "
+               f"callable testing the wrong property){hint}.")
+    if on_empty == "warn":
+        warnings.warn(f"{where}: {arg} {message}", UserWarning, stacklevel=4)
+        return
+    raise argument_error(where, arg, message)
+
+
 def mask_leaves(mask: Any, params: PyTree, where: str) -> PyTree:
-    """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable)."""
+    """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable).
+
+    A mask that selects no leaf of non-empty params is an error (see the module documentation):
+    to apply a penalty to no leaf, leave it out (or wrap it: ``masked(add_decayed_weights(wd),
+    mask, on_empty="allow")``).
+    """
+    mask = thaw(mask)
     if isinstance(mask, str):
         mask = by_regex(mask)
     leaves, treedef = jax.tree.flatten(params)
     del leaves
-    return treedef.unflatten(route(mask, params, where, "mask"))
+    keep = route(mask, params, where, "mask")
+    check_selects_some(keep, where, hint="; to allow a mask that may select nothing, apply the "
+                       "penalty through masked(..., on_empty='allow')")
+    return treedef.unflatten(keep)
 
 
 def _select(tree_: PyTree, keep: list) -> PyTree:
@@ -418,6 +477,11 @@ def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep
                 "Route integer and boolean leaves to set_to_zero() or freeze them.")
 
 
+def _check_on_empty(module: Module) -> None:
+    if module.on_empty not in ON_EMPTY:
+        raise module.error(f"must be one of {ON_EMPTY}, got {module.on_empty!r}", "on_empty")
+
+
 def _prepare_mask(mask: Any) -> Any:
     if isinstance(mask, str):
         return by_regex(mask)
@@ -457,6 +521,8 @@ class masked(GradientTransformation):
         prefix of it), a callable ``params -> tree of bools``, a regex string searched in each
         leaf's path string, or a :class:`by_regex`/:class:`by_path` rule (see the module
         documentation).
+      on_empty: what happens when the mask selects no leaf of (non-empty) params: ``"raise"``
+        (default), ``"warn"`` or ``"allow"``.
 
     Example::
 
@@ -467,6 +533,10 @@ class masked(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     mask: Mask = static(converter=_prepare_mask)
+    on_empty: str = static(default="raise", kw_only=True)
+
+    def check(self):
+        _check_on_empty(self)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -474,10 +544,13 @@ class masked(GradientTransformation):
     def init_state(self, params):
         keep = self._keep(params)
         _check_routable(self.name, self.inner, params, keep, "the mask's True leaves")
+        check_selects_some(keep, self.name, "mask", self.on_empty)
         return self.inner.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._keep(updates if params is None else params)
+        if not any(keep):  # nothing routed to inner: it does not run
+            return updates, state
         sub_params = None if params is None else _select(params, keep)
         new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
         return _merge(updates, [(new, keep)]), state
@@ -500,6 +573,8 @@ class freeze(GradientTransformation):
       frozen: which leaves are frozen (True = frozen), in any form a mask takes: a tree of
         bools matched by path (or a prefix), a callable ``params -> tree``, a regex string, or a
         :class:`by_regex`/:class:`by_path` rule.
+      on_empty: what happens when the mask freezes no leaf of (non-empty) params: ``"raise"``
+        (default), ``"warn"`` or ``"allow"``.
 
     Conventions. optax's ``freeze(mask)`` only zeroes the frozen updates: chained with Adam, Adam
     still keeps moments for every leaf. This is optax's ``selective_transform(opt,
@@ -513,6 +588,10 @@ class freeze(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     frozen: Mask = static(converter=_prepare_mask)
+    on_empty: str = static(default="raise", kw_only=True)
+
+    def check(self):
+        _check_on_empty(self)
 
     def _trainable(self, tree_):
         return [not f for f in route(self.frozen, tree_, self.name, "mask")]
@@ -520,13 +599,16 @@ class freeze(GradientTransformation):
     def init_state(self, params):
         keep = self._trainable(params)
         _check_routable(self.name, self.inner, params, keep, "the trainable leaves")
+        check_selects_some([not k for k in keep], self.name, "frozen", self.on_empty)
         return self.inner.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._trainable(updates if params is None else params)
+        zeros = jax.tree.map(jnp.zeros_like, updates)
+        if not any(keep):  # everything frozen: inner does not run
+            return zeros, state
         sub_params = None if params is None else _select(params, keep)
         new, state = self.inner.apply(_select(updates, keep), state, sub_params, step)
-        zeros = jax.tree.map(jnp.zeros_like, updates)
         return _merge(zeros, [(new, keep)]), state
 
     def links(self, state, step):
@@ -546,6 +628,9 @@ class partition(GradientTransformation):
       labels: the label of each leaf: a tree of labels matched to the params by path (or a
         prefix of it), a callable ``params -> tree of labels``, or a :class:`by_regex` /
         :class:`by_path` rule (see the module documentation for the path strings).
+      on_empty: what happens when a :class:`by_regex` rule of ``labels`` labels no leaf of
+        (non-empty) params: ``"raise"`` (default), ``"warn"`` or ``"allow"``. A group that a
+        tree of labels gives no leaf is always fine (it was written so).
 
     Conventions. This is optax's ``multi_transform`` / ``partition`` and Keras'
     ``OptimizerMap``; torch expresses it with parameter groups.
@@ -560,8 +645,10 @@ class partition(GradientTransformation):
 
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
     labels: Any = static(converter=freeze_tree)
+    on_empty: str = static(default="raise", kw_only=True)
 
     def check(self):
+        _check_on_empty(self)
         labels = thaw(self.labels)
         if isinstance(labels, by_regex):
             given = labels.labels()
@@ -588,8 +675,26 @@ class partition(GradientTransformation):
                                  f"{tuple(self.transforms)}")
         return labels
 
+    def _check_rules(self, params, labels) -> None:
+        """Every rule of a by_regex must label some leaf (else its pattern is probably wrong)."""
+        rule = thaw(self.labels)
+        if not isinstance(rule, by_regex) or not labels or self.on_empty == "allow":
+            return
+        paths = [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        for pattern, label in rule.rules:
+            if not any(rule.label(path) == label and re.search(pattern, path)
+                       for path in paths):
+                message = (f"{self.name}: the rule ({pattern!r}, {label!r}) of the labels gives "
+                           f"no leaf its label (paths: {_abbrev_paths(paths)}); check the "
+                           "pattern, or pass on_empty='allow'")
+                if self.on_empty == "warn":
+                    warnings.warn(message, UserWarning, stacklevel=4)
+                else:
+                    raise ValueError(message)
+
     def init_state(self, params):
         labels = self._groups(params)
+        self._check_rules(params, labels)
         state = {}
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
@@ -602,6 +707,9 @@ class partition(GradientTransformation):
         parts, new_state = [], {}
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
+            if not any(keep):  # a group without leaves does not run
+                new_state[label] = state[label]
+                continue
             sub_params = None if params is None else _select(params, keep)
             new, new_state[label] = tx.apply(_select(updates, keep), state[label], sub_params,
                                              step)
@@ -610,3 +718,8 @@ class partition(GradientTransformation):
 
     def links(self, state, step):
         return iter([(label, tx, state[label], step) for label, tx in self.transforms.items()])
+
+
+def _abbrev_paths(paths: list[str], n: int = 6) -> str:
+    shown = ", ".join(p or "the root" for p in paths[:n])
+    return f"[{shown}{', ...' if len(paths) > n else ''}]"
