@@ -108,7 +108,8 @@ class scale_by_sm3(GradientTransformation):
                 new_mu = (nu,)
             else:
                 axes = range(g.ndim)
-                new_mu = tuple(jnp.max(nu, axis=tuple(j for j in axes if j != i))
+                finite = tree.finite_part(nu)  # a non-finite entry must not poison a cover
+                new_mu = tuple(jnp.max(finite, axis=tuple(j for j in axes if j != i))
                                for i in axes)
             work = dtypes.wider(g.dtype, acc)
             return g.astype(work) * inv.astype(work), new_mu
