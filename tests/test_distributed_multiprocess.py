@@ -18,7 +18,6 @@ import time
 import jax
 import numpy as np
 import pytest
-
 from helpers import assert_trees_close
 
 HERE = os.path.dirname(os.path.abspath(__file__))

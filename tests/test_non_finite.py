@@ -126,8 +126,8 @@ def test_skip_non_finite_and_loss_scaling_recover(entry):
             got = []
             for g in (GRADS[0], bad, GRADS[2]):
                 if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
-                    g = jax.tree.map(lambda x: x * jnp.asarray(
-                        gx.hyperparams(wrapper, s)["loss_scale"], x.dtype), g)
+                    loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
+                    g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)
                 inner_before = s.inner.inner
                 u, s = wrapper.update(g, s, p, **extra)
                 p = gx.apply_updates(p, u)

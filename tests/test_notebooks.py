@@ -70,7 +70,8 @@ def test_there_are_notebooks():
 def test_notebook_runs(path, kernel_spec_dir, record_property):
     nb = nbformat.read(path, as_version=4)
     manager = AsyncKernelManager(
-        kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
+        kernel_name=KERNEL,
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
     client = nbclient.NotebookClient(
         nb, km=manager, timeout=CELL_TIMEOUT, allow_errors=False,
         resources={"metadata": {"path": str(path.parent)}})
