@@ -165,6 +165,7 @@ from gradxform._src.wrappers.averaging import (
 from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
 from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
+from gradxform._src.wrappers.master import MasterWeightsState, master_weights
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
 try:
@@ -207,7 +208,7 @@ __all__ = [
     "accumulate", "skip_non_finite", "apply_if_finite", "dynamic_loss_scale", "ema_params",
     "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
     "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
-    "lookahead", "lookahead_slow_params", "LookaheadState",
+    "lookahead", "lookahead_slow_params", "LookaheadState", "master_weights", "MasterWeightsState",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",
