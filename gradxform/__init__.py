@@ -11,6 +11,7 @@ from gradxform._src import microbatching, tree_utils
 from gradxform._src import tree_namespace as tree
 from gradxform._src.base import (
     Foreign,
+    ForeignStateError,
     GradientTransformation,
     OptState,
     ParamSpec,
@@ -18,6 +19,7 @@ from gradxform._src.base import (
     StructureMismatchError,
     apply_updates,
     child,
+    fingerprint,
     hyper,
     hyperparams,
     identity,
@@ -183,6 +185,7 @@ from gradxform._src.wrappers.averaging import (
 from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
 from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
+from gradxform._src.wrappers.master import MasterWeightsState, master_weights
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 
 # optax's name for the same state (gradxform's schedules keep no state of their own).
@@ -196,6 +199,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 __all__ = [
     # the protocol and values
     "GradientTransformation", "OptState", "ParamSpec", "Step", "StructureMismatchError", "Module",
+    "ForeignStateError", "fingerprint",
     "hyper", "static", "child", "Foreign", "apply_updates", "hyperparams", "stack", "global_norm",
     "dtype_policy", "identity", "set_to_zero", "stateless", "to_config", "from_config",
     # editing hyperparameters and states (optax's tree_utils names)
@@ -233,6 +237,7 @@ __all__ = [
     "swa_params", "averaged_params", "reduce_on_plateau", "maximize", "AccumulateState",
     "SkipNonFiniteState", "DynamicLossScaleState", "AveragedParamsState", "ReduceOnPlateauState",
     "lookahead", "lookahead_slow_params", "LookaheadState", "MultiSteps",
+    "master_weights", "MasterWeightsState",
     # schedules
     "Schedule", "schedule_fn", "constant_schedule", "linear_schedule", "polynomial_schedule",
     "exponential_decay", "piecewise_constant_schedule", "cosine_decay_schedule",

@@ -22,3 +22,16 @@ sys.path.insert(0, os.path.dirname(__file__))
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Hypothesis profiles (tests/test_properties.py): "fast" by default, deterministic for CI;
+# "long" with --hypothesis-profile=long or GRADXFORM_HYPOTHESIS_PROFILE=long.
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+          HealthCheck.differing_executors]
+settings.register_profile(  # explicit examples, plus what a test asks for (see there)
+    "fast", max_examples=1, derandomize=True, deadline=None, suppress_health_check=_QUIET,
+    phases=[Phase.explicit], print_blob=True)
+settings.register_profile(
+    "long", max_examples=40, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("GRADXFORM_HYPOTHESIS_PROFILE", "fast"))

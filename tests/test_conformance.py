@@ -3,12 +3,15 @@
 For each entry (``tests/registry``) and each target (quadratic, Rosenbrock, Gabor) and dtype
 (float32, float64):
 
-* it converges under ``jit`` + ``lax.scan`` (which also proves the state keeps its structure,
-  shapes and dtypes from step to step: scan rejects a carry that changes);
+* it converges under ``jit`` + ``lax.scan`` (scan itself rejects a state whose structure,
+  shapes or dtypes change from step to step, so that needs no assertion here);
 * eager execution gives the same first steps as jit;
 * changing the learning rate does not retrace a jitted step;
 * extra keyword arguments pass through ``update``;
-* the state survives ``lax.cond`` between two states (equal types in both branches).
+* ``lax.cond`` between two states returns the chosen state's values.
+
+Convergence is a smoke test: the targets cannot tell Adam from a dozen other algorithms. What
+each entry computes is pinned by ``tests/test_table_fingerprints.py``.
 """
 
 from __future__ import annotations
@@ -79,10 +82,8 @@ def test_converges(entry, target, dtype):
         assert final < entry.tol[target], (
             f"{entry.name} on {target} ({dtype}): final loss {final:.3e} >= {entry.tol[target]}"
             f" (start {float(losses[0]):.3e})")
-        init_state = tx.init(TARGETS[target][0](DTYPES[dtype]))
-        assert jax.tree.structure(state) == jax.tree.structure(init_state)
-        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(init_state)):
-            assert a.dtype == b.dtype and a.shape == b.shape
+        if state.count is not None:
+            assert int(state.count) == entry.steps[target]
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
@@ -140,5 +141,9 @@ def test_extra_args_and_cond(entry):
     def pick(flag):
         return jax.lax.cond(flag, lambda: new_state, lambda: state)
 
-    picked = pick(True)
-    assert jax.tree.structure(picked) == jax.tree.structure(state)
+    # The structure cannot differ (cond enforces it); the values must be the chosen branch's.
+    assert_trees_close(pick(True), new_state, rtol=0, what=f"{entry.name}: cond(True)")
+    assert_trees_close(pick(False), state, rtol=0, what=f"{entry.name}: cond(False)")
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(new_state), jax.tree.leaves(state))) or not jax.tree.leaves(
+        state.inner), f"{entry.name}: the update changed no state value"

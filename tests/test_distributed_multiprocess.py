@@ -9,6 +9,7 @@ the state) to the single-process run.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,13 +27,27 @@ WORKER = os.path.join(HERE, "multiprocess", "train.py")
 sys.path.insert(0, os.path.join(HERE, "multiprocess"))
 import dp_problem as prob  # noqa: E402
 
-DEADLINE = 90  # seconds for the whole run; it takes about 10 on 2 cores
+DEADLINE = 90  # seconds: a hang guard for the whole run (it takes about 10 on 2 cores)
+# The coordinator could not listen on its port (another process took it meanwhile).
+PORT_TAKEN = re.compile(r"address already in use|failed to (bind|add port|start)", re.I)
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Another process may take it before the coordinator
+    listens on it: :func:`run` then starts again on a new port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run(num_processes, out_dir, deadline, attempts=3, **kwargs):
+    """Launch the workers and wait for them; relaunch on a new port if the port was taken."""
+    for _ in range(attempts):
+        procs = launch(num_processes, out_dir, **kwargs)
+        codes, logs = wait_all(procs, deadline)
+        if not any(PORT_TAKEN.search(log) for log in logs):
+            break
+    return procs, codes, logs
 
 
 def launch(num_processes, out_dir, init_timeout=20, only=None):
@@ -80,8 +95,7 @@ def _tail(logs):
 
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
-    procs = launch(2, str(tmp_path))
-    codes, logs = wait_all(procs, DEADLINE)
+    procs, codes, logs = run(2, str(tmp_path), DEADLINE)
     assert codes == [0, 0], f"the workers failed (exit codes {codes}):\n{_tail(logs)}"
     runs = [dict(np.load(out)) for _, out in procs]
     assert runs[0].keys() == runs[1].keys()
@@ -102,10 +116,11 @@ def test_two_processes_train_like_one(tmp_path):
 
 @pytest.mark.slow
 def test_a_missing_peer_fails_fast(tmp_path):
-    """Process 0 of 2 alone: initialize gives up after its timeout instead of hanging."""
-    start = time.monotonic()
-    procs = launch(2, str(tmp_path), init_timeout=3, only=[0])
-    codes, logs = wait_all(procs, 60)
+    """Process 0 of 2 alone: initialize gives up after its timeout instead of hanging.
+
+    How long that takes is not asserted (a shared machine makes any bound flaky); the 60 s
+    deadline only guards against a hang, and a process we had to kill fails the test.
+    """
+    _, codes, logs = run(2, str(tmp_path), 60, init_timeout=3, only=[0])
     assert codes[0] not in (0, None, -9), _tail(logs)  # it stopped itself; we did not kill it
     assert "deadline exceeded" in logs[0].lower(), _tail(logs)
-    assert time.monotonic() - start < 45

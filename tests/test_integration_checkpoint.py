@@ -104,7 +104,7 @@ def test_flax_serialization_resumes_bitwise():
 def test_flax_state_dict_of_an_opt_state_is_readable():
     state = make_tx().init({"w": jnp.zeros((2, 3), jnp.float32)})
     as_dict = serialization.to_state_dict(state)
-    assert set(as_dict) == {"count", "inner"}
+    assert set(as_dict) == {"count", "inner", "made_by"}
     restored = serialization.from_state_dict(state, as_dict)
     assert_bitwise_equal(restored, state, "state dict round trip")
     # a state dict without the count is refused (by flax's NamedTuple restore)

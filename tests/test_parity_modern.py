@@ -190,7 +190,13 @@ def _run_pair(gx_tx, ox_tx, dtype, pick, kind, rtol, atol):
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_parity_float32(case):
     _, gx_tx, ox_tx, pick, kind = case
-    _run_pair(gx_tx, ox_tx, jnp.float32, pick, kind, rtol=1e-6, atol=1e-6)
+    # Schedule-free forms its step in closed form, (1 - b + c b) s + c (z - y), where optax
+    # subtracts two interpolated iterates: in float32 the two round differently (both are
+    # within 1e-5 of the float64 run over 128 steps, gradxform slightly closer: 6.7e-6 against
+    # optax's 8.8e-6 for the Adam case), so they agree to 1e-5, not 1e-6. float64 agrees to
+    # 1e-12 below.
+    rtol = 1e-5 if kind == "schedule_free" else 1e-6
+    _run_pair(gx_tx, ox_tx, jnp.float32, pick, kind, rtol=rtol, atol=rtol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

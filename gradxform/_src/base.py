@@ -21,6 +21,13 @@ at run time, the leaf paths, shapes and dtypes of the params the state was built
 rejects updates (and params) that differ, naming the first leaf that differs and showing both.
 Nothing is broadcast. This holds for stateless transformations too.
 
+**Who made the state.** ``OptState.made_by`` is a one-entry dict ``{key: ()}`` whose key names
+the transformation that built the state and fingerprints its structure (the classes, links,
+flags, dtypes and masks, everything but the numbers: see :func:`fingerprint`). It holds no array,
+so it costs nothing at run time, but it is part of the state's tree structure: ``update``
+rejects a state made by another transformation (naming what differs), and a checkpoint restored
+into the state of another optimizer fails in flax and orbax, which compare the keys.
+
 Writing a transformation means subclassing :class:`GradientTransformation` and implementing
 ``init_state(params)`` (arrays only; ``()`` when stateless) and ``apply(updates, state, params,
 step)``. ``apply`` must return a state of the same structure, shapes and dtypes it received.
@@ -28,8 +35,11 @@ step)``. ``apply`` must return a state of the same structure, shapes and dtypes 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple, dataclass_transform
 
@@ -39,7 +49,7 @@ import numpy as np
 
 from gradxform._src import dtypes, flat, tree
 from gradxform._src import module as _module
-from gradxform._src.module import Invalid, Module, child, renamed_error, static
+from gradxform._src.module import Invalid, Module, child, renamed_error, static, thaw
 from gradxform._src.schedules import Schedule, as_schedule
 from gradxform._src.types import PyTree, TreeDef
 
@@ -47,7 +57,7 @@ __all__ = [
     "GradientTransformation", "OptState", "Step", "ParamSpec", "StructureMismatchError",
     "stateless", "identity", "set_to_zero", "apply_updates", "hyperparams", "Foreign", "stack",
     "hyper", "static", "child", "walk", "walk_from", "find_link", "ParamsPlaceholder",
-    "is_params_placeholder", "PLACEHOLDER_SPEC", "NO_STATE",
+    "is_params_placeholder", "PLACEHOLDER_SPEC", "NO_STATE", "fingerprint", "ForeignStateError",
 ]
 
 
@@ -194,9 +204,164 @@ def _abbrev(items: list[str], n: int = 8) -> str:
 # The state and the step.
 
 
+# --------------------------------------------------------------------------------------------
+# What a state remembers of the transformation that made it.
+
+
+def _plain_repr(value: Any) -> str:
+    """``repr`` without memory addresses, so that it is the same in every process."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+
+
+def _structure_of(value: Any) -> Any:
+    """A hashable, process-independent description of a static or child value: a string, or a
+    tagged tuple ``("module", class, fields)``, ``("seq", type, items)``, ``("map", items)``,
+    ``("tree", treedef, leaves)``."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return repr(value)
+    if isinstance(value, Module):
+        return _structure(value)
+    if isinstance(value, np.dtype):
+        return f"dtype {value.name}"
+    if isinstance(value, type):
+        scalar = issubclass(value, np.generic) or isinstance(getattr(value, "dtype", None),
+                                                               np.dtype)
+        return f"dtype {np.dtype(value).name}" if scalar else f"class {value.__qualname__}"
+    if isinstance(value, Mapping):
+        return ("map", tuple((repr(k), _structure_of(v)) for k, v in value.items()))
+    if isinstance(value, (tuple, list)):
+        return ("seq", type(value).__name__, tuple(_structure_of(v) for v in value))
+    thawed = thaw(value)
+    if thawed is not value:
+        leaves, treedef = jax.tree.flatten(thawed)
+        return ("tree", _plain_repr(treedef), tuple(_structure_of(x) for x in leaves))
+    if callable(value):
+        return (f"function {getattr(value, '__module__', '?')}."
+                f"{getattr(value, '__qualname__', type(value).__name__)}")
+    return _plain_repr(value)
+
+
+def _structure(module: Module) -> tuple:
+    """The structure of a module: its class, and per field the described static or child value;
+    for a hyperparameter only whether it is set (its number, array or schedule is data)."""
+    parts = []
+    for field in dataclasses.fields(module):
+        value = getattr(module, field.name)
+        if field.name in module._hyper_fields:
+            parts.append((field.name, "unset" if value is None else "set"))
+        else:
+            parts.append((field.name, _structure_of(value)))
+    return ("module", type(module).__name__, tuple(parts))
+
+
+def _show_part(part: Any) -> str:
+    """A short text for one side of a difference."""
+    if isinstance(part, tuple):
+        if part[0] == "module":
+            return part[1]
+        if part[0] == "seq":
+            n = len(part[2])
+            return f"{n} link{'s' if n != 1 else ''} ({', '.join(map(_show_part, part[2]))})"
+        if part[0] == "map":
+            return f"{{{', '.join(k for k, _ in part[1])}}}"
+        return "a tree"
+    return part if len(part) <= 80 else part[:77] + "..."
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, str, str] | None:
+    """Where two described structures first differ: ``(path, a's part, b's part)``."""
+    if a == b:
+        return None
+    here = path or "the transformation"
+    if not (isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0]):
+        return here, _show_part(a), _show_part(b)
+    kind = a[0]
+    if kind == "module":
+        if a[1] != b[1]:
+            return here, a[1], b[1]
+        for (name, va), (_, vb) in zip(a[2], b[2]):
+            found = _first_difference(va, vb, f"{path}.{name}" if path else name)
+            if found:
+                return found
+    elif kind == "seq" and len(a[2]) == len(b[2]):
+        for i, (va, vb) in enumerate(zip(a[2], b[2])):
+            found = _first_difference(va, vb, f"{path}[{i}]")
+            if found:
+                return found
+    elif kind == "map" and [k for k, _ in a[1]] == [k for k, _ in b[1]]:
+        for (k, va), (_, vb) in zip(a[1], b[1]):
+            found = _first_difference(va, vb, f"{path}[{k}]")
+            if found:
+                return found
+    return here, _show_part(a), _show_part(b)
+
+
+_KNOWN_STRUCTURES: dict[str, tuple] = {}
+_KEY_OF_TREEDEF: collections.OrderedDict[Any, str] = collections.OrderedDict()
+
+
+def fingerprint(tx: GradientTransformation) -> str:
+    """The key ``init`` records in ``OptState.made_by``: the transformation's name and a hash of
+    its structure (classes, links, flags, dtypes, masks, which hyperparameters are set), not of
+    its numbers. Equal for ``adam(1e-3)`` and ``adam(3e-4)`` or a scheduled learning rate,
+    different for ``adam`` and ``adamw`` or ``adam(nesterov=True)``. The same in every process.
+    """
+    treedef = jax.tree.structure(tx)  # equal tree definitions, equal structures: computed once
+    key = _KEY_OF_TREEDEF.get(treedef)
+    if key is None:
+        structure = _structure(tx)
+        digest = hashlib.sha256(repr(structure).encode()).hexdigest()[:12]
+        key = f"{re.sub(r'[^A-Za-z0-9_]+', '_', tx.name).strip('_') or 'tx'}-{digest}"
+        _KNOWN_STRUCTURES[key] = structure
+        _KEY_OF_TREEDEF[treedef] = key
+        if len(_KEY_OF_TREEDEF) > 4096:  # fresh lambdas in masks make fresh tree definitions
+            _KEY_OF_TREEDEF.popitem(last=False)
+    return key
+
+
+def _made_by_key(made_by: Any) -> str | None:
+    if isinstance(made_by, Mapping) and len(made_by) == 1:
+        key = next(iter(made_by))
+        return key if isinstance(key, str) else None
+    return None
+
+
+def _check_made_by(tx: GradientTransformation, state: OptState, where: str) -> None:
+    """Raise :class:`ForeignStateError` if ``state`` was not made by ``tx``'s ``init``."""
+    mine = fingerprint(tx)
+    theirs = _made_by_key(state.made_by)
+    if theirs == mine:
+        return
+    if theirs is None:
+        raise ForeignStateError(
+            f"{where}: the state does not say which transformation made it (made_by="
+            f"{state.made_by!r}); build it with {tx.name}.init(params)")
+    their_name = theirs.rsplit("-", 1)[0]
+    structure = _KNOWN_STRUCTURES.get(theirs)
+    if structure is None:
+        detail = "(its structure is not known in this process)"
+    else:
+        path, a, b = _first_difference(structure, _KNOWN_STRUCTURES[mine])
+        detail = f"which differs from {tx.name} at {path}: {a} there, {b} here"
+    raise ForeignStateError(
+        f"{where}: the state was made by the init of another transformation, {their_name!r}, "
+        f"{detail}. A state fits only the transformation whose init made it (the same "
+        "classes, links, flags, dtypes and masks; the numbers may differ). Build the state "
+        f"with {tx.name}.init(params), or keep using the optimizer that made it.")
+
+
+class ForeignStateError(TypeError):
+    """A state given to ``update`` was made by another transformation's ``init``."""
+
+
+# --------------------------------------------------------------------------------------------
+# The state and the step.
+
+
 class _OptStateFields(NamedTuple):
     count: jax.Array | None  # type: ignore[assignment]  # shadows tuple.count, as optax's do
     inner: PyTree
+    made_by: Any = None
 
 
 class _PlaceholderSpec(ParamSpec):
@@ -278,20 +443,23 @@ class _OptStateType(type):
 
 
 class OptState(_OptStateFields, metaclass=_OptStateType):
-    """The state ``init`` returns: one step counter, the transformation's state, the param spec.
+    """The state ``init`` returns: one step counter, the transformation's state, who made it.
 
-    A NamedTuple ``(count, inner)``, so tools that know NamedTuples handle it as they handle
-    optax's states (``flax.serialization.to_bytes``, orbax, ``jax.tree`` paths ``.count`` and
-    ``.inner``). The param spec is static: it belongs to the *type*. ``OptState(count, inner,
-    spec)`` returns an instance of the subclass made once for that spec, so two states built for
-    the same params have the same tree structure and states for other params do not, and
-    rebuilding a state from its fields (``type(state)(count, inner)``, as JAX and flax do) keeps
-    its spec.
+    A NamedTuple ``(count, inner, made_by)``, so tools that know NamedTuples handle it as they
+    handle optax's states (``flax.serialization.to_bytes``, orbax, ``jax.tree`` paths
+    ``.count`` and ``.inner``). ``made_by`` is ``{fingerprint(tx): ()}``: no array, only tree
+    structure, which flax and orbax save and compare when restoring. The param spec is static:
+    it belongs to the *type*. ``OptState(count, inner, made_by, spec=spec)`` returns an instance
+    of the subclass made once for that spec, so two states built for the same params have the
+    same tree structure and states for other params do not, and rebuilding a state from its
+    fields (``type(state)(count, inner, made_by)``, as JAX and flax do) keeps its spec.
 
     Attributes:
       count: int32 number of updates applied so far, or ``None`` if nothing in the
         transformation needs a count.
       inner: the state of the transformation itself (a NamedTuple, tuple, dict or ``()``).
+      made_by: ``{key: ()}``, the :func:`fingerprint` of the transformation whose ``init`` made
+        the state.
       spec: static :class:`ParamSpec` of the params given to ``init``.
     """
 
@@ -299,13 +467,18 @@ class OptState(_OptStateFields, metaclass=_OptStateType):
     spec: ClassVar[ParamSpec]  # set on the subclass made for each spec (for_spec)
     _by_spec: ClassVar[dict[ParamSpec, type[OptState]]] = {}
 
-    def __new__(cls, count: jax.Array | None, inner: PyTree, spec: ParamSpec | None = None):
+    def __new__(cls, count: jax.Array | None, inner: PyTree, made_by: Any = None, *,
+                spec: ParamSpec | None = None):
+        if isinstance(made_by, ParamSpec):
+            raise TypeError("OptState: the third field is made_by ({fingerprint(tx): ()}); "
+                            "give the param spec by keyword: OptState(count, inner, made_by, "
+                            "spec=spec)")
         if spec is None:
             if cls is OptState:
                 raise TypeError("OptState: needs the ParamSpec of the params (spec=...); build "
                                 "states with the optimizer's init")
-            return super().__new__(cls, count, inner)
-        return super().__new__(OptState.for_spec(spec), count, inner)
+            return super().__new__(cls, count, inner, made_by)
+        return super().__new__(OptState.for_spec(spec), count, inner, made_by)
 
     @staticmethod
     def for_spec(spec: ParamSpec) -> type[OptState]:
@@ -321,12 +494,15 @@ class OptState(_OptStateFields, metaclass=_OptStateType):
         return f"OptState(count={self.count!r}, inner={self.inner!r})"
 
     def __reduce__(self):
-        return OptState, (self.count, self.inner, self.spec)
+        return _rebuild_opt_state, (self.count, self.inner, self.made_by, self.spec)
 
     def replace(self, **changes: Any) -> OptState:
-        """A copy with ``count``, ``inner`` or ``spec`` changed."""
-        values = {"count": self.count, "inner": self.inner, "spec": self.spec, **changes}
-        return OptState(**values)
+        """A copy with ``count``, ``inner``, ``made_by`` or ``spec`` changed."""
+        values = {"count": self.count, "inner": self.inner, "made_by": self.made_by,
+                  "spec": self.spec, **changes}
+        return OptState(values.pop("count"), values.pop("inner"), values.pop("made_by"),
+                        **values)
+
 
     @property
     def hyperparams(self) -> dict[str, Any]:
@@ -344,6 +520,10 @@ class OptState(_OptStateFields, metaclass=_OptStateType):
                 "them with gx.hyperparams(opt, state) and change them with "
                 "gx.set_hyperparams(opt, ...)")
         return found
+
+
+def _rebuild_opt_state(count, inner, made_by, spec):
+    return OptState(count, inner, made_by, spec=spec)
 
 
 class Step(NamedTuple):
@@ -537,7 +717,8 @@ class GradientTransformation(Module):
             if named is None:
                 raise
             raise named from None
-        return OptState(count, inner, PLACEHOLDER_SPEC if placeholder else ParamSpec.of(params))
+        return OptState(count, inner, {fingerprint(self): ()},
+                        spec=PLACEHOLDER_SPEC if placeholder else ParamSpec.of(params))
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """``init, update = tx``, as optax's transformations (tuples) unpack."""
@@ -583,6 +764,7 @@ class GradientTransformation(Module):
                 "its structure is a template of the state's, good for shardings and specs). To "
                 "map a function over a state and keep using it, call gx.tree_map_params, which "
                 "takes the same arguments and keeps the state's params spec.")
+        _check_made_by(self, state, where)
         updates = _arrays_for_numbers(updates, state.spec)
         self.check_updates(state.spec, updates, where)
         if params is not None:
@@ -597,7 +779,7 @@ class GradientTransformation(Module):
                 raise
             raise named from None
         count = None if state.count is None else tree.safe_increment(state.count)
-        return new_updates, OptState(count, inner, state.spec)
+        return new_updates, OptState(count, inner, state.made_by, spec=state.spec)
 
     def check_updates(self, spec: ParamSpec, updates: PyTree, where: str) -> None:
         """Check the updates given to ``update`` against the params' ``spec`` (raises).
@@ -717,7 +899,7 @@ class Foreign(GradientTransformation):
         return f"Foreign({type(self.tx).__name__})"
 
     def init_state(self, params):
-        return self.tx.init(params)
+        return _distinct_buffers(self.tx.init(params))
 
     def apply(self, updates, state, params, step):
         try:
@@ -733,6 +915,21 @@ class Foreign(GradientTransformation):
         """Hyperparameters an optax ``inject_hyperparams`` state exposes, if any."""
         found = getattr(state, "hyperparams", None)
         return dict(found) if isinstance(found, Mapping) else {}
+
+
+def _distinct_buffers(state: PyTree) -> PyTree:
+    """``state`` with every array that occurs twice copied, so that the state can be donated
+    (a foreign ``init`` may put one array in two fields)."""
+    seen: set[int] = set()
+
+    def one(x):
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            if id(x) in seen:
+                return jnp.array(x, copy=True)
+            seen.add(id(x))
+        return x
+
+    return jax.tree.map(one, state)
 
 
 def _uncalled_hint(value: Any) -> str:

@@ -14,7 +14,9 @@ where is given by a *mask* (bools) or *labels*, in one of four forms:
   It is matched to the params **by key path**, not by container type, so a plain ``dict`` mask
   works for flax ``FrozenDict`` params or an nnx ``State``; ``None`` leaves of the params are
   empty and need no entry;
-* a callable ``params -> tree`` (as optax);
+* a callable ``params -> tree`` (as optax). A callable that *is* a tree of bools (an equinox
+  module or a registered dataclass with ``__call__`` whose leaves are the bools) is used as the
+  tree, not called;
 * :class:`by_regex`: regular expressions searched (``re.search``) in each leaf's *path string*;
   a plain string given as a mask is such a regex;
 * :class:`by_path`: a callable ``fn(path_string, leaf) -> label``.
@@ -26,7 +28,18 @@ tuples. :func:`path_string` computes it.
 
 A routed transformation sees only its own leaves; the others appear to it as ``None`` (an empty
 subtree), so it keeps **no state at all** for them. Routers nest: a mask inside a partition is
-matched against the partition's sub-tree, whose other leaves are ``None``.
+matched against the partition's sub-tree, whose other leaves are ``None``. A transformation that
+is routed no leaf at all is not run (its state stays as ``init`` made it); params that are a
+single array work like any other tree.
+
+**A mask that selects nothing is an error.** When the params have leaves but a mask selects
+none of them (a callable or a regular expression that matches no path, a mask of ``False``),
+``masked``, ``freeze`` and the masks of the weight-decay transformations raise instead of
+silently doing nothing (``adamw(mask=by_regex("kernel"))`` on a model whose weights are called
+``"w"`` would train without weight decay); a :class:`by_regex` rule of a ``partition`` that
+labels no leaf raises too. ``on_empty="warn"`` (a ``UserWarning``) or ``"allow"`` on
+``masked``, ``freeze`` and ``partition`` accept it. Empty params (no leaves) are fine: every
+router returns the empty tree.
 
 Equinox modules hold non-array leaves (activation functions); give optimizers
 ``eqx.filter(model, eqx.is_array)`` (non-arrays become ``None``), as with optax. Integer and
@@ -36,6 +49,7 @@ boolean array leaves can only be routed to ``set_to_zero`` or ``identity`` (or f
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,7 +69,7 @@ from gradxform._src.base import (
     static,
     transformation,
 )
-from gradxform._src.module import Invalid, Module, api, stable_function, thaw
+from gradxform._src.module import Invalid, Module, api, argument_error, stable_function, thaw
 from gradxform._src.module import freeze as freeze_tree
 from gradxform._src.types import Mask, PyTree, TreeDef
 
@@ -133,8 +147,21 @@ class chain(GradientTransformation):
         states = tuple(t.init_state(params) for t in self.transforms)
         return dict(zip(self.names, states)) if self.names is not None else states
 
+    def _states(self, state) -> list:
+        """One state per link; an error if the state has another number of links (a zip would
+        silently drop the links without a state)."""
+        if self.names is not None:
+            if not isinstance(state, Mapping) or set(state) != set(self.names):
+                raise TypeError(f"{self.name}: the state must be a dict with the keys "
+                                f"{self.names}, got {_shape_of(state)}")
+            return [state[n] for n in self.names]
+        if not isinstance(state, (tuple, list)) or len(state) != len(self.transforms):
+            raise TypeError(f"{self.name}: the state must hold one state per link "
+                            f"({len(self.transforms)}), got {_shape_of(state)}")
+        return list(state)
+
     def apply(self, updates, state, params, step):
-        states = [state[n] for n in self.names] if self.names is not None else list(state)
+        states = self._states(state)
         new_states = []
         for t, s in zip(self.transforms, states):
             updates, s = t.apply(updates, s, params, step)
@@ -144,8 +171,7 @@ class chain(GradientTransformation):
         return updates, tuple(new_states)
 
     def links(self, state, step):
-        keys = self.names if self.names is not None else range(len(self.transforms))
-        states = [state[k] for k in keys]
+        states = self._states(state)
         return iter(zip(self.labels(), self.transforms, states, [step] * len(states)))
 
     def __repr__(self):
@@ -155,6 +181,14 @@ class chain(GradientTransformation):
             inner = ", ".join(f"{n}={t!r}" for n, t in zip(self.names, self.transforms))
             return f"named_chain({inner}{extra})"
         return f"chain({inner}{extra})"
+
+
+def _shape_of(state: Any) -> str:
+    if isinstance(state, Mapping):
+        return f"a dict with the keys {tuple(state)}"
+    if isinstance(state, (tuple, list)):
+        return f"a {type(state).__name__} of {len(state)}"
+    return type(state).__name__
 
 
 @api("named_chain")
@@ -321,7 +355,7 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
     ``params -> tree``, or a frozen tree. Errors name ``where`` and show both trees.
     """
     spec = thaw(spec)
-    if callable(spec):
+    if callable(spec) and not _is_tree_of(spec, what):
         spec = spec(params)
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     table = {_plain_path(path): (path, value)
@@ -340,7 +374,7 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
                 f"must be a tree with the params' structure (or a prefix of it), a callable "
                 f"returning one, or a by_regex/by_path rule.\n  {what}: "
                 f"{jax.tree.structure(spec)}\n  params: {jax.tree.structure(params)}")
-    unused = set(table) - used
+    unused = set(table) - used - {()}  # a whole-tree entry fits any params, empty ones too
     if unused:  # entries where the params hold None (an empty subtree) are fine
         known = {_plain_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(
             params, is_leaf=lambda x: x is None)[0]}
@@ -355,11 +389,56 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
     return values
 
 
+def _is_tree_of(spec: Any, what: str) -> bool:
+    """True for a callable that is itself a tree of bools (a mask) or of strings (labels), such
+    as an equinox module with ``__call__``: it is used as the tree, not called."""
+    if isinstance(spec, (by_regex, by_path)):
+        return False
+    leaves = jax.tree.leaves(spec)
+    if not leaves or (len(leaves) == 1 and leaves[0] is spec):
+        return False
+    if what == "mask":
+        return all(isinstance(x, (bool, np.bool_)) or (
+            hasattr(x, "dtype") and np.ndim(x) == 0 and np.dtype(x.dtype) == np.bool_)
+            for x in leaves)
+    return all(isinstance(x, str) for x in leaves)
+
+
+ON_EMPTY = ("raise", "warn", "allow")
+
+
+def check_selects_some(keep: list, where: str, arg: str = "mask", on_empty: str = "raise",
+                       hint: str = "") -> None:
+    """Raise (or warn) if ``keep`` has entries but none is True: a mask that selects no leaf.
+
+    Params without leaves select nothing and are fine. The error names ``where`` and ``arg``
+    (and is renamed to the optimizer the user called, like argument errors).
+    """
+    if not keep or any(keep) or on_empty == "allow":
+        return
+    message = (f"selects none of the {len(keep)} leaves of the params, so {where} would "
+               f"silently do nothing. Check the mask (a misspelt regular expression, a "
+               f"callable testing the wrong property){hint}.")
+    if on_empty == "warn":
+        warnings.warn(f"{where}: {arg} {message}", UserWarning, stacklevel=4)
+        return
+    raise argument_error(where, arg, message)
+
+
 def mask_leaves(mask: Any, params: PyTree, where: str) -> PyTree:
-    """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable)."""
+    """A tree of bools shaped like ``params`` from a mask (a tree, a prefix, a callable).
+
+    A mask that selects no leaf of non-empty params is an error (see the module documentation):
+    to apply a penalty to no leaf, leave it out (or wrap it: ``masked(add_decayed_weights(wd),
+    mask, on_empty="allow")``).
+    """
+    mask = thaw(mask)
     if isinstance(mask, str):
         mask = by_regex(mask)
-    return jax.tree.unflatten(jax.tree.structure(params), route(mask, params, where, "mask"))
+    keep = route(mask, params, where, "mask")
+    check_selects_some(keep, where, hint="; to allow a mask that may select nothing, apply the "
+                       "penalty through masked(..., on_empty='allow')")
+    return jax.tree.unflatten(jax.tree.structure(params), keep)
 
 
 def _select(tree_: PyTree, keep: list) -> PyTree:
@@ -423,6 +502,11 @@ def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep
                 "Route integer and boolean leaves to set_to_zero() or freeze them.")
 
 
+def _check_on_empty(module: Module) -> None:
+    if module.on_empty not in ON_EMPTY:
+        raise module.error(f"must be one of {ON_EMPTY}, got {module.on_empty!r}", "on_empty")
+
+
 def _prepare_mask(mask: Any) -> Any:
     """Field converter of masks: a regex string becomes :class:`by_regex`; a tree is frozen
     (hashable), and a plain function is compared by its code and captured values
@@ -469,6 +553,8 @@ class masked(GradientTransformation):
       mask_compatible_extra_args: keyword-only; also mask the keyword arguments of ``update``
         that have the updates' tree structure (optax's option), so ``inner`` sees its leaves of
         them only. Default: they are passed on whole.
+      on_empty: what happens when the mask selects no leaf of (non-empty) params: ``"raise"``
+        (default), ``"warn"`` or ``"allow"``.
 
     Example::
 
@@ -481,6 +567,10 @@ class masked(GradientTransformation):
     mask: Mask = static(converter=_prepare_mask)
     mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
     flat_support = "leaves"  # routes leaves by path
+    on_empty: str = static(default="raise", kw_only=True)
+
+    def check(self):
+        _check_on_empty(self)
 
     def _keep(self, tree_):
         return route(self.mask, tree_, self.name, "mask")
@@ -490,10 +580,13 @@ class masked(GradientTransformation):
             return self.inner.init_state(params)
         keep = self._keep(params)
         _check_routable(self.name, self.inner, params, keep, "the mask's True leaves")
+        check_selects_some(keep, self.name, "mask", self.on_empty)
         return self.inner.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._keep(updates if params is None else params)
+        if not any(keep):  # nothing routed to inner: it does not run
+            return updates, state
         sub_params = None if params is None else _select(params, keep)
         sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
         new, state = self.inner.apply(_select(updates, keep), state, sub_params, sub_step)
@@ -504,7 +597,7 @@ class masked(GradientTransformation):
 
 
 @api("freeze")
-def freeze(mask: Mask) -> masked:
+def freeze(mask: Mask, *, on_empty: str = "raise") -> masked:
     r"""Zero the updates of the leaves ``mask`` selects (True = frozen); pass the others on.
 
     .. math:: u_i \leftarrow 0 \ (i \text{ frozen}), \qquad u_i \leftarrow u_i
@@ -520,12 +613,14 @@ def freeze(mask: Mask) -> masked:
       mask: which leaves are frozen, in any form a mask takes: a tree of bools matched by path
         (or a prefix), a callable ``params -> tree``, a regex string, or a
         :class:`by_regex`/:class:`by_path` rule.
+      on_empty: what happens when the mask freezes no leaf of (non-empty) params: ``"raise"``
+        (default), ``"warn"`` or ``"allow"``.
 
     Example::
 
         opt = gx.chain(gx.freeze({"encoder": True, "head": False}), gx.sgd(1e-2))
     """
-    return masked(inner=set_to_zero(), mask=mask)
+    return masked(inner=set_to_zero(), mask=mask, on_empty=on_empty)
 
 
 class selective_transform(GradientTransformation):
@@ -559,6 +654,10 @@ class selective_transform(GradientTransformation):
     optimizer: GradientTransformation = child(converter=transformation)
     freeze_mask: Mask = static(converter=_prepare_mask, kw_only=True)
     flat_support = "leaves"  # routes leaves by path
+    on_empty: str = static(default="raise", kw_only=True)
+
+    def check(self):
+        _check_on_empty(self)
 
     def _trainable(self, tree_):
         return [not f for f in route(self.freeze_mask, tree_, self.name, "mask")]
@@ -568,10 +667,14 @@ class selective_transform(GradientTransformation):
             return self.optimizer.init_state(params)
         keep = self._trainable(params)
         _check_routable(self.name, self.optimizer, params, keep, "the trainable leaves")
+        check_selects_some([not k for k in keep], self.name, "freeze_mask", self.on_empty)
         return self.optimizer.init_state(_select(params, keep))
 
     def apply(self, updates, state, params, step):
         keep = self._trainable(updates if params is None else params)
+        zeros = jax.tree.map(jnp.zeros_like, updates)
+        if not any(keep):  # everything frozen: inner does not run
+            return zeros, state
         sub_params = None if params is None else _select(params, keep)
         new, state = self.optimizer.apply(_select(updates, keep), state, sub_params, step)
         zeros = jax.tree.map(jnp.zeros_like, updates)
@@ -597,6 +700,9 @@ class partition(GradientTransformation):
       mask_compatible_extra_args: keyword-only; give each transformation only its leaves of
         the keyword arguments of ``update`` that have the updates' tree structure (optax's
         option). Default: they are passed on whole.
+      on_empty: what happens when a :class:`by_regex` rule of ``param_labels`` labels no leaf of
+        (non-empty) params: ``"raise"`` (default), ``"warn"`` or ``"allow"``. A group that a
+        tree of labels gives no leaf is always fine (it was written so).
 
     Conventions. This is optax's ``multi_transform`` / ``partition`` and Keras'
     ``OptimizerMap``; torch expresses it with parameter groups.
@@ -612,9 +718,11 @@ class partition(GradientTransformation):
     transforms: Mapping[str, GradientTransformation] = child(converter=_labelled_transforms)
     param_labels: Any = static(converter=freeze_tree)
     mask_compatible_extra_args: bool = static(default=False, kw_only=True, converter=_flag)
+    on_empty: str = static(default="raise", kw_only=True)
     flat_support = "leaves"  # routes leaves by path
 
     def check(self):
+        _check_on_empty(self)
         labels = thaw(self.param_labels)
         given: Sequence[Any]
         if isinstance(labels, by_regex):
@@ -642,10 +750,28 @@ class partition(GradientTransformation):
                                  f"{tuple(self.transforms)}")
         return labels
 
+    def _check_rules(self, params, labels) -> None:
+        """Every rule of a by_regex must label some leaf (else its pattern is probably wrong)."""
+        rule = thaw(self.param_labels)
+        if not isinstance(rule, by_regex) or not labels or self.on_empty == "allow":
+            return
+        paths = [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        for pattern, label in rule.rules:
+            if not any(rule.label(path) == label and re.search(pattern, path)
+                       for path in paths):
+                message = (f"{self.name}: the rule ({pattern!r}, {label!r}) of the labels gives "
+                           f"no leaf its label (paths: {_abbrev_paths(paths)}); check the "
+                           "pattern, or pass on_empty='allow'")
+                if self.on_empty == "warn":
+                    warnings.warn(message, UserWarning, stacklevel=4)
+                else:
+                    raise ValueError(message)
+
     def init_state(self, params):
         if is_params_placeholder(params):  # a template of the state: no leaves to route
             return {label: tx.init_state(params) for label, tx in self.transforms.items()}
         labels = self._groups(params)
+        self._check_rules(params, labels)
         state = {}
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
@@ -658,6 +784,9 @@ class partition(GradientTransformation):
         parts, new_state = [], {}
         for label, tx in self.transforms.items():
             keep = [lab == label for lab in labels]
+            if not any(keep):  # a group without leaves does not run
+                new_state[label] = state[label]
+                continue
             sub_params = None if params is None else _select(params, keep)
             sub_step = _select_extra(step, updates, keep, self.mask_compatible_extra_args)
             new, new_state[label] = tx.apply(_select(updates, keep), state[label], sub_params,
@@ -686,3 +815,8 @@ def multi_transform(transforms: Mapping[str, Any], param_labels: Any, *,
     """
     return partition(transforms, param_labels,
                      mask_compatible_extra_args=mask_compatible_extra_args)
+
+
+def _abbrev_paths(paths: list[str], n: int = 6) -> str:
+    shown = ", ".join(p or "the root" for p in paths[:n])
+    return f"[{shown}{', ...' if len(paths) > n else ''}]"

@@ -35,7 +35,9 @@ ARGS = {
     ),
     "mask": (
         "mask: which leaves receive weight decay: a tree of bools with the params' structure (or "
-        "a prefix of it), or a callable ``params -> tree of bools``. Default: all leaves."
+        "a prefix of it), a callable ``params -> tree of bools``, a regular expression searched "
+        "in the leaves' path strings, or a ``by_regex``/``by_path`` rule. Default: all leaves. "
+        "A mask that selects no leaf is an error (see :mod:`gradxform._src.combine`)."
     ),
     "nesterov": "nesterov: use Nesterov's look-ahead form of momentum.",
     "inner": "inner: the wrapped transformation (gradxform or optax).",

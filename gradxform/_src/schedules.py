@@ -45,6 +45,19 @@ def _f(x: Any) -> jax.Array:
     return jnp.asarray(x, _work_dtype())
 
 
+def _divmod_steps(count: Any, period: jax.Array) -> tuple[jax.Array, jax.Array] | None:
+    """``(count // period, count % period)`` in float, computed exactly in integers when the
+    count is an integer (a step count): float32 holds whole numbers only up to 2**24, so a
+    float position within a short cycle would be off by up to 128 steps near 2**31 - 1.
+    ``None`` for a float count."""
+    count = jnp.asarray(count)
+    if not jnp.issubdtype(count.dtype, jnp.integer):
+        return None
+    whole = jnp.maximum(jnp.round(period), 1).astype(count.dtype)
+    done = count // whole
+    return done.astype(_work_dtype()), (count - whole * done).astype(_work_dtype())
+
+
 class Schedule(Module):
     """Base of schedules: a value mapping a step count to a hyperparameter value.
 
@@ -698,6 +711,10 @@ class cosine_decay_restarts(Schedule):
         i = jnp.where(frac >= start(i + 1), i + 1, i)
         first = _f(self.first_decay_steps)
         elapsed = _f(count) - first * start(i)  # in steps: exact for whole cycle lengths
+        exact = _divmod_steps(count, first)
+        if exact is not None:  # t_mul = 1: cycles of equal length, positions in integers
+            i = jnp.where(geometric, i, exact[0])
+            elapsed = jnp.where(geometric, elapsed, exact[1])
         length = first * jnp.where(geometric, tau**i, 1.0)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * elapsed / length))
         alpha = _f(self.alpha)
@@ -752,6 +769,9 @@ class cyclic_schedule(Schedule):
         pos = t - total * done
         done = jnp.where(pos < 0, done - 1, jnp.where(pos >= total, done + 1, done))
         pos = t - total * done
+        exact = _divmod_steps(count, total)
+        if exact is not None:  # an integer count: the position in integers, exact up to 2**31
+            done, pos = exact
         cycle = done + 1
         falling = pos > up
         h = jnp.where(falling, (total - pos) / jnp.where(falling, down, 1.0), pos / up)

@@ -30,7 +30,7 @@ __all__ = [
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
     "unzip", "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
-    "fill_params_copy", "real_accumulator_dtype", "per_dtype",
+    "fill_params_copy", "real_accumulator_dtype", "per_dtype", "finite_part",
 ]
 
 
@@ -180,12 +180,25 @@ def bias_correction(moment: PyTree, decay: Any, count: jax.Array) -> PyTree:
     return jax.tree.map(lambda m: lax.div(m, corrections(m.dtype)), moment)
 
 
-def global_norm(updates: PyTree, *, axis_name: Any = None) -> jax.Array:
+def finite_part(x: jax.Array) -> jax.Array:
+    """``x`` with its non-finite entries (inf, NaN) replaced by zero.
+
+    Every reduction that couples entries (norms, sums, means, inner products, factored
+    statistics, orthogonalisation) reads its input through this, so that a non-finite entry
+    cannot spread to the finite ones (the non-finite rule, ``docs/validation.md``).
+    """
+    return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
+
+
+def global_norm(updates: PyTree, *, axis_name: Any = None,
+                ignore_non_finite: bool = False) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
 
     With ``axis_name`` the squared norms are summed over that mapped axis as well (inside
     ``shard_map`` or ``pmap`` when the leaves are shards of one tree); leaves replicated over
-    the axis are counted once (see :func:`sum_over_shards`).
+    the axis are counted once (see :func:`sum_over_shards`). ``ignore_non_finite=True`` leaves
+    inf and NaN entries out of the sum (transformations use it; a norm reported for logging
+    keeps them, so that an overflow shows).
     """
     leaves = jax.tree.leaves(updates)
     if not leaves:
@@ -193,6 +206,8 @@ def global_norm(updates: PyTree, *, axis_name: Any = None) -> jax.Array:
     work = jnp.float32
     for x in leaves:
         work = dtypes.wider(work, dtypes.real_dtype(x.dtype))
+    if ignore_non_finite:
+        leaves = [finite_part(x) for x in leaves]
     squares = [jnp.sum(dtypes.cast(abs_sq(dtypes.cast(x, dtypes.wider(x.dtype, work))), work))
                for x in leaves]
     if axis_name is None:

@@ -243,7 +243,7 @@ def tree_map_params(initable: Any, f: Callable[..., Any], state: PyTree, /, *res
 
     if isinstance(state, OptState) and isinstance(template, OptState):
         return OptState(zip_map(template.count, state.count),
-                        zip_map(template.inner, state.inner), state.spec)
+                        zip_map(template.inner, state.inner), state.made_by, spec=state.spec)
     return zip_map(template, state)
 
 

@@ -112,6 +112,9 @@ def muon(learning_rate: Any, ns_coeffs: Any = NS_COEFFS, ns_steps: int = 5, beta
         tail = [scale_by_learning_rate(learning_rate=learning_rate)]
     else:
         muon_links.append(scale_by_learning_rate(learning_rate=learning_rate))
-    return chain(masked(chain(*muon_links), mask=MuonLeaves(dims=dims, muon=True)),
-                 masked(chain(*adam_links), mask=MuonLeaves(dims=dims, muon=False)),
+    # A model may have no leaf for one of the branches (only matrices, say): that is fine.
+    return chain(masked(chain(*muon_links), mask=MuonLeaves(dims=dims, muon=True),
+                        on_empty="allow"),
+                 masked(chain(*adam_links), mask=MuonLeaves(dims=dims, muon=False),
+                        on_empty="allow"),
                  *tail, name="muon", names=names)

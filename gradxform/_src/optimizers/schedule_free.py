@@ -7,9 +7,14 @@ from typing import Any
 
 from gradxform._src import docs
 from gradxform._src.combine import chain
-from gradxform._src.module import api, field_of, validate
+from gradxform._src.module import api, argument_error, field_of, validate
 from gradxform._src.optimizers.sgd import sgd
-from gradxform._src.schedules import constant_schedule, join_schedules, linear_schedule
+from gradxform._src.schedules import (
+    Schedule,
+    constant_schedule,
+    join_schedules,
+    linear_schedule,
+)
 from gradxform._src.transforms.regularisation import add_decayed_weights
 from gradxform._src.transforms.rmsprop import scale_by_rms
 from gradxform._src.transforms.scaling import scale_by_learning_rate
@@ -18,10 +23,21 @@ from gradxform._src.transforms.schedule_free import schedule_free
 __all__ = ["schedule_free_sgd", "schedule_free_adamw"]
 
 
-def _warmup_constant(learning_rate: Any, warmup_steps: int | None) -> Any:
-    """0 -> ``learning_rate`` linearly over ``warmup_steps`` steps, then constant."""
+def _warmup_constant(learning_rate: Any, warmup_steps: int | None, where: str) -> Any:
+    """0 -> ``learning_rate`` linearly over ``warmup_steps`` steps, then constant.
+
+    ``learning_rate`` was converted and checked (``validate``): a callable is a schedule here.
+    A schedule with ``warmup_steps`` is refused rather than composed: whether the warm-up should
+    multiply the schedule or lead up to its value at the end of the warm-up is the user's call.
+    """
     if warmup_steps is None:
         return learning_rate
+    if isinstance(learning_rate, Schedule):
+        raise argument_error(
+            where, "warmup_steps",
+            f"warms up a constant learning_rate, but learning_rate is a schedule "
+            f"({learning_rate!r}); put the warm-up in the schedule (for example "
+            f"gx.warmup_cosine_decay_schedule or gx.join_schedules) and leave warmup_steps=None")
     return join_schedules(schedules=(linear_schedule(init_value=0.0, end_value=learning_rate,
                                            transition_steps=warmup_steps),
                            constant_schedule(value=learning_rate)), boundaries=(warmup_steps,))
@@ -46,8 +62,10 @@ def schedule_free_sgd(learning_rate: Any = 1.0, warmup_steps: int | None = None,
     ``gx.schedule_free_eval_params(state, params)``.
 
     Args:
-      learning_rate: :math:`\gamma` >= 0 (a number or array; the warm-up makes it a schedule).
-      warmup_steps: length of a linear warm-up from 0, or ``None``.
+      learning_rate: :math:`\gamma` >= 0 (a number, an array or a schedule; the warm-up makes a
+        number a schedule).
+      warmup_steps: length of a linear warm-up from 0 to a constant ``learning_rate``, or
+        ``None`` (with a scheduled learning rate, put the warm-up in the schedule).
       b1: the interpolation :math:`\beta` in (0, 1].
       weight_decay: coupled weight decay (:math:`\lambda y` added to the gradient, as in the
         authors' SGD), or ``None``.
@@ -57,8 +75,8 @@ def schedule_free_sgd(learning_rate: Any = 1.0, warmup_steps: int | None = None,
     References:
       Defazio et al., *The Road Less Scheduled*, NeurIPS 2024, Algorithm 1.
     """
-    validate(scale_by_learning_rate, "learning_rate", learning_rate)  # before the warm-up
-    lr = _warmup_constant(learning_rate, warmup_steps)
+    learning_rate = validate(scale_by_learning_rate, "learning_rate", learning_rate)
+    lr = _warmup_constant(learning_rate, warmup_steps, "schedule_free_sgd")
     base = sgd(learning_rate=lr)
     if weight_decay is not None:
         base = chain(add_decayed_weights(weight_decay=weight_decay), base)
@@ -86,8 +104,9 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = 
     :math:`y`, as in the authors' code.
 
     Args:
-      learning_rate: :math:`\gamma` >= 0 (a number or array).
-      warmup_steps: length of a linear warm-up from 0, or ``None``.
+      learning_rate: :math:`\gamma` >= 0 (a number, an array or a schedule).
+      warmup_steps: length of a linear warm-up from 0 to a constant ``learning_rate``, or
+        ``None`` (with a scheduled learning rate, put the warm-up in the schedule).
       b1: the interpolation :math:`\beta` in (0, 1].
       <<b2>>
       eps: added to the denominator outside the square root, > 0.
@@ -99,8 +118,8 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: int | None = 
       Defazio et al., *The Road Less Scheduled*, NeurIPS 2024 (the AdamW variant, as in the
       authors' ``AdamWScheduleFree``).
     """
-    validate(scale_by_learning_rate, "learning_rate", learning_rate)  # before the warm-up
-    lr = _warmup_constant(learning_rate, warmup_steps)
+    learning_rate = validate(scale_by_learning_rate, "learning_rate", learning_rate)
+    lr = _warmup_constant(learning_rate, warmup_steps, "schedule_free_adamw")
     base = chain(scale_by_rms(decay=b2, eps=eps, initial_scale=0.0, eps_in_sqrt=False,
                               bias_correction=True),
                  add_decayed_weights(weight_decay=weight_decay),

@@ -64,8 +64,13 @@ def _psum_if(total: jax.Array, split: bool, axis_name: Any) -> jax.Array:
 
 
 def sum_sq(x: jax.Array, axis_name: Any = None) -> jax.Array:
-    """``sum |x|^2`` over the whole leaf, in the work dtype, summed over shards if split."""
+    """``sum |x|^2`` over the whole leaf, in the work dtype, summed over shards if split.
+
+    Non-finite entries are left out (:func:`~gradxform._src.tree.finite_part`): one inf must
+    not zero a whole layer's step through its norm.
+    """
     work = work_dtype(x.dtype)
+    x = tree.finite_part(x)
     total = jnp.sum(tree.abs_sq(x.astype(dtypes.wider(x.dtype, work))).astype(work))
     return _psum_if(total, is_split(x, axis_name), axis_name)
 

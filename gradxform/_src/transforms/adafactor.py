@@ -151,6 +151,7 @@ class scale_by_factored_rms(GradientTransformation):
                 return u.astype(g.dtype), v_row, v_col, v
             d1, d0 = dims
             split = _leafwise.is_split(g, self.axis_name)
+            g2 = tree.finite_part(g2)  # an inf entry must not poison its row and column
             v_row = keep * v_row + fresh * _leafwise.mean_along(g2, d0, split, self.axis_name)
             v_col = keep * v_col + fresh * _leafwise.mean_along(g2, d1, split, self.axis_name)
             reduced_d1 = d1 - 1 if d1 > d0 else d1

@@ -43,8 +43,10 @@ class clip_by_global_norm(GradientTransformation):
     The norm is accumulated in float32 (float64 if a leaf is float64), so bfloat16 trees do not
     overflow or lose the sum. The form :math:`c / \max(\lVert u\rVert, c)` never divides by
     zero: an all-zero tree stays zero, and derivatives with respect to ``max_norm`` and the
-    updates stay finite (meta-gradients). A non-finite gradient gives a non-finite norm and so
-    non-finite updates; combine with ``skip_non_finite`` to drop such steps.
+    updates stay finite (meta-gradients). A norm leaves out non-finite entries: an inf or NaN
+    entry stays non-finite in its own place (scaled by the factor) and the finite entries are
+    clipped by the norm of the finite ones, as if the bad entries were zero; combine with
+    ``skip_non_finite`` to drop such steps.
 
     Args:
       max_norm: :math:`c` > 0 (a number, array or schedule).
@@ -61,7 +63,7 @@ class clip_by_global_norm(GradientTransformation):
     flat_support = "elementwise"  # one norm of the whole tree
 
     def apply(self, updates, state, params, step):
-        norm = tree.global_norm(updates, axis_name=self.axis_name)
+        norm = tree.global_norm(updates, axis_name=self.axis_name, ignore_non_finite=True)
         c = tree.scalar(step.value(self.max_norm), norm.dtype)
         factor = c / jnp.maximum(norm, c)
         return jax.tree.map(lambda u: tree.scale_by(u, factor), updates), state

@@ -373,12 +373,15 @@ class scale_by_muon(GradientTransformation):
         where = self.name
 
         def one(g, dims, m):
-            matrices, back = _to_matrices(m, dims, where)
+            # Orthogonalisation mixes every entry of a matrix: it sees the non-finite entries
+            # of the momentum as zeros, and they come back in their own places.
+            finite = jnp.isfinite(m)
+            matrices, back = _to_matrices(tree.finite_part(m), dims, where)
             o = back(jax.vmap(lambda x: _orthogonalize_matrix(
                 x, coeffs, self.ns_steps, self.preconditioning, eps))(matrices))
             if self.adaptive:
-                o = jnp.sum(m.conj() * o) * o
-            return o.astype(g.dtype)
+                o = jnp.sum(tree.finite_part(m.conj() * o)) * o
+            return jnp.where(finite, o, m.astype(o.dtype)).astype(g.dtype)
 
         out = _map_with_dims(one, self.weight_dimension_numbers, updates, mu_hat)
         return out, MuonState(mu)

@@ -44,15 +44,22 @@ def _vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
     """``sum_leaves <a, b>`` in ``dtype``, leaf by leaf in tree order."""
     total = jnp.zeros([], dtype)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        total = total + jnp.tensordot(x.astype(dtype), y.astype(dtype), x.ndim,
-                                      precision=jax.lax.Precision.HIGHEST)
+        x, y = x.astype(dtype), y.astype(dtype)
+        dot = jnp.tensordot(x, y, x.ndim, precision=jax.lax.Precision.HIGHEST)
+        # Non-finite terms are left out; the plain product is kept when every term is finite
+        # (the same summation as without the guard).
+        finite = jnp.isfinite(x) & jnp.isfinite(y)
+        guarded = jnp.tensordot(jnp.where(finite, x, jnp.zeros_like(x)),
+                                jnp.where(finite, y, jnp.zeros_like(y)), x.ndim,
+                                precision=jax.lax.Precision.HIGHEST)
+        total = total + jnp.where(jnp.isfinite(dot), dot, guarded)
     return total
 
 
 def _l1(a: Any, dtype: Any) -> jax.Array:
     total = jnp.zeros([], dtype)
     for x in jax.tree.leaves(a):
-        total = total + jnp.sum(jnp.abs(x)).astype(dtype)
+        total = total + jnp.sum(jnp.abs(tree.finite_part(x))).astype(dtype)
     return total
 
 

@@ -128,13 +128,16 @@ class schedule_free(GradientTransformation):
         b1, rest = tree.complement(self.b1)
 
         def one(u, yi, zi, step_i):
+            # With x = (y - (1-b) z)/b, the new y minus the old one is, in closed form,
+            #   y' - y = (1 - b + c b) s + c (z - y)       (s the base step, c = c_{t+1}),
+            # so no update is formed as the difference of two nearby iterates: zero
+            # gradients (s = 0, z = y) and a zero learning rate (s = 0, c = 0) give exactly 0.
             c = lambda v: tree.scalar(v, zi.dtype)  # noqa: E731
             yw = dtypes.cast(jnp.asarray(yi), zi.dtype)
-            z_new = zi + dtypes.cast(step_i, zi.dtype)
-            x_prev = (yw - c(rest) * zi) / c(b1)
-            x = (1 - ck.astype(zi.dtype)) * x_prev + ck.astype(zi.dtype) * z_new
-            y_new = c(b1) * x + c(rest) * z_new
-            return (y_new - yw).astype(u.dtype), z_new
+            s = dtypes.cast(step_i, zi.dtype)
+            ckd = ck.astype(zi.dtype)
+            delta = (c(rest) + ckd * c(b1)) * s + ckd * (zi - yw)
+            return delta.astype(u.dtype), zi + s
 
         out, z_new = tree.unzip2(updates, jax.tree.map(one, updates, y, z, base_updates))
         return out, ScheduleFreeState(tree.scalar(self.b1, sd), z_new, jnp.ones([], jnp.bool_),

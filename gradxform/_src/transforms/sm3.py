@@ -110,7 +110,10 @@ class scale_by_sm3(GradientTransformation):
                 new_mu = (nu,)
             else:
                 axes = range(g.ndim)
-                new_mu = tuple(jnp.max(nu, axis=tuple(j for j in axes if j != i))
+                finite = tree.finite_part(nu)  # a non-finite entry must not poison a cover
+                # initial=0: nu >= 0, and a cover over a 0-size axis is 0 (no error)
+                new_mu = tuple(jnp.max(finite, axis=tuple(j for j in axes if j != i),
+                                       initial=jnp.zeros([], acc))
                                for i in axes)
             work = dtypes.wider(g.dtype, acc)
             return g.astype(work) * inv.astype(work), new_mu

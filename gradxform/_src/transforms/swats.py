@@ -162,5 +162,5 @@ def _inner(a: Any, b: Any, dtype: Any) -> jax.Array:
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         work = dtypes.wider(x.dtype, y.dtype)
         prod = jnp.conj(x.astype(work)) * y.astype(work)
-        total = total + jnp.sum(jnp.real(prod)).astype(dtype)
+        total = total + jnp.sum(jnp.real(tree.finite_part(prod))).astype(dtype)
     return total

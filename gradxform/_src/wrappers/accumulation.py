@@ -103,9 +103,11 @@ class accumulate(GradientTransformation):
         check_nesting(self, self.inner)
 
     def init_state(self, params):
-        zero = jnp.zeros([], jnp.int32)
-        return AccumulateState(tree.zeros_like(params, self.accumulator_dtype), zero, zero, zero,
-                               self.inner.init_state(params))
+        def zero():
+            return jnp.zeros([], jnp.int32)
+
+        return AccumulateState(tree.zeros_like(params, self.accumulator_dtype), zero(), zero(),
+                               zero(), self.inner.init_state(params))
 
     def _applied(self, state, count):
         return count // jnp.asarray(self.every_k, count.dtype) - state.skipped

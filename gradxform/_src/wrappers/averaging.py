@@ -65,9 +65,11 @@ class _Averaging(GradientTransformation):
         check_nesting(self, self.inner)
 
     def init_state(self, params):
+        # A copy (jnp.array copies), never the params' own buffers: the state may be donated
+        # together with the params.
         averaged = jax.tree.map(
-            lambda p: jnp.asarray(p).astype(
-                dtypes.accumulator_dtype(dtypes.leaf_dtype(p), self.accumulator_dtype)),
+            lambda p: jnp.array(p, dtypes.accumulator_dtype(dtypes.leaf_dtype(p),
+                                                            self.accumulator_dtype)),
             params)
         return AveragedParamsState(averaged, self.inner.init_state(params))
 

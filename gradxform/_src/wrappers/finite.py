@@ -80,8 +80,8 @@ class skip_non_finite(GradientTransformation):
         check_nesting(self, self.inner)
 
     def init_state(self, params):
-        zero = jnp.zeros([], jnp.int32)
-        return SkipNonFiniteState(zero, zero, jnp.asarray(True), self.inner.init_state(params))
+        return SkipNonFiniteState(jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32),
+                                  jnp.asarray(True), self.inner.init_state(params))
 
     def apply(self, updates, state, params, step):
         finite = tree.all_finite(updates, self.axis_name)

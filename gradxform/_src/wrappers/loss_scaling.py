@@ -95,8 +95,8 @@ class dynamic_loss_scale(GradientTransformation):
         check_nesting(self, self.inner)
 
     def init_state(self, params):
-        zero = jnp.zeros([], jnp.int32)
-        return DynamicLossScaleState(jnp.asarray(self.initial_scale, jnp.float32), zero, zero,
+        return DynamicLossScaleState(jnp.asarray(self.initial_scale, jnp.float32),
+                                     jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32),
                                      self.inner.init_state(params))
 
     def apply(self, updates, state, params, step):

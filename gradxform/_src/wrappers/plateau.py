@@ -98,9 +98,9 @@ class reduce_on_plateau(GradientTransformation):
 
     def init_state(self, params):
         work = _work_dtype()
-        zero = jnp.zeros([], jnp.int32)
         best = jnp.asarray(-jnp.inf if self.maximize else jnp.inf, work)
-        return ReduceOnPlateauState(jnp.ones([], work), best, zero, zero, jnp.zeros([], work))
+        return ReduceOnPlateauState(jnp.ones([], work), best, jnp.zeros([], jnp.int32),
+                                    jnp.zeros([], jnp.int32), jnp.zeros([], work))
 
     def apply(self, updates, state, params, step):
         if "value" not in step.extra:
