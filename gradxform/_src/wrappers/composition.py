@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 __all__ = ["Rule", "RULES", "KINDS", "check_nesting", "windowed", "kind_of", "rule_for"]
 
@@ -39,18 +39,22 @@ def kind_of(t: Any) -> str | None:
     return kind if kind in KINDS else None
 
 
-class Windowed(Protocol):
-    """What a wrapper of kind ``accumulate`` offers the wrappers around it."""
+# A type for the checker only: at run time a Protocol class carries typing internals that the
+# API reference (griffe) cannot resolve, and nothing needs the class there.
+if TYPE_CHECKING:
 
-    @property
-    def name(self) -> str:
-        """The transformation's name (for links and messages)."""
-        ...
+    class Windowed(Protocol):
+        """What a wrapper of kind ``accumulate`` offers the wrappers around it."""
 
-    def accumulate(self, updates: Any, state: Any, params: Any, step: Any,
-                   keep: Any) -> tuple[Any, Any]:
-        """One micro-batch, used if ``keep`` (else dropped from its window)."""
-        ...
+        @property
+        def name(self) -> str:
+            """The transformation's name (for links and messages)."""
+            ...
+
+        def accumulate(self, updates: Any, state: Any, params: Any, step: Any,
+                       keep: Any) -> tuple[Any, Any]:
+            """One micro-batch, used if ``keep`` (else dropped from its window)."""
+            ...
 
 
 def windowed(t: Any) -> TypeGuard[Windowed]:
