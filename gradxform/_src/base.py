@@ -338,10 +338,13 @@ def _check_made_by(tx: GradientTransformation, state: OptState, where: str) -> N
             f"{state.made_by!r}); build it with {tx.name}.init(params)")
     their_name = theirs.rsplit("-", 1)[0]
     structure = _KNOWN_STRUCTURES.get(theirs)
+    found = None if structure is None else _first_difference(structure, _KNOWN_STRUCTURES[mine])
     if structure is None:
         detail = "(its structure is not known in this process)"
+    elif found is None:
+        detail = f"which has the structure of {tx.name} under another name"
     else:
-        path, a, b = _first_difference(structure, _KNOWN_STRUCTURES[mine])
+        path, a, b = found
         detail = f"which differs from {tx.name} at {path}: {a} there, {b} here"
     raise ForeignStateError(
         f"{where}: the state was made by the init of another transformation, {their_name!r}, "

@@ -502,7 +502,7 @@ def _check_routable(where: str, tx: GradientTransformation, params: PyTree, keep
                 "Route integer and boolean leaves to set_to_zero() or freeze them.")
 
 
-def _check_on_empty(module: Module) -> None:
+def _check_on_empty(module: masked | selective_transform | partition) -> None:
     if module.on_empty not in ON_EMPTY:
         raise module.error(f"must be one of {ON_EMPTY}, got {module.on_empty!r}", "on_empty")
 

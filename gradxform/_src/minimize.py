@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -188,7 +188,7 @@ class Solver(Module):
 
     tx: GradientTransformation = child(converter=transformation)
     fun: Callable[..., jax.Array] = static(converter=_objective_function)
-    reuse: bool = static(True)
+    reuse: bool = static(default=True)
 
     def _objective(self, args: tuple) -> Callable[[PyTree], jax.Array]:
         fun = self.fun
@@ -268,7 +268,22 @@ _CONVERGED, _MAXITER, _NONFINITE, _NO_PROGRESS, _RUNNING = (np.int32(k) for k in
 _METHODS = {"lbfgs": lbfgs, "bfgs": bfgs, "newton": newton, "gd": gradient_descent_linesearch}
 
 
-class MinimizeResult(NamedTuple):
+class _MinimizeFields(NamedTuple):
+    """The fields of :class:`MinimizeResult` (a NamedTuple body holds fields only)."""
+
+    x: Any
+    value: jax.Array
+    grad: Any
+    grad_norm: jax.Array
+    num_steps: jax.Array
+    num_fun_evals: jax.Array
+    num_hess_evals: jax.Array
+    success: jax.Array
+    status: jax.Array
+
+
+
+class MinimizeResult(_MinimizeFields):
     """What :func:`minimize` returns (batched like its inputs under ``vmap``).
 
     Attributes:
@@ -287,17 +302,9 @@ class MinimizeResult(NamedTuple):
         codes read after ``jit`` or ``vmap``).
     """
 
-    x: Any
-    value: jax.Array
-    grad: Any
-    grad_norm: jax.Array
-    num_steps: jax.Array
-    num_fun_evals: jax.Array
-    num_hess_evals: jax.Array
-    success: jax.Array
-    status: jax.Array
+    __slots__ = ()
 
-    STATUS = _STATUS
+    STATUS: ClassVar[dict[int, str]] = _STATUS
 
     @property
     def message(self) -> str | np.ndarray:

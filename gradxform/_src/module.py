@@ -747,7 +747,7 @@ def _difference(a: Any, b: Any, path: str, names: tuple[str, str]) -> str | None
         return (f"{where} is {_short_repr(a)} in {n0} but {_short_repr(b)} in {n1} (a different "
                 f"kind of value, not another number)")
     if isinstance(a, Module):
-        for field in dataclasses.fields(type(a)):  # type: ignore[arg-type]  # a dataclass
+        for field in dataclasses.fields(type(a)):
             va, vb = getattr(a, field.name), getattr(b, field.name)
             sub = f"{path}.{field.name}" if path else f"{type(a).__name__}.{field.name}"
             if _kind(field) == "static":

@@ -151,15 +151,16 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         return acquisition(post, x, best, kind=kind, beta=beta)
 
     pools = candidates if isinstance(candidates, (tuple, list)) else (candidates,)
-    x0, top_values = [], []
+    x0_parts: list[jax.Array] = []
+    top_parts: list[jax.Array] = []
     for i, pool in enumerate(pools):
         share = starts // len(pools) + (i < starts % len(pools))
         values = score(pool)
         values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
         v, top = lax.top_k(values, share)
-        x0.append(pool[top])
-        top_values.append(v)
-    x0, top_values = jnp.concatenate(x0), jnp.concatenate(top_values)
+        x0_parts.append(pool[top])
+        top_parts.append(v)
+    x0, top_values = jnp.concatenate(x0_parts), jnp.concatenate(top_parts)
     free_f = free.astype(x0.dtype)[None, :]
     opt = adam(learning_rate=cosine_decay_schedule(init_value=learning_rate,
                                                    decay_steps=steps, alpha=0.01))

@@ -144,7 +144,8 @@ class BatchRunner:
                                      f"per configuration (a scalar), got shape {value.shape}")
                 return value.astype(jnp.float32)
 
-            kw = {} if self.replicated is None else {"out_shardings": self.replicated}
+            kw: dict[str, Any] = ({} if self.replicated is None
+                                  else {"out_shardings": self.replicated})
             return jax.jit(jax.vmap(one), **kw), counter
 
         self._fn, self._counter = cached_program(objective, ("batch", self.replicated), make)

@@ -78,12 +78,12 @@ def build(factory: Callable[..., Any], config: Mapping[str, Any], *,
         raise TypeError(f"search.build: factory must be callable, got {factory!r}")
     if not isinstance(config, Mapping):
         raise TypeError(f"{where}: config must be a dict, got {type(config).__name__}")
-    ignore = set(ignore)
-    clash = [k for k in fixed if k in config and k not in ignore]
+    left_out = set(ignore)
+    clash = [k for k in fixed if k in config and k not in left_out]
     if clash:
         raise ValueError(f"{where}: {clash[0]!r} is both in the configuration and passed as a "
                          "fixed argument")
-    values = {k: v for k, v in config.items() if k not in ignore}
+    values = {k: v for k, v in config.items() if k not in left_out}
     batched = {k: v for k, v in values.items() if _is_batch(v)}
     if batched:
         scalars = {k: v for k, v in values.items() if k not in batched}

@@ -122,9 +122,9 @@ LOG_NOISE_RANGE = (-30.0, math.log(10.0))
 class Params(NamedTuple):
     """GP hyperparameters, all unconstrained logs (float64)."""
 
-    log_lengthscale: jax.Array  # [d]
-    log_signal: jax.Array       # [] log of the signal variance sigma_f^2
-    log_noise: jax.Array        # [] log of the noise variance above the floor
+    log_lengthscale: jax.Array | np.ndarray  # [d]
+    log_signal: jax.Array | np.ndarray       # [] log of the signal variance sigma_f^2
+    log_noise: jax.Array | np.ndarray        # [] log of the noise variance above the floor
 
 
 class Data(NamedTuple):

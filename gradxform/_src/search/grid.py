@@ -112,9 +112,8 @@ class Grid(Tuner):
             if len(self._product(trial)) > budget:
                 break
             best = n
-            if all(isinstance(self.space.params[k], Categorical)
-                   or (isinstance(self.space.params[k], Int) and n >= self.space.params[k].size)
-                   for k in free):
+            if all(isinstance(p, Categorical) or (isinstance(p, Int) and n >= p.size)
+                   for p in (self.space.params[k] for k in free)):
                 break   # nothing left to refine
         return best
 

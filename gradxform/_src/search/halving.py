@@ -18,7 +18,7 @@ from gradxform._src.search.population import (
 )
 from gradxform._src.search.result import Result, _Progress
 from gradxform._src.search.space import Space
-from gradxform._src.search.tuner import Trial, check_count
+from gradxform._src.search.tuner import Trial, check_count, value_key
 
 __all__ = ["Halving"]
 
@@ -98,15 +98,18 @@ class Halving(PopulationTuner):
             steps = int(round(steps * self.eta))
         return out
 
-    def brackets(self, n: int | None) -> list[tuple[int, int]]:
-        """``[(configurations, first-rung steps)]`` of the run."""
+    def brackets(self, n: int | None) -> list[tuple[int, int | None]]:
+        """``[(configurations, first-rung steps)]`` of the run (steps ``None``: see ``rungs``)."""
         if not self.hyperband:
+            if n is None:
+                raise ValueError("Halving: successive halving needs the number of "
+                                 "configurations to start (population=)")
             return [(n, self.min_steps)]
         b_max = int(math.floor(math.log(self.max_steps) / math.log(self.eta) + 1e-9))
         if self.min_steps is not None:
             b_max = min(b_max, int(math.floor(
                 math.log(self.max_steps / self.min_steps) / math.log(self.eta) + 1e-9)))
-        out = []
+        out: list[tuple[int, int | None]] = []
         for b in range(b_max, -1, -1):
             count = int(math.ceil((b_max + 1) / (b + 1) * self.eta ** b))
             out.append((count, max(int(round(self.max_steps / self.eta ** b)), 1)))
@@ -117,7 +120,7 @@ class Halving(PopulationTuner):
     @property
     def best_trial(self) -> Trial | None:
         done = [t for t in self._trials if t.ok and t.info.get("steps") == self._final_steps]
-        return min(done, key=lambda t: t.value) if done else super().best_trial
+        return min(done, key=value_key) if done else super().best_trial
 
     def run(self, objective, *, budget, max_batch, mesh, mesh_axis, progress, callback,
             checkpoint=None):
@@ -153,7 +156,7 @@ class Halving(PopulationTuner):
             if checkpoint is None:
                 return
             current = [] if state is None else runner.to_host(state)
-            best = [] if best_state is None else jax.tree.leaves(best_state)
+            best: list[Any] = [] if best_state is None else jax.tree.leaves(best_state)
             save_population(checkpoint, {
                 "format": FORMAT, "settings": settings, "bracket": bracket, "rung": rung,
                 "next_id": next_id, "best_value": None if math.isinf(best_value) else best_value,

@@ -17,7 +17,7 @@ from gradxform._src.search.population import (
 )
 from gradxform._src.search.result import Result, _Progress
 from gradxform._src.search.space import Categorical, Space
-from gradxform._src.search.tuner import Trial, check_count
+from gradxform._src.search.tuner import Trial, check_count, value_key
 
 __all__ = ["PBT"]
 
@@ -82,7 +82,7 @@ class PBT(PopulationTuner):
     def best_trial(self) -> Trial | None:
         last = max((t.info.get("generation", -1) for t in self._trials), default=-1)
         final = [t for t in self._trials if t.ok and t.info.get("generation") == last]
-        return min(final, key=lambda t: t.value) if final else None
+        return min(final, key=value_key) if final else None
 
     # -- exploit and explore ---------------------------------------------------------------
 

@@ -78,7 +78,7 @@ class PopulationRunner:
         key = ("population", init, self.sharded, self.replicated)
         programs = cached_program(train, key, lambda: self._programs(init, train))
         self._init, self._train, self._take, self._fetch, self._counters = programs
-        self._gather = None
+        self._gather: Callable[[Any], Any] | None = None
         self._start = {k: c.n for k, c in self._counters.items()}
 
     @property
@@ -106,9 +106,11 @@ class PopulationRunner:
         def take(state, index):
             return jax.tree.map(lambda x: x[index], state)
 
-        pop = {} if self.sharded is None else {"out_shardings": self.sharded}
-        both = {} if self.sharded is None else {"out_shardings": (self.sharded, self.replicated)}
-        rep = {} if self.replicated is None else {"out_shardings": self.replicated}
+        pop: dict[str, Any] = {} if self.sharded is None else {"out_shardings": self.sharded}
+        both: dict[str, Any] = ({} if self.sharded is None
+                                else {"out_shardings": (self.sharded, self.replicated)})
+        rep: dict[str, Any] = ({} if self.replicated is None
+                               else {"out_shardings": self.replicated})
         return (jax.jit(jax.vmap(init_one), **pop),
                 jax.jit(jax.vmap(train_one, in_axes=(0, 0, None)), static_argnums=2, **both),
                 jax.jit(take, **pop), jax.jit(take, **rep), counters)
@@ -123,11 +125,18 @@ class PopulationRunner:
         """Whether ``n`` members are trained in chunks with their states on the host."""
         return self.max_batch is not None and self.size(n) > self.max_batch
 
+    def _rows(self, n: int) -> int:
+        """Rows of a population of ``n`` members: a multiple of ``max_batch`` when chunked,
+        else of the number of shards."""
+        if self.max_batch is not None and self.size(n) > self.max_batch:
+            return _round_up(n, self.max_batch)
+        return self.size(n)
+
     def keys(self, ids: Sequence[int]) -> np.ndarray:
         """One PRNG key (``uint32[2]``) per member id; the same id always gets the same key."""
         base = jax.random.PRNGKey(self.seed)
-        ids = np.asarray(ids, np.uint32)
-        return np.asarray(jax.vmap(lambda i: jax.random.fold_in(base, i))(ids))
+        index = np.asarray(ids, np.uint32)
+        return np.asarray(jax.vmap(lambda i: jax.random.fold_in(base, i))(index))
 
     def _put(self, tree: Any) -> Any:
         return put_population(tree, self.sharded)
@@ -145,10 +154,7 @@ class PopulationRunner:
         """The initial states of members ``ids`` with ``configs`` (padded rows repeat the
         first member)."""
         n = len(configs)
-        if self.chunked(n):
-            size = _round_up(n, self.max_batch)
-        else:
-            size = self.size(n)
+        size = self._rows(n)
         ids = list(ids) + [ids[0]] * (size - n)
         configs = list(configs) + [configs[0]] * (size - n)
         keys = self.keys(ids)
@@ -185,8 +191,7 @@ class PopulationRunner:
         optimizer state (padded by repeating the first row)."""
         rows = list(rows)
         if isinstance(jax.tree.leaves(state)[0], np.ndarray):
-            size = _round_up(len(rows), self.max_batch) if self.chunked(len(rows)) else \
-                self.size(len(rows))
+            size = self._rows(len(rows))
             rows += [rows[0]] * (size - len(rows))
             picked = jax.tree.map(lambda x: x[np.asarray(rows)], state)
             return picked if self.chunked(len(rows)) else self._put(picked)

@@ -44,8 +44,8 @@ STRATEGIES = ("grid", "random", "sobol", "bayes", "halving", "pbt")
 # Strategies.
 
 
-def make_tuner(strategy: Any, space: Space | None, *, budget: int | None, seed: int,
-               options: Mapping[str, Any]) -> Tuner:
+def make_tuner(strategy: Any, space: Space | Mapping[str, Any] | None, *, budget: int | None,
+               seed: int, options: Mapping[str, Any]) -> Tuner:
     """The tuner ``strategy`` names (or ``strategy`` itself, if it is one)."""
     if isinstance(strategy, Tuner):
         if options:

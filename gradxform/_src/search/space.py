@@ -75,10 +75,17 @@ def _real(owner: str, arg: str, value: Any) -> float:
     return value
 
 
+def _as_int(value: numbers.Real | np.ndarray | np.generic) -> int:
+    """A number already checked to be whole, as an ``int``."""
+    # numbers.Real declares __trunc__ but not __int__, yet every registered real type (float,
+    # Fraction, the NumPy scalars, which lack __trunc__) defines __int__, which int() calls.
+    return int(value)  # type: ignore[arg-type]
+
+
 def _integer(owner: str, arg: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
-            return int(value)
+            return _as_int(value)
         raise TypeError(f"{owner}: {arg} must be a whole number, got {value!r}")
     return int(value)
 
@@ -95,13 +102,14 @@ class Param:
 
     #: ``"float"``, ``"int"`` or ``"categorical"``.
     kind = "param"
+    _when: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable; build a new one instead")
 
     @property
     def when(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-        return self._when  # type: ignore[attr-defined]
+        return self._when
 
     @property
     def width(self) -> int:
@@ -146,6 +154,9 @@ class Float(Param):
     """
 
     kind = "float"
+    low: float
+    high: float
+    log: bool
 
     def __init__(self, low: float, high: float, *, log: bool = False,
                  when: Mapping[str, Any] | None = None):
@@ -223,6 +234,9 @@ class Int(Param):
     """
 
     kind = "int"
+    low: int
+    high: int
+    log: bool
 
     def __init__(self, low: int, high: int, *, log: bool = False,
                  when: Mapping[str, Any] | None = None):
@@ -262,7 +276,7 @@ class Int(Param):
             raise TypeError(f"{where}: {name} must be a whole number for {self!r}, got {x!r}")
         if not float(x).is_integer():
             raise ValueError(f"{where}: {name} must be a whole number for {self!r}, got {x!r}")
-        x = int(x)
+        x = _as_int(x)
         if not (self.low <= x <= self.high):
             raise ValueError(f"{where}: {name} = {x!r} is outside {self!r}")
         return x
@@ -313,6 +327,7 @@ class Categorical(Param):
     """
 
     kind = "categorical"
+    choices: tuple[Any, ...]
 
     def __init__(self, choices: Sequence[Any], *, when: Mapping[str, Any] | None = None):
         if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):

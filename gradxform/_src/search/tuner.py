@@ -83,6 +83,13 @@ class Trial:
                    seconds=d.get("seconds"), info=dict(d.get("info") or {}))
 
 
+def value_key(trial: Trial) -> float:
+    """The value of a successful trial: the key that ranks trials (lower is better)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} failed ({trial.error}): it has no value to rank")
+    return trial.value
+
+
 def _plain(x: Any) -> Any:
     """NumPy scalars and arrays as Python values (for JSON)."""
     if isinstance(x, Mapping):
@@ -242,7 +249,7 @@ class Tuner:
     def best_trial(self) -> Trial | None:
         """The successful trial with the lowest value (the first of equals), or ``None``."""
         ok = [t for t in self._trials if t.ok]
-        return min(ok, key=lambda t: t.value) if ok else None
+        return min(ok, key=value_key) if ok else None
 
     @property
     def best_config(self) -> dict[str, Any] | None:

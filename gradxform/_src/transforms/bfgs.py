@@ -71,7 +71,7 @@ class scale_by_bfgs(GradientTransformation):
       Optimization*, 2nd ed. 2006 (algorithm 6.1, eqs. 6.17 and 6.20).
     """
 
-    scale_init_precond: bool = static(True)
+    scale_init_precond: bool = static(default=True)
     uses_count = True
 
     def init_state(self, params):

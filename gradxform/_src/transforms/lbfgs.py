@@ -93,8 +93,8 @@ class scale_by_lbfgs(GradientTransformation):
       7.4 and 7.5, eq. 7.20).
     """
 
-    memory_size: int = static(10)
-    scale_init_precond: bool = static(True)
+    memory_size: int = static(default=10)
+    scale_init_precond: bool = static(default=True)
     uses_count = True
 
     def check(self):

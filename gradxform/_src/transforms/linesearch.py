@@ -33,7 +33,6 @@ Real params only: complex leaves are rejected when the state is built.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -207,9 +206,11 @@ def _no_complex(tx: GradientTransformation, params: PyTree) -> None:
 class _Linesearch(GradientTransformation):
     """What the three searches share: their state, and reading the objective from ``update``."""
 
-    #: Whether the search keeps the gradient at the accepted point (``None`` in the state if
-    #: not).
-    _stores_grad = True
+    @property
+    def _stores_grad(self) -> bool:
+        """Whether the search keeps the gradient at the accepted point (``None`` in the state
+        if not)."""
+        return True
 
     def init_state(self, params):
         _no_complex(self, params)
@@ -258,11 +259,11 @@ class _Linesearch(GradientTransformation):
         if not jax.tree.leaves(updates):
             return updates, state
         value_fn, kwargs, value, grad = self._inputs(step, params)
-        run = _run_search
+        run: Callable[..., Any] = _run_search_jit
         try:
             hash(value_fn)
         except TypeError:  # an unhashable objective cannot key the cache: trace every call
-            run = _run_search.__wrapped__
+            run = _run_search
         return run(self, updates, state, params, value, grad, kwargs, step.count,
                    value_fn=value_fn)
 
@@ -270,7 +271,6 @@ class _Linesearch(GradientTransformation):
         raise NotImplementedError
 
 
-@functools.partial(jax.jit, static_argnames=("value_fn",))
 def _run_search(search, updates, state, params, value, grad, kwargs, count, *, value_fn):
     """One search, compiled once per (search structure, objective, shapes): eager loops reuse
     it instead of tracing the while loop again at every step."""
@@ -285,6 +285,9 @@ def _run_search(search, updates, state, params, value, grad, kwargs, count, *, v
     ray = _Ray(fn, params_, direction, sg(value).astype(work), grad,
                _vdot(grad, direction, work), work)
     return search._search(updates, state, ray, Step(count, {}))
+
+
+_run_search_jit = jax.jit(_run_search, static_argnames=("value_fn",))
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,15 +341,15 @@ class backtracking_linesearch(_Linesearch):
       2006 (algorithm 3.1).
     """
 
-    max_backtracking_steps: int = static(30)
-    slope_rtol: Hyper = hyper(1e-4, "(0, 1)")
-    decrease_factor: Hyper = hyper(0.8, "(0, 1)")
-    increase_factor: Hyper | None = hyper(1.5, "[1, inf)", optional=True)
-    max_learning_rate: Hyper = hyper(1.0, "(0, inf)")
-    atol: Hyper = hyper(0.0, "[0, inf)")
-    rtol: Hyper = hyper(0.0, "[0, inf)")
-    store_grad: bool = static(True)
-    verbose: bool = static(False)
+    max_backtracking_steps: int = static(default=30)
+    slope_rtol: Hyper = hyper(default=1e-4, interval="(0, 1)")
+    decrease_factor: Hyper = hyper(default=0.8, interval="(0, 1)")
+    increase_factor: Hyper | None = hyper(default=1.5, interval="[1, inf)", optional=True)
+    max_learning_rate: Hyper = hyper(default=1.0, interval="(0, inf)")
+    atol: Hyper = hyper(default=0.0, interval="[0, inf)")
+    rtol: Hyper = hyper(default=0.0, interval="[0, inf)")
+    store_grad: bool = static(default=True)
+    verbose: bool = static(default=False)
 
     def check(self):
         steps = self.max_backtracking_steps
@@ -355,7 +358,7 @@ class backtracking_linesearch(_Linesearch):
                              "max_backtracking_steps")
 
     @property
-    def _stores_grad(self):
+    def _stores_grad(self) -> bool:
         return self.store_grad
 
     def _initial_info(self, work):
@@ -473,9 +476,9 @@ class golden_section_linesearch(_Linesearch):
       golden-section search). Prince, *Understanding Deep Learning*, 2023 (figure 6.10).
     """
 
-    max_linesearch_steps: int = static(40)
-    tol: Hyper = hyper(1e-4, "(0, 1)")
-    max_learning_rate: Hyper | None = hyper(None, "(0, inf)")
+    max_linesearch_steps: int = static(default=40)
+    tol: Hyper = hyper(default=1e-4, interval="(0, 1)")
+    max_learning_rate: Hyper | None = hyper(default=None, interval="(0, inf)")
 
     def check(self):
         steps = self.max_linesearch_steps
@@ -681,16 +684,16 @@ class zoom_linesearch(_Linesearch):
       line search*, SIAM J. Optim. 2005 (the approximate Wolfe conditions).
     """
 
-    max_linesearch_steps: int = static(30)
-    max_learning_rate: Hyper | None = hyper(None, "(0, inf)")
-    tol: Hyper = hyper(0.0, "[0, inf)")
-    increase_factor: Hyper = hyper(4.0, "(1, inf)")
-    slope_rtol: Hyper = hyper(1e-4, "(0, 1)")
-    curv_rtol: Hyper | None = hyper(0.9, "(0, 1)", optional=True)
-    approx_dec_rtol: Hyper | None = hyper(None, "[0, inf)")
-    stepsize_precision: Hyper = hyper(1e-5, "[0, inf)")
-    initial_guess_strategy: str = static("one")
-    verbose: bool = static(False)
+    max_linesearch_steps: int = static(default=30)
+    max_learning_rate: Hyper | None = hyper(default=None, interval="(0, inf)")
+    tol: Hyper = hyper(default=0.0, interval="[0, inf)")
+    increase_factor: Hyper = hyper(default=4.0, interval="(1, inf)")
+    slope_rtol: Hyper = hyper(default=1e-4, interval="(0, 1)")
+    curv_rtol: Hyper | None = hyper(default=0.9, interval="(0, 1)", optional=True)
+    approx_dec_rtol: Hyper | None = hyper(default=None, interval="[0, inf)")
+    stepsize_precision: Hyper = hyper(default=1e-5, interval="[0, inf)")
+    initial_guess_strategy: str = static(default="one")
+    verbose: bool = static(default=False)
 
     def check(self):
         steps = self.max_linesearch_steps

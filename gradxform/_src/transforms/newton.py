@@ -2,8 +2,8 @@ r"""Newton's direction from the exact Hessian, shifted where it is not positive 
 
 from __future__ import annotations
 
-import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,9 +78,9 @@ class scale_by_newton(GradientTransformation):
       solutions*, Comput. Optim. Appl. 2004 (a shift proportional to the gradient norm).
     """
 
-    damping: Hyper = hyper(0.0, "[0, inf)")
-    min_curvature: Hyper = hyper(0.0, "[0, 1)")
-    radius: Hyper = hyper(1.0, "(0, inf)")
+    damping: Hyper = hyper(default=0.0, interval="[0, inf)")
+    min_curvature: Hyper = hyper(default=0.0, interval="[0, 1)")
+    radius: Hyper = hyper(default=1.0, interval="(0, inf)")
     uses_count = True
 
     def init_state(self, params):
@@ -100,15 +100,14 @@ class scale_by_newton(GradientTransformation):
                              "call update(grad, state, params, value_fn=f) (with value= and "
                              "grad= too when chained with a line search)", "value_fn")
         kwargs = _fn_kwargs(value_fn, dict(step.extra))
-        run = _newton_direction
+        run: Callable[..., Any] = _newton_direction_jit
         try:
             hash(value_fn)
         except TypeError:  # an unhashable objective cannot key the cache: trace every call
-            run = _newton_direction.__wrapped__
+            run = _newton_direction
         return run(self, updates, state, params, kwargs, step.count, value_fn=value_fn)
 
 
-@functools.partial(jax.jit, static_argnames=("value_fn",))
 def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     """The shifted Newton direction and the new radius (compiled once per objective and
     shapes)."""
@@ -143,3 +142,6 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     direction = vectors @ ((vectors.T @ g) / shifted)
     shifted_norm = jnp.where(definite, jnp.zeros_like(g_norm), jnp.linalg.norm(sg(direction)))
     return unflatten(direction, updates), ScaleByNewtonState(sg(radius), x, shifted_norm)
+
+
+_newton_direction_jit = jax.jit(_newton_direction, static_argnames=("value_fn",))

@@ -225,6 +225,9 @@ class MultiSteps(accumulate):
     def has_updated(self, state: OptState) -> jax.Array:
         """True if the last ``update`` ended a window and some window has been applied."""
         count = state.count
+        if count is None:
+            raise ValueError(f"{self.name}: has_updated needs the state init built (it has no "
+                             "step count)")
         k = jnp.asarray(self.every_k, count.dtype)
         return (count % k == 0) & (self._applied(state.inner, count) > 0)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 __all__ = ["Rule", "RULES", "KINDS", "check_nesting", "windowed", "kind_of", "rule_for"]
 
@@ -39,7 +39,25 @@ def kind_of(t: Any) -> str | None:
     return kind if kind in KINDS else None
 
 
-def windowed(t: Any) -> bool:
+# A type for the checker only: at run time a Protocol class carries typing internals that the
+# API reference (griffe) cannot resolve, and nothing needs the class there.
+if TYPE_CHECKING:
+
+    class Windowed(Protocol):
+        """What a wrapper of kind ``accumulate`` offers the wrappers around it."""
+
+        @property
+        def name(self) -> str:
+            """The transformation's name (for links and messages)."""
+            ...
+
+        def accumulate(self, updates: Any, state: Any, params: Any, step: Any,
+                       keep: Any) -> tuple[Any, Any]:
+            """One micro-batch, used if ``keep`` (else dropped from its window)."""
+            ...
+
+
+def windowed(t: Any) -> TypeGuard[Windowed]:
     """True if ``t`` is an ``accumulate``: a wrapper that skips updates hands it the skip as a
     dropped micro-batch instead of not calling it."""
     return kind_of(t) == "accumulate"

@@ -102,6 +102,8 @@ class lookahead(GradientTransformation):
         slow = tree.fill_params_copy(state.slow, state.slow_known, fast)
         u, fast_state = self.fast_optimizer.apply(updates, state.fast_state, fast, step)
         before, applied = applied_update(self.fast_optimizer, state.fast_state, fast_state, step)
+        if before is None:  # uses_count: update always passes the step count
+            raise RuntimeError(f"{self.name}: the update was called without a step count")
         period = jnp.asarray(step.value(self.sync_period)).astype(before.dtype)
         sync = applied & (before % period == period - 1)
         alpha, rest = tree.complement(step.value(self.slow_step_size))

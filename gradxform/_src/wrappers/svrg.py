@@ -93,8 +93,8 @@ class svrg(GradientTransformation):
     """
 
     inner: GradientTransformation = child(converter=transformation)
-    snapshot_every: int = static(100)
-    option: str = static("I")
+    snapshot_every: int = static(default=100)
+    option: str = static(default="I")
     uses_count = True
 
     def check(self):
