@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._src.base import (
+    NO_STATE,
     GradientTransformation,
     Step,
     _path_key,
@@ -149,7 +150,10 @@ class chain(GradientTransformation):
 
     def _states(self, state) -> list:
         """One state per link; an error if the state has another number of links (a zip would
-        silently drop the links without a state)."""
+        silently drop the links without a state). Without a state (:func:`walk` of the
+        transformations alone) every link gets the placeholder."""
+        if state is NO_STATE:
+            return [NO_STATE] * len(self.transforms)
         if self.names is not None:
             if not isinstance(state, Mapping) or set(state) != set(self.names):
                 raise TypeError(f"{self.name}: the state must be a dict with the keys "
