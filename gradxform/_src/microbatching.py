@@ -57,7 +57,7 @@ def _is_accumulation(x: Any) -> bool:
     return isinstance(x, (AccumulationType, str)) or type(x).__name__ == "AccumulationType"
 
 
-def reshape_batch_axis(tree_: PyTree, microbatch_size: int, axis: int = 0) -> PyTree:
+def reshape_batch_axis(tree: PyTree, microbatch_size: int, axis: int = 0) -> PyTree:
     """Split the batch axis of every leaf into ``(num_microbatches, microbatch_size)``.
 
     Column-major, as optax: micro-batch ``i`` holds the rows ``i, i + n, i + 2n, ...`` (``n``
@@ -68,7 +68,7 @@ def reshape_batch_axis(tree_: PyTree, microbatch_size: int, axis: int = 0) -> Py
         shape = x.shape[:axis] + (-1, microbatch_size) + x.shape[axis + 1:]
         return x.reshape(shape, order="F")
 
-    return jax.tree.map(one, tree_)
+    return jax.tree.map(one, tree)
 
 
 def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch_size: int | None,
