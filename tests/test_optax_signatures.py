@@ -15,10 +15,19 @@ each one, optax's signature is read with ``inspect`` and:
 * **results**: both libraries' results agree (rtol 1e-6, with an absolute floor of 1e-6 times
   the largest magnitude in the leaf, as the parity tests): the first updates of a
   transformation (two steps on a small tree, extra arguments ``value=``, ``obj_fn=`` and
-  ``key=``), the values of a schedule at a few steps, the arrays a function returns. The calls
+  ``key=``; a line search or L-BFGS runs on a quadratic, with the gradients of the loss and
+  the ``value=``, ``grad=`` and ``value_fn=`` of optax's documentation), the values of a
+  schedule at a few steps, the arrays a function returns (or what :data:`RESULT_CALLS` does
+  with it: the optimizer an ``inject_hyperparams`` factory builds, a micro-batched function
+  on a batch). The calls
   run in float64 (``jax.enable_x64``), so that float32 rounding, which some algorithms amplify
   in their first steps (Prodigy's estimate of D is formed from params 1e-6 apart), cannot
   pass for a difference in the algorithm.
+
+optax's submodules exported under the same name (``gx.tree``, ``gx.tree_utils``,
+``gx.microbatching``) are namespaces, not calls: each member of optax's must be in gradxform's
+and take optax's parameters (positional order, keyword names); their results are compared in
+``test_workflow_tree_utils.py`` and ``test_workflow_optax_names.py``.
 
 A difference that ``docs/migrating_from_optax.md`` does not list in its "Signature differences"
 table fails, and so does a listed difference that no longer exists (the page stays true).
@@ -31,6 +40,7 @@ import contextlib
 import dataclasses
 import inspect
 import re
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -81,8 +91,15 @@ def _is_type_alias(obj: Any) -> bool:
     return getattr(obj, "__origin__", None) is not None
 
 
+def _is_namespace(obj: Any) -> bool:
+    """optax's submodules exported under a name (``optax.tree``): namespaces, not calls."""
+    return isinstance(obj, types.ModuleType)
+
+
 SHARED = {name: found for name in gx.__all__ if (found := _optax_object(name)) is not None}
-CALLED = sorted(n for n, (_, obj) in SHARED.items() if not _is_type_alias(obj))
+NAMESPACES = sorted(n for n, (_, obj) in SHARED.items() if _is_namespace(obj))
+CALLED = sorted(n for n, (_, obj) in SHARED.items()
+                if not _is_type_alias(obj) and not _is_namespace(obj))
 ALIASES = sorted(n for n, (_, obj) in SHARED.items() if _is_type_alias(obj))
 
 
@@ -144,6 +161,54 @@ def optax_promotion():
 
 def _loss(params: Any) -> jax.Array:
     return 0.5 * sum(jnp.sum(x * x) for x in jax.tree.leaves(params))
+
+
+# Names whose update follows a loss (a line search, L-BFGS): they run on a quadratic, with the
+# gradient of the loss as updates (times -1 for a bare line search, which searches along the
+# direction it is given: optax's documentation chains it after ``sgd``), and the extra
+# arguments of optax's documentation, ``value=``, ``grad=`` and ``value_fn=``.
+ON_A_LOSS = {"lbfgs": 1.0, "scale_by_lbfgs": 1.0, "scale_by_backtracking_linesearch": -1.0,
+             "scale_by_zoom_linesearch": -1.0}
+
+
+def _quadratic(params: Any) -> jax.Array:
+    """A convex quadratic with curvatures between 0.5 and 3 (a line search has work to do)."""
+    curvature = _tree("", np.random.default_rng(5))
+    return 0.5 * sum(jnp.sum((0.5 + 2.5 * jnp.abs(jnp.tanh(c))) * x * x)
+                     for c, x in zip(jax.tree.leaves(curvature), jax.tree.leaves(params)))
+
+
+def _lbfgs_after_a_step(lib: Any) -> tuple[Any, Any]:
+    """The params and state of the library's ``lbfgs`` after one step on :func:`_quadratic`
+    (the state holds the value and gradient at the new params)."""
+    tx, params = lib.lbfgs(), _params()
+    with optax_promotion() if lib is optax else contextlib.nullcontext():
+        state = tx.init(params)
+        value, grad = jax.value_and_grad(_quadratic)(params)
+        updates, state = tx.update(grad, state, params, value=value, grad=grad,
+                                   value_fn=_quadratic)
+        return lib.apply_updates(params, updates), state
+
+
+def _adam_state(lib: Any) -> Any:
+    """The state of the library's ``adam(0.1)`` after a step (moments that are not zeros)."""
+    tx, params = lib.adam(0.1), _params()
+    with optax_promotion() if lib is optax else contextlib.nullcontext():
+        return tx.update(_grads(0), tx.init(params), params)[1]
+
+
+def _at_lbfgs_state(lib: Any, value_and_grad: Callable) -> Any:
+    params, state = _lbfgs_after_a_step(lib)
+    return value_and_grad(params, state=state)
+
+
+def _summed(params: Any, batch: jax.Array) -> jax.Array:
+    """A function of a batch whose sum over micro-batches is its value on the whole batch."""
+    return jnp.sum(batch ** 2) * jnp.sum(params["w"])
+
+
+def _doubled(x: Any) -> Any:
+    return 2.0 * x
 
 
 def _norm(tree: Any) -> jax.Array:
@@ -222,6 +287,11 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
     "p": lambda lib: 2,
     "steps": lambda lib: jnp.asarray(4, jnp.int32),
     "update_period": lambda lib: 2,
+    "every_k_schedule": lambda lib: 2,
+    "max_backtracking_steps": lambda lib: 15,
+    "max_linesearch_steps": lambda lib: 15,
+    "argnums": lambda lib: 1,
+    "microbatch_size": lambda lib: 2,
     # schedules
     "init_value": lambda lib: 1.0,
     "peak_value": lambda lib: 1.0,
@@ -241,6 +311,9 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
     "step_size_fn": lambda lib: _decaying,
     # transformations and what routes leaves to them
     "inner": lambda lib: lib.adam(0.1),
+    "opt": lambda lib: lib.adam(0.1),
+    "initable": lambda lib: lib.adam(0.1),
+    "inner_factory": lambda lib: lib.adam,
     "tx": lambda lib: lib.adam(0.1),
     "optimizer": lambda lib: lib.adam(0.1),
     "base_optimizer": lambda lib: lib.sgd(0.1),
@@ -255,6 +328,8 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
     "measure": lambda lib: _norm,
     "measure_name": lambda lib: "norm",
     "measures": lambda lib: {"norm": _norm},
+    "value_fn": lambda lib: _quadratic,
+    "fun": lambda lib: _summed,
     # trees and arrays
     "updates": lambda lib: _grads(0),
     "params": lambda lib: _params(),
@@ -276,6 +351,7 @@ SAMPLES: dict[str, Callable[[Any], Any]] = {
 VARIADIC: dict[str, Callable[[Any], list]] = {
     "chain": lambda lib: [lib.scale_by_adam(), lib.scale(-0.1)],
     "named_chain": lambda lib: [("adam", lib.scale_by_adam()), ("lr", lib.scale(-0.1))],
+    "tree_map_params": lambda lib: [],
 }
 
 # Where a parameter name means something else for one call.
@@ -283,6 +359,17 @@ OVERRIDES: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("stateless_with_tree_map", "f"): lambda lib: _double_leaf,
     ("schedule_free_eval_params", "state"): lambda lib: _schedule_free_state(lib)[0],
     ("schedule_free_eval_params", "params"): lambda lib: _schedule_free_state(lib)[1],
+    ("tree_map_params", "f"): lambda lib: _doubled,
+    ("tree_map_params", "state"): lambda lib: _adam_state(lib),
+}
+
+# Names whose result is a function of something else than a step count: what is compared.
+RESULT_CALLS: dict[str, Callable[[Any, Any, str], Any]] = {
+    "inject_hyperparams": lambda lib, built, name: _run(built(learning_rate=0.1), lib, name),
+    "inject_stateful_hyperparams": lambda lib, built, name: _run(built(learning_rate=0.1), lib,
+                                                                 name),
+    "microbatch": lambda lib, built, name: built(_params(), jnp.arange(8.0, dtype=DTYPE)),
+    "value_and_grad_from_state": lambda lib, built, name: _at_lbfgs_state(lib, built),
 }
 # Fields of optax's state classes (NamedTuples): any value does.
 STATE_FIELD = object()
@@ -316,6 +403,7 @@ class Call:
     keyword: dict[str, Any]        # every optax parameter at optax's default (or a sample)
     required_keyword: list[str]    # optax's required keyword-only parameters
     variadic: bool                 # optax's signature has *args
+    positional_only: list[str]     # optax's positional-only parameters
 
     def args(self, lib: Any, owner: Any) -> tuple[list, dict]:
         """The required arguments as optax's docs pass them (positionally, keyword-only ones
@@ -328,10 +416,15 @@ class Call:
         kw = {p: _sample(lib, self.name, p, owner) for p in self.required_keyword}
         return pos, kw
 
-    def all_keywords(self, lib: Any, owner: Any) -> dict:
-        """Every parameter of optax's signature by keyword, optional ones at optax's default."""
-        return {p: (_sample(lib, self.name, p, owner) if v is inspect.Parameter.empty else v)
-                for p, v in self.keyword.items()}
+    def all_keywords(self, lib: Any, owner: Any) -> tuple[list, dict]:
+        """Every parameter of optax's signature by keyword (positional-only ones, and the
+        variadic arguments, by position), optional ones at optax's default."""
+        values = {p: (_sample(lib, self.name, p, owner) if v is inspect.Parameter.empty else v)
+                  for p, v in self.keyword.items()}
+        pos = [values.pop(p) for p in self.positional_only]
+        if self.variadic:
+            pos += VARIADIC[self.name](lib)
+        return pos, values
 
 
 def optax_call(name: str) -> Call:
@@ -348,7 +441,8 @@ def optax_call(name: str) -> Call:
                 required_keyword.append(p.name)
             else:
                 positional.append(p.name)
-    return Call(name, positional, keyword, required_keyword, variadic)
+    positional_only = [p.name for p in sig.parameters.values() if p.kind is p.POSITIONAL_ONLY]
+    return Call(name, positional, keyword, required_keyword, variadic, positional_only)
 
 
 def _quiet(fn: Callable[[], Any]) -> Any:
@@ -388,16 +482,24 @@ def _accepted(update: Callable, extra: dict) -> dict:
 
 def _run(tx: Any, lib: Any, name: str) -> list:
     """The updates of ``STEPS`` steps; extra arguments ``value`` (the loss), ``obj_fn`` (the
-    loss function) and ``key``, those that optax's ``update`` takes."""
+    loss function) and ``key``, those that optax's ``update`` takes (names of
+    :data:`ON_A_LOSS`: the gradients of :func:`_quadratic`, ``value=``, ``grad=`` and
+    ``value_fn=``)."""
     params = _params(name)
     with _promotion(lib):
         state = _quiet(lambda: tx.init(params))
         out = []
         for i in range(STEPS):
-            extra = {"value": _loss(params), "key": jax.random.key(i), "obj_fn": _loss}
+            if name in ON_A_LOSS:
+                value, grad = jax.value_and_grad(_quadratic)(params)
+                grads = jax.tree.map(lambda g: ON_A_LOSS[name] * g, grad)
+                extra = {"value": value, "grad": grad, "value_fn": _quadratic}
+            else:
+                grads = _grads(i, name)
+                extra = {"value": _loss(params), "key": jax.random.key(i), "obj_fn": _loss}
             if lib is optax:
                 extra = _accepted(tx.update, extra)
-            updates, state = tx.update(_grads(i, name), state, params, **extra)
+            updates, state = tx.update(grads, state, params, **extra)
             out.append(updates)
             if jax.tree.structure(updates) == jax.tree.structure(params):
                 params = lib.apply_updates(params, updates)  # (not for measurements)
@@ -409,6 +511,9 @@ COUNTS = (0, 1, 2, 4, 7, 12, 25, 40)
 
 def _outputs(result: Any, lib: Any, name: str) -> Any:
     """What is compared of a call's result: updates, schedule values, or the result itself."""
+    if name in RESULT_CALLS:
+        with _promotion(lib):
+            return RESULT_CALLS[name](lib, result, name)
     if _is_transformation(result):
         return _run(result, lib, name)
     if callable(result) and not isinstance(result, type):
@@ -479,9 +584,9 @@ def _call_differences(name: str) -> Found:
     except Exception as e:  # noqa: BLE001 - any failure is the finding
         found.add("arguments", f"{name}(required arguments) raised {_describe(e)}")
         by_position = None
-    kw_pos = VARIADIC[name](gx) if call.variadic else []
+    kw_pos, kw_all = call.all_keywords(gx, theirs)
     try:
-        by_keyword = _quiet(lambda: mine(*kw_pos, **call.all_keywords(gx, theirs)))
+        by_keyword = _quiet(lambda: mine(*kw_pos, **kw_all))
     except Exception as e:  # noqa: BLE001
         found.add("arguments", f"{name}(every optax argument by keyword) raised {_describe(e)}")
         by_keyword = None
@@ -581,6 +686,74 @@ def test_optax_call_runs_and_agrees(name):
     _check(name, found.kinds, found.notes, ("arguments", "defaults", "results"))
 
 
+# --------------------------------------------------------------------------------------------
+# Namespaces: optax's submodules exported under the same name (gx.tree, gx.tree_utils,
+# gx.microbatching). Their members' signatures are compared here; their results against
+# optax's in test_workflow_tree_utils.py (every tree function) and test_workflow_optax_names.py
+# (microbatch, reshape_batch_axis, AccumulationType).
+
+
+def _members(namespace: str) -> list[str]:
+    module = SHARED[namespace][1]
+    return sorted(n for n in dir(module)
+                  if not n.startswith("_") and not _is_namespace(getattr(module, n)))
+
+
+MEMBERS = [(ns, member) for ns in NAMESPACES for member in _members(ns)]
+# optax members gradxform does not have yet; the guide names each of them.
+NOT_PROVIDED = {("microbatching", "Accumulator"), ("microbatching", "micro_grad")}
+
+
+def member_difference(namespace: str, member: str) -> str | None:
+    """How ``gx.<namespace>.<member>`` refuses optax's call: a positional order that is not a
+    prefix of optax's, an optax keyword it does not take, a parameter it requires that optax
+    does not have."""
+    theirs = getattr(SHARED[namespace][1], member)
+    mine = getattr(getattr(gx, namespace), member, None)
+    if mine is None:
+        return "missing"
+    if not callable(theirs):
+        return None if mine == theirs else f"{mine!r} here, {theirs!r} in optax"
+    try:
+        sig_theirs, sig_mine = _signature(theirs), _signature(mine)
+    except (TypeError, ValueError):  # a builtin or an enum without a signature
+        return None
+    pos_theirs, pos_mine = _positional(sig_theirs), _positional(sig_mine)
+    if pos_theirs[:len(pos_mine)] != pos_mine:
+        return f"positional parameters {pos_mine} here, {pos_theirs} in optax"
+    params = sig_mine.parameters.values()
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    keywords = {p.name for p in sig_theirs.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    refused = sorted(keywords - set(sig_mine.parameters)) if not takes_any else []
+    if refused:
+        return f"optax's keywords {refused} are refused"
+    required = sorted(p.name for p in params if p.default is p.empty
+                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                      and p.name not in sig_theirs.parameters)
+    if required:
+        return f"requires {required}, which optax does not have"
+    return None
+
+
+def test_the_namespaces_are_found():
+    assert set(NAMESPACES) == {"tree", "tree_utils", "microbatching"}, NAMESPACES
+    assert not set(NAMESPACES) & set(CALLED)
+    assert len(MEMBERS) >= 70, MEMBERS
+
+
+@pytest.mark.parametrize("namespace,member", MEMBERS, ids=[f"{n}.{m}" for n, m in MEMBERS])
+def test_namespace_members_take_optax_call(namespace, member):
+    """Each member of optax's namespace is in gradxform's, with optax's parameters."""
+    note = member_difference(namespace, member)
+    if (namespace, member) in NOT_PROVIDED:
+        assert note == "missing", f"gx.{namespace}.{member} exists now: remove it from " \
+                                  f"NOT_PROVIDED and from the guide's sentence"
+        assert f"{namespace}.{member}" in GUIDE.read_text(), "the guide must name it"
+        return
+    assert note is None, f"gx.{namespace}.{member}: {note}"
+
+
 def test_guide_table_parser():
     text = ("## Signature differences\n\n| name | differs in | instead |\n| --- | --- | --- |\n"
             "| `gx.a`, `gx.b` | arguments, results | ... |\n| `c` | order | ... |\n\n## Next\n"
@@ -605,4 +778,8 @@ if __name__ == "__main__":
             print(f"{name:34s} {', '.join(sorted(found.kinds))}")
             for note in found.notes:
                 print(f"{'':36s}{note}")
+    for namespace, member in MEMBERS:
+        member_note = member_difference(namespace, member)
+        if member_note:
+            print(f"{namespace + '.' + member:34s} {member_note}")
     print(f"{len(CALLED)} names in {time.perf_counter() - start:.1f} s")

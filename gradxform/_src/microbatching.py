@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gradxform._src.types import PyTree
 
-__all__ = ["AccumulationType", "microbatch", "reshape_batch_axis"]
+__all__ = ["AccumulationType", "microbatch", "micro_vmap", "reshape_batch_axis"]
 
 
 class AccumulationType(enum.Enum):
@@ -57,7 +57,23 @@ def _is_accumulation(x: Any) -> bool:
     return isinstance(x, (AccumulationType, str)) or type(x).__name__ == "AccumulationType"
 
 
-def reshape_batch_axis(tree_: PyTree, microbatch_size: int, axis: int = 0) -> PyTree:
+def _is_kind(x: Any) -> bool:
+    return isinstance(x, AccumulationType)
+
+
+def _kinds(accumulator: Any, output: Any, caller: str) -> Any:
+    """One :class:`AccumulationType` per leaf of ``output``, from ``accumulator`` (a kind, or a
+    tree of kinds matching a prefix of ``output``)."""
+    kinds = jax.tree.map(_accumulation, accumulator, is_leaf=_is_accumulation)
+    try:
+        return jax.tree.map(lambda kind, sub: jax.tree.map(lambda _: kind, sub), kinds, output,
+                            is_leaf=_is_kind)
+    except ValueError as e:
+        raise ValueError(f"{caller}: the accumulator {accumulator!r} is not a prefix of the "
+                         f"structure of fun's output {jax.tree.structure(output)}") from e
+
+
+def reshape_batch_axis(tree: PyTree, microbatch_size: int, axis: int = 0) -> PyTree:
     """Split the batch axis of every leaf into ``(num_microbatches, microbatch_size)``.
 
     Column-major, as optax: micro-batch ``i`` holds the rows ``i, i + n, i + 2n, ...`` (``n``
@@ -68,7 +84,7 @@ def reshape_batch_axis(tree_: PyTree, microbatch_size: int, axis: int = 0) -> Py
         shape = x.shape[:axis] + (-1, microbatch_size) + x.shape[axis + 1:]
         return x.reshape(shape, order="F")
 
-    return jax.tree.map(one, tree_)
+    return jax.tree.map(one, tree)
 
 
 def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch_size: int | None,
@@ -132,15 +148,7 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
             return fun(*a, **k)
 
         shapes = jax.eval_shape(call, 0)
-        is_kind = lambda x: isinstance(x, AccumulationType)  # noqa: E731
-        kinds = jax.tree.map(_accumulation, accumulator, is_leaf=_is_accumulation)
-        try:  # a prefix of the output: one kind for each of its leaves
-            kinds = jax.tree.map(lambda kind, sub: jax.tree.map(lambda _: kind, sub), kinds,
-                                 shapes, is_leaf=is_kind)
-        except ValueError as e:
-            raise ValueError(f"microbatch: the accumulator {accumulator!r} is not a prefix of "
-                             f"the structure of fun's output {jax.tree.structure(shapes)}"
-                             ) from e
+        kinds = _kinds(accumulator, shapes, "microbatch")
 
         def start(kind, s):
             if kind in (AccumulationType.MEAN, AccumulationType.RUNNING_MEAN) and not \
@@ -166,6 +174,7 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
                 return merged.reshape((-1,) + carry.shape[2:])
             return carry
 
+        is_kind = _is_kind
         carry0 = jax.tree.map(start, kinds, shapes, is_leaf=is_kind)
 
         def body(index, carry):
@@ -176,5 +185,64 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
         stop = count if num_real_microbatches is None else num_real_microbatches
         carry = jax.lax.fori_loop(0, stop, body, carry0)
         return jax.tree.map(finish, kinds, carry, is_leaf=is_kind)
+
+    return run
+
+
+def micro_vmap(fun: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0,
+               out_axes: int = 0, *, microbatch_size: int | None = None,
+               vmap_fn: Callable[..., Callable[..., Any]] = jax.vmap,
+               accumulator: Any = AccumulationType.CONCAT,
+               num_real_microbatches: int | jax.Array | None = None) -> Callable[..., Any]:
+    """``jax.vmap(fun, in_axes)`` computed one micro-batch at a time (optax's function).
+
+    The mapped arguments (``in_axes``: one axis for all positional arguments, or one per
+    argument, ``None`` for an argument that is not mapped; keyword arguments are mapped over
+    their leading axis, as ``jax.vmap`` does) are cut into micro-batches of
+    ``microbatch_size`` rows; ``vmap_fn(fun, in_axes, 0)`` runs on each in turn. With the
+    default ``accumulator=CONCAT`` the result is ``jax.vmap``'s, every output with its batch
+    axis first; ``SUM``, ``MEAN`` (or ``RUNNING_MEAN``) reduce each output over the batch
+    axis instead, so that the whole mapped output is never held (a tree of kinds matching a
+    prefix of the output reduces its parts differently). ``microbatch_size=None`` maps the
+    whole batch at once. ``num_real_microbatches`` as :func:`microbatch`.
+
+    Only ``out_axes=0`` is supported, as in optax.
+
+    Example::
+
+        squares = gx.microbatching.micro_vmap(lambda x: x ** 2, microbatch_size=4)
+        squares(jnp.arange(8.0))                 # [0, 1, 4, ..., 49], four rows at a time
+    """
+    if out_axes != 0:
+        raise NotImplementedError(f"micro_vmap: out_axes must be 0, got {out_axes!r}")
+
+    def reduced(*args: Any, mapped_kwargs: dict[str, Any], axes: tuple) -> Any:
+        out = vmap_fn(fun, axes, 0)(*args, **mapped_kwargs)
+        kinds = _kinds(accumulator, out, "micro_vmap")
+
+        def one(kind: AccumulationType, x: Any) -> Any:
+            if kind is AccumulationType.SUM:
+                return jnp.sum(x, axis=0)
+            if kind in (AccumulationType.MEAN, AccumulationType.RUNNING_MEAN):
+                return jnp.mean(x, axis=0)
+            return x
+
+        return jax.tree.map(one, kinds, out, is_leaf=_is_kind)
+
+    @functools.wraps(fun)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        axes = (in_axes,) * len(args) if not isinstance(in_axes, Sequence) else tuple(in_axes)
+        if len(axes) != len(args):
+            raise ValueError(f"micro_vmap: in_axes has {len(axes)} entries for {len(args)} "
+                             "positional arguments")
+        mapped = [i for i, ax in enumerate(axes) if ax is not None]
+        batch_axes = [ax for ax in axes if ax is not None] + ([0] if kwargs else [])
+        if not batch_axes:
+            raise ValueError("micro_vmap: no argument is mapped (every in_axes is None)")
+        inner = functools.partial(reduced, axes=axes)
+        return microbatch(inner, argnums=mapped, microbatch_size=microbatch_size,
+                          accumulator=accumulator, argnames="mapped_kwargs" if kwargs else (),
+                          in_axes=batch_axes, num_real_microbatches=num_real_microbatches,
+                          )(*args, mapped_kwargs=kwargs)
 
     return run

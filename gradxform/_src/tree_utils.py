@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._src import dtypes, tree
+from gradxform._src import dtypes
+from gradxform._src import tree as tree_math
 from gradxform._src.base import OptState, ParamsPlaceholder, is_params_placeholder
 from gradxform._src.types import PyTree
 
@@ -116,10 +117,10 @@ def _find(node: Any, key: Any, path: KeyPath, out: list) -> None:
         _find(child, key, path + (entry,), out)
 
 
-def tree_get_all_with_path(tree_: PyTree, key: Any,
+def tree_get_all_with_path(tree: PyTree, key: Any,
                            filtering: Callable[[KeyPath, Any], bool] | None = None,
                            ) -> list[tuple[KeyPath, Any]]:
-    """Every value of ``tree_`` at ``key`` (a dict key, a NamedTuple field or a NamedTuple
+    """Every value of ``tree`` at ``key`` (a dict key, a NamedTuple field or a NamedTuple
     class name), with its path, as optax's function.
 
     Paths are tuples of JAX key entries and :class:`NamedTupleKey`; read them with
@@ -131,15 +132,15 @@ def tree_get_all_with_path(tree_: PyTree, key: Any,
         gx.tree_utils.tree_get_all_with_path(state, "mu")   # [((...ScaleByAdamState.mu), {...})]
     """
     out: list[tuple[KeyPath, Any]] = []
-    _find(tree_, key, (), out)
+    _find(tree, key, (), out)
     if filtering is not None:
         out = [(p, v) for p, v in out if filtering(p, v)]
     return out
 
 
-def tree_get(tree_: PyTree, key: Any, default: Any = None,
+def tree_get(tree: PyTree, key: Any, default: Any = None,
              filtering: Callable[[KeyPath, Any], bool] | None = None) -> Any:
-    """The value at ``key`` in ``tree_`` (see :func:`tree_get_all_with_path`), ``default`` if
+    """The value at ``key`` in ``tree`` (see :func:`tree_get_all_with_path`), ``default`` if
     there is none; a ``KeyError`` if there are several.
 
     Example::
@@ -147,7 +148,7 @@ def tree_get(tree_: PyTree, key: Any, default: Any = None,
         gx.tree_get(state, "count")   # the optimizer's step count
         gx.tree_get(state, "mu")      # Adam's first moment
     """
-    found = tree_get_all_with_path(tree_, key, filtering)
+    found = tree_get_all_with_path(tree, key, filtering)
     if len(found) > 1:
         paths = [jax.tree_util.keystr(p) for p, _ in found]
         raise KeyError(f"tree_get: {key!r} occurs {len(found)} times, at {paths}; pass "
@@ -155,9 +156,9 @@ def tree_get(tree_: PyTree, key: Any, default: Any = None,
     return found[0][1] if found else default
 
 
-def tree_set(tree_: PyTree, filtering: Callable[[KeyPath, Any], bool] | None = None, /,
+def tree_set(tree: PyTree, filtering: Callable[[KeyPath, Any], bool] | None = None, /,
              **kwargs: Any) -> PyTree:
-    """A copy of ``tree_`` with the values at the given keys replaced, as optax's function.
+    """A copy of ``tree`` with the values at the given keys replaced, as optax's function.
 
     Keys are dict keys, NamedTuple fields or NamedTuple class names (the whole NamedTuple is
     replaced); every occurrence that ``filtering(path, value)`` accepts is replaced. Every key
@@ -170,7 +171,7 @@ def tree_set(tree_: PyTree, filtering: Callable[[KeyPath, Any], bool] | None = N
         state = gx.tree_set(state, learning_rate=3e-4)   # an inject_hyperparams state
     """
     for key in kwargs:
-        if not tree_get_all_with_path(tree_, key, filtering):
+        if not tree_get_all_with_path(tree, key, filtering):
             extra = " given the filtering function" if filtering is not None else ""
             raise KeyError(f"tree_set: no value at {key!r}{extra} in the tree")
 
@@ -194,7 +195,7 @@ def tree_set(tree_: PyTree, filtering: Callable[[KeyPath, Any], bool] | None = N
                 new.append(rebuild(child, path + (entry,)))
         return unflatten(new)
 
-    return rebuild(tree_, ())
+    return rebuild(tree, ())
 
 
 def tree_map_params(initable: Any, f: Callable[..., Any], state: PyTree, /, *rest: Any,
@@ -278,9 +279,9 @@ def tree_div(tree_x: PyTree, tree_y: PyTree) -> PyTree:
     return jax.tree.map(operator.truediv, tree_x, tree_y)
 
 
-def tree_scale(scalar: Any, tree_: PyTree) -> PyTree:
-    """``scalar * tree_``; a scalar is cast to each leaf's dtype first."""
-    return jax.tree.map(lambda x: _scalar_like(scalar, x) * x, tree_)
+def tree_scale(scalar: Any, tree: PyTree) -> PyTree:
+    """``scalar * tree``; a scalar is cast to each leaf's dtype first."""
+    return jax.tree.map(lambda x: _scalar_like(scalar, x) * x, tree)
 
 
 def tree_add_scale(tree_x: PyTree, scalar: Any, tree_y: PyTree) -> PyTree:
@@ -302,10 +303,10 @@ def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
     return functools.reduce(operator.add, parts) if parts else jnp.asarray(0)
 
 
-def tree_sum(tree_: PyTree, associative_reduction: bool = False) -> jax.Array:
+def tree_sum(tree: PyTree, associative_reduction: bool = False) -> jax.Array:
     """The sum of every entry of every leaf (``associative_reduction`` sums the leaves' sums
     as a balanced tree, which may round differently)."""
-    sums = [jnp.sum(x) for x in jax.tree.leaves(tree_)]
+    sums = [jnp.sum(x) for x in jax.tree.leaves(tree)]
     if not sums:
         return jnp.asarray(0)
     if associative_reduction:
@@ -316,34 +317,34 @@ def tree_sum(tree_: PyTree, associative_reduction: bool = False) -> jax.Array:
     return functools.reduce(operator.add, sums)
 
 
-def tree_max(tree_: PyTree) -> jax.Array:
+def tree_max(tree: PyTree) -> jax.Array:
     """The largest entry of any leaf (``-inf`` for a tree without entries)."""
-    parts = [jnp.max(x) for x in jax.tree.leaves(tree_) if jnp.size(x)]
+    parts = [jnp.max(x) for x in jax.tree.leaves(tree) if jnp.size(x)]
     return functools.reduce(jnp.maximum, parts) if parts else jnp.asarray(-jnp.inf)
 
 
-def tree_min(tree_: PyTree) -> jax.Array:
+def tree_min(tree: PyTree) -> jax.Array:
     """The smallest entry of any leaf (``inf`` for a tree without entries)."""
-    parts = [jnp.min(x) for x in jax.tree.leaves(tree_) if jnp.size(x)]
+    parts = [jnp.min(x) for x in jax.tree.leaves(tree) if jnp.size(x)]
     return functools.reduce(jnp.minimum, parts) if parts else jnp.asarray(jnp.inf)
 
 
-def tree_size(tree_: PyTree) -> int:
+def tree_size(tree: PyTree) -> int:
     """The number of entries of all leaves together."""
-    return sum(int(np.size(x)) for x in jax.tree.leaves(tree_))
+    return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
 
 
-def tree_conj(tree_: PyTree) -> PyTree:
+def tree_conj(tree: PyTree) -> PyTree:
     """The complex conjugate of every leaf."""
-    return jax.tree.map(jnp.conj, tree_)
+    return jax.tree.map(jnp.conj, tree)
 
 
-def tree_real(tree_: PyTree) -> PyTree:
+def tree_real(tree: PyTree) -> PyTree:
     """The real part of every leaf."""
-    return jax.tree.map(jnp.real, tree_)
+    return jax.tree.map(jnp.real, tree)
 
 
-def tree_norm(tree_: PyTree, ord: Any = None, squared: bool = False) -> jax.Array:  # noqa: A002
+def tree_norm(tree: PyTree, ord: Any = None, squared: bool = False) -> jax.Array:  # noqa: A002
     r"""The vector norm of all leaves together: ``ord`` = 2 (default), 1 or ``inf``.
 
     .. math:: \lVert x \rVert_2 = \Big(\sum_i |x_i|^2\Big)^{1/2}, \quad
@@ -353,40 +354,40 @@ def tree_norm(tree_: PyTree, ord: Any = None, squared: bool = False) -> jax.Arra
     optimizers' own norms (``gx.global_norm``) accumulate in float32.
     """
     if ord is None or ord == 2:
-        total = tree_sum(jax.tree.map(tree.abs_sq, tree_))
+        total = tree_sum(jax.tree.map(tree_math.abs_sq, tree))
         return jnp.asarray(total if squared else jnp.sqrt(total))
     if ord == 1:
-        value = tree_sum(jax.tree.map(jnp.abs, tree_))
+        value = tree_sum(jax.tree.map(jnp.abs, tree))
     elif ord in (jnp.inf, "inf", "infinity"):
-        value = tree_max(jax.tree.map(jnp.abs, tree_))
+        value = tree_max(jax.tree.map(jnp.abs, tree))
     else:
         raise ValueError(f"tree_norm: ord must be None, 1, 2 or inf, got {ord!r}")
     return jnp.asarray(value * value if squared else value)
 
 
-def tree_batch_shape(tree_: PyTree, shape: tuple[int, ...] = ()) -> PyTree:
+def tree_batch_shape(tree: PyTree, shape: tuple[int, ...] = ()) -> PyTree:
     """Every leaf broadcast to ``shape + leaf.shape`` (leading batch axes)."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (*shape, *jnp.shape(x))), tree_)
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (*shape, *jnp.shape(x))), tree)
 
 
-def tree_zeros_like(tree_: PyTree, dtype: Any = None) -> PyTree:
+def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
     """Zeros shaped like every leaf (in ``dtype`` if given)."""
-    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree_)
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
 
 
-def tree_ones_like(tree_: PyTree, dtype: Any = None) -> PyTree:
+def tree_ones_like(tree: PyTree, dtype: Any = None) -> PyTree:
     """Ones shaped like every leaf (in ``dtype`` if given)."""
-    return jax.tree.map(lambda x: jnp.ones_like(x, dtype=dtype), tree_)
+    return jax.tree.map(lambda x: jnp.ones_like(x, dtype=dtype), tree)
 
 
-def tree_full_like(tree_: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
+def tree_full_like(tree: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
     """``fill_value`` everywhere, shaped like every leaf (in ``dtype`` if given)."""
-    return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree_)
+    return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
 
 
-def tree_clip(tree_: PyTree, min_value: Any = None, max_value: Any = None) -> PyTree:
+def tree_clip(tree: PyTree, min_value: Any = None, max_value: Any = None) -> PyTree:
     """Every entry clipped to ``[min_value, max_value]`` (``None``: no bound)."""
-    return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value), tree_)
+    return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value), tree)
 
 
 def tree_where(condition: Any, tree_x: PyTree, tree_y: PyTree) -> PyTree:
@@ -402,17 +403,17 @@ def tree_allclose(a: PyTree, b: PyTree, rtol: Any = 1e-5, atol: Any = 1e-8,
     return functools.reduce(operator.and_, results, True)
 
 
-def tree_cast(tree_: PyTree, dtype: Any) -> PyTree:
+def tree_cast(tree: PyTree, dtype: Any) -> PyTree:
     """Every leaf cast to ``dtype`` (the tree unchanged if ``dtype`` is ``None``)."""
     if dtype is None:
-        return tree_
-    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree_)
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
 
 
-def tree_cast_like(tree_: PyTree, other_tree: PyTree) -> PyTree:
+def tree_cast_like(tree: PyTree, other_tree: PyTree) -> PyTree:
     """Every leaf cast to the dtype of the matching leaf of ``other_tree``."""
     return jax.tree.map(lambda x, o: jnp.asarray(x).astype(o.dtype) if hasattr(o, "dtype")
-                        else x, tree_, other_tree)
+                        else x, tree, other_tree)
 
 
 def _dtype_of(x: Any) -> np.dtype:
@@ -430,11 +431,11 @@ def _order(a: Any, b: Any, highest: bool) -> np.dtype:
     return b if joined == a else a
 
 
-def tree_dtype(tree_: PyTree, mixed_dtype_handler: str | None = None) -> np.dtype:
+def tree_dtype(tree: PyTree, mixed_dtype_handler: str | None = None) -> np.dtype:
     """The dtype of the leaves: their common dtype (``None``: an error if they differ), or
     ``"promote"``, ``"highest"`` or ``"lowest"`` of them. JAX's default float dtype for a tree
     without leaves."""
-    leaves = jax.tree.leaves(tree_)
+    leaves = jax.tree.leaves(tree)
     if not leaves:
         return np.dtype(jnp.asarray([]).dtype)
     found = [_dtype_of(x) for x in leaves]
@@ -491,14 +492,14 @@ def tree_unwrap_random_key_data(input_tree: PyTree) -> PyTree:
 def tree_update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> PyTree:
     r"""The moment update :math:`m \leftarrow (1 - \beta)\, g^{k} + \beta\, m` (``order`` =
     :math:`k`), in each moment's dtype (``None`` leaves stay ``None``)."""
-    return tree.update_moment(updates, moments, decay, order)
+    return tree_math.update_moment(updates, moments, decay, order)
 
 
 def tree_update_moment_per_elem_norm(updates: PyTree, moments: PyTree, decay: Any,
                                      order: int) -> PyTree:
     r""":math:`v \leftarrow (1 - \beta)\, |g|^{k} + \beta\, v` (real for complex ``g``), in each
     moment's dtype."""
-    return tree.update_moment_per_elem_norm(updates, moments, decay, order)
+    return tree_math.update_moment_per_elem_norm(updates, moments, decay, order)
 
 
 def tree_update_infinity_moment(updates: PyTree, moments: PyTree, decay: Any,
@@ -509,12 +510,12 @@ def tree_update_infinity_moment(updates: PyTree, moments: PyTree, decay: Any,
         if g is None:
             return None
         g = dtypes.cast(g, u.dtype)
-        return jnp.maximum(jnp.abs(g) + tree.scalar(eps, u.dtype),
-                           tree.scalar(decay, u.dtype) * u)
+        return jnp.maximum(jnp.abs(g) + tree_math.scalar(eps, u.dtype),
+                           tree_math.scalar(decay, u.dtype) * u)
 
     return jax.tree.map(one, updates, moments, is_leaf=lambda x: x is None)
 
 
 def tree_bias_correction(moment: PyTree, decay: Any, count: Any) -> PyTree:
     r"""Bias correction :math:`m / (1 - \beta^{t})` with :math:`t` = ``count``."""
-    return tree.bias_correction(moment, decay, jnp.asarray(count))
+    return tree_math.bias_correction(moment, decay, jnp.asarray(count))
