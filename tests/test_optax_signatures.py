@@ -701,7 +701,7 @@ def _members(namespace: str) -> list[str]:
 
 MEMBERS = [(ns, member) for ns in NAMESPACES for member in _members(ns)]
 # optax members gradxform does not have yet; the guide names each of them.
-NOT_PROVIDED = {("microbatching", "Accumulator"), ("microbatching", "micro_grad")}
+NOT_PROVIDED: set[tuple[str, str]] = set()
 
 
 def member_difference(namespace: str, member: str) -> str | None:

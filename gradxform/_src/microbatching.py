@@ -14,6 +14,8 @@ across calls of ``update`` (across steps of the training loop) instead of inside
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable, Sequence
@@ -24,7 +26,12 @@ import jax.numpy as jnp
 
 from gradxform._src.types import PyTree
 
-__all__ = ["AccumulationType", "microbatch", "micro_vmap", "reshape_batch_axis"]
+__all__ = ["AccumulationType", "Accumulator", "IndividualOutputs", "microbatch", "micro_vmap",
+           "micro_grad", "reshape_batch_axis"]
+
+#: The per-example outputs of :func:`micro_grad` besides the gradient: the objective's values,
+#: ``metrics_fn`` of each example's gradient, and the objective's auxiliary output (optax's).
+IndividualOutputs = collections.namedtuple("IndividualOutputs", ["values", "metrics", "aux"])
 
 
 class AccumulationType(enum.Enum):
@@ -50,27 +57,110 @@ def _accumulation(value: Any) -> AccumulationType:
         return AccumulationType[str(name).upper()]
     except KeyError:
         raise ValueError(f"microbatch: accumulator must be 'sum', 'mean', 'running_mean' or "
-                         f"'concat' (or optax's AccumulationType), got {value!r}") from None
+                         f"'concat' (or optax's AccumulationType, or an Accumulator), got "
+                         f"{value!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Accumulator:
+    """A way of combining the results of the micro-batches (optax's class).
+
+    For the results ``x_0, ..., x_{n-1}`` of ``n`` micro-batches, :func:`microbatch` computes::
+
+        carry = init(shapes)                  # shapes: jax.ShapeDtypeStruct of one result
+        for i in range(n):
+            carry = update(carry, x_i, i)
+        return finalize(carry)
+
+    and :func:`micro_vmap` reduces the rows of one micro-batch with ``aggregate(rows)`` first
+    (each leaf with its batch axis first). An accumulator placed at a node of the accumulator
+    tree receives that node's whole subtree of the result. The :class:`AccumulationType`
+    members are accumulators built in.
+
+    Example (the largest result over the micro-batches)::
+
+        maximum = gx.microbatching.Accumulator(
+            init=lambda s: jax.tree.map(lambda x: jnp.full(x.shape, -jnp.inf, x.dtype), s),
+            update=lambda c, x, i: jax.tree.map(jnp.maximum, c, x),
+            finalize=lambda c: c,
+            aggregate=lambda rows: jax.tree.map(lambda r: jnp.max(r, axis=0), rows))
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any], Any]
+    finalize: Callable[[Any], Any]
+    aggregate: Callable[[Any], Any]
 
 
 def _is_accumulation(x: Any) -> bool:
-    return isinstance(x, (AccumulationType, str)) or type(x).__name__ == "AccumulationType"
+    return (isinstance(x, (AccumulationType, str, Accumulator))
+            or type(x).__name__ == "AccumulationType")
 
 
-def _is_kind(x: Any) -> bool:
-    return isinstance(x, AccumulationType)
+def _per_leaf(init: Callable[[Any], Any], update: Callable[[Any, Any, Any], Any],
+              finalize: Callable[[Any], Any], aggregate: Callable[[Any], Any]) -> Accumulator:
+    """An accumulator of a subtree from functions of one leaf."""
+    return Accumulator(
+        init=lambda shapes: jax.tree.map(init, shapes),
+        update=lambda carry, value, i: jax.tree.map(lambda c, v: update(c, v, i), carry, value),
+        finalize=lambda carry: jax.tree.map(finalize, carry),
+        aggregate=lambda rows: jax.tree.map(aggregate, rows))
 
 
-def _kinds(accumulator: Any, output: Any, caller: str) -> Any:
-    """One :class:`AccumulationType` per leaf of ``output``, from ``accumulator`` (a kind, or a
-    tree of kinds matching a prefix of ``output``)."""
-    kinds = jax.tree.map(_accumulation, accumulator, is_leaf=_is_accumulation)
+def _floating_zeros(caller: str) -> Callable[[Any], jax.Array]:
+    def zeros(s: Any) -> jax.Array:
+        if not jnp.issubdtype(s.dtype, jnp.inexact):
+            raise ValueError(f"{caller}: MEAN and RUNNING_MEAN need floating-point results, "
+                             f"got {s.dtype}")
+        return jnp.zeros(s.shape, s.dtype)
+    return zeros
+
+
+def _built_in(kind: AccumulationType, count: int, caller: str) -> Accumulator:
+    """The accumulator of ``kind`` for ``count`` micro-batches."""
+    mean_axis0 = functools.partial(jnp.mean, axis=0)
+    if kind is AccumulationType.SUM:
+        return _per_leaf(lambda s: jnp.zeros(s.shape, s.dtype), lambda c, v, i: c + v,
+                         lambda c: c, functools.partial(jnp.sum, axis=0))
+    if kind is AccumulationType.MEAN:
+        return _per_leaf(_floating_zeros(caller), lambda c, v, i: c + v,
+                         lambda c: c / jnp.asarray(count, c.dtype), mean_axis0)
+    if kind is AccumulationType.RUNNING_MEAN:
+        return _per_leaf(_floating_zeros(caller),
+                         lambda c, v, i: c + (v - c) / (i + 1).astype(c.dtype),
+                         lambda c: c, mean_axis0)
+
+    def merge(carry: jax.Array) -> jax.Array:   # back to the order of the batch
+        return jnp.moveaxis(carry, 0, 1).reshape((-1,) + carry.shape[2:])
+
+    return _per_leaf(lambda s: jnp.zeros((count,) + tuple(s.shape), s.dtype),
+                     lambda c, v, i: c.at[i].set(v), merge, lambda rows: rows)
+
+
+def _accumulators(accumulator: Any, output: Any, count: int, caller: str) -> Any:
+    """A tree of :class:`Accumulator` matching a prefix of ``output``, from ``accumulator`` (an
+    accumulator, a kind or its name, or a tree of them)."""
+
+    def one(x: Any) -> Accumulator:
+        return x if isinstance(x, Accumulator) else _built_in(_accumulation(x), count, caller)
+
+    accumulators = jax.tree.map(one, accumulator, is_leaf=_is_accumulation)
     try:
-        return jax.tree.map(lambda kind, sub: jax.tree.map(lambda _: kind, sub), kinds, output,
-                            is_leaf=_is_kind)
+        jax.tree.map(lambda a, sub: None, accumulators, output, is_leaf=_is_accumulator)
     except ValueError as e:
         raise ValueError(f"{caller}: the accumulator {accumulator!r} is not a prefix of the "
                          f"structure of fun's output {jax.tree.structure(output)}") from e
+    return accumulators
+
+
+def _is_accumulator(x: Any) -> bool:
+    return isinstance(x, Accumulator)
+
+
+def _each(method: str, accumulators: Any, *trees: Any, extra: tuple = ()) -> Any:
+    """``accumulator.<method>(subtree, ..., *extra)`` for every accumulator of the tree."""
+    return jax.tree.map(lambda acc, *subs: getattr(acc, method)(*subs, *extra), accumulators,
+                        *trees, is_leaf=_is_accumulator)
 
 
 def reshape_batch_axis(tree: PyTree, microbatch_size: int, axis: int = 0) -> PyTree:
@@ -148,43 +238,15 @@ def microbatch(fun: Callable[..., Any], argnums: int | Sequence[int], microbatch
             return fun(*a, **k)
 
         shapes = jax.eval_shape(call, 0)
-        kinds = _kinds(accumulator, shapes, "microbatch")
-
-        def start(kind, s):
-            if kind in (AccumulationType.MEAN, AccumulationType.RUNNING_MEAN) and not \
-                    jnp.issubdtype(s.dtype, jnp.inexact):
-                raise ValueError("microbatch: MEAN and RUNNING_MEAN need floating-point "
-                                 f"results, got {s.dtype}")
-            if kind is AccumulationType.CONCAT:
-                return jnp.zeros((count,) + s.shape, s.dtype)
-            return jnp.zeros(s.shape, s.dtype)
-
-        def add(kind, carry, value, index):
-            if kind is AccumulationType.CONCAT:
-                return carry.at[index].set(value)
-            if kind is AccumulationType.RUNNING_MEAN:
-                return carry + (value - carry) / (index + 1).astype(carry.dtype)
-            return carry + value
-
-        def finish(kind, carry):
-            if kind is AccumulationType.MEAN:
-                return carry / jnp.asarray(count, carry.dtype)
-            if kind is AccumulationType.CONCAT:  # back to the order of the batch
-                merged = jnp.moveaxis(carry, 0, 1)
-                return merged.reshape((-1,) + carry.shape[2:])
-            return carry
-
-        is_kind = _is_kind
-        carry0 = jax.tree.map(start, kinds, shapes, is_leaf=is_kind)
+        accumulators = _accumulators(accumulator, shapes, count, "microbatch")
+        carry0 = _each("init", accumulators, shapes)
 
         def body(index, carry):
-            out = call(index)
-            return jax.tree.map(lambda kind, c, v: add(kind, c, v, index), kinds, carry, out,
-                                is_leaf=is_kind)
+            return _each("update", accumulators, carry, call(index), extra=(index,))
 
         stop = count if num_real_microbatches is None else num_real_microbatches
         carry = jax.lax.fori_loop(0, stop, body, carry0)
-        return jax.tree.map(finish, kinds, carry, is_leaf=is_kind)
+        return _each("finalize", accumulators, carry)
 
     return run
 
@@ -218,16 +280,9 @@ def micro_vmap(fun: Callable[..., Any], in_axes: int | None | Sequence[int | Non
 
     def reduced(*args: Any, mapped_kwargs: dict[str, Any], axes: tuple) -> Any:
         out = vmap_fn(fun, axes, 0)(*args, **mapped_kwargs)
-        kinds = _kinds(accumulator, out, "micro_vmap")
-
-        def one(kind: AccumulationType, x: Any) -> Any:
-            if kind is AccumulationType.SUM:
-                return jnp.sum(x, axis=0)
-            if kind in (AccumulationType.MEAN, AccumulationType.RUNNING_MEAN):
-                return jnp.mean(x, axis=0)
-            return x
-
-        return jax.tree.map(one, kinds, out, is_leaf=_is_kind)
+        rows = jax.tree.leaves(out)[0].shape[0] if jax.tree.leaves(out) else 1
+        # only ``aggregate`` is used here, which does not depend on the number of micro-batches
+        return _each("aggregate", _accumulators(accumulator, out, rows, "micro_vmap"), out)
 
     @functools.wraps(fun)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -244,5 +299,64 @@ def micro_vmap(fun: Callable[..., Any], in_axes: int | None | Sequence[int | Non
                           accumulator=accumulator, argnames="mapped_kwargs" if kwargs else (),
                           in_axes=batch_axes, num_real_microbatches=num_real_microbatches,
                           )(*args, mapped_kwargs=kwargs)
+
+    return run
+
+
+def micro_grad(fun: Callable[..., Any], has_aux: bool = False,
+               argnums: int | Sequence[int] = 0, *, batch_argnums: int | Sequence[int] = 1,
+               keep_batch_dim: bool = True, microbatch_size: int | None = None,
+               accumulator: Any = AccumulationType.SUM,
+               transform_fn: Callable[[Any], Any] = lambda g: g,
+               metrics_fn: Callable[[Any], Any] = lambda g: None,
+               num_real_microbatches: int | jax.Array | None = None) -> Callable[..., Any]:
+    r"""Per-example gradients, transformed and combined, one micro-batch at a time (optax's).
+
+    .. math:: G = \mathrm{acc}_{i}\ \mathrm{transform}\big(\nabla_\theta f(\theta, b_i)\big)
+
+    Each example ``b_i`` of the arguments ``batch_argnums`` (their leading axis is the batch)
+    gets its own gradient of ``fun`` with respect to ``argnums``; ``transform_fn`` is applied to
+    it (per-example clipping, squares for a second moment, ...) and the results are combined
+    over the batch by ``accumulator`` (``SUM`` by default, ``MEAN``, or a tree of kinds or
+    :class:`Accumulator`\ s for the parts of ``transform_fn``'s output). The batch is processed
+    ``microbatch_size`` examples at a time (:func:`micro_vmap`), so memory holds one
+    micro-batch of per-example gradients. ``keep_batch_dim=True`` gives ``fun`` each example
+    with a batch axis of size 1 (a loss written for batches works unchanged).
+
+    Returns a function of ``fun``'s arguments giving ``(combined, aux)``, with ``aux`` an
+    :class:`IndividualOutputs` of per-example ``values``, ``metrics`` (``metrics_fn`` of each
+    example's gradient, before ``transform_fn``) and ``aux`` (``fun``'s auxiliary output when
+    ``has_aux``).
+
+    Example (per-example clipping, as in DP-SGD)::
+
+        def clip(g):
+            return gx.tree.scale(jnp.minimum(1.0, 1.0 / gx.tree.norm(g)), g)
+
+        grads, aux = gx.microbatching.micro_grad(loss, batch_argnums=(1, 2),
+                                                 transform_fn=clip,
+                                                 microbatch_size=32)(params, x, y)
+    """
+    batch = (batch_argnums,) if isinstance(batch_argnums, int) else tuple(batch_argnums)
+    if not batch:
+        raise ValueError("micro_grad: batch_argnums must name at least one argument")
+    with_aux = fun if has_aux else (lambda *a, **k: (fun(*a, **k), None))
+    value_and_grad = jax.value_and_grad(with_aux, argnums, has_aux=True)
+
+    def per_example(*args: Any, **kwargs: Any) -> tuple[Any, IndividualOutputs]:
+        if keep_batch_dim:
+            args = tuple(jax.tree.map(lambda x: jnp.expand_dims(x, 0), a) if i in batch else a
+                         for i, a in enumerate(args))
+        (value, aux), grad = value_and_grad(*args, **kwargs)
+        return transform_fn(grad), IndividualOutputs(value, metrics_fn(grad), aux)
+
+    in_axes = [0 if i in batch else None for i in range(max(batch) + 1)]
+
+    def run(*args: Any, **kwargs: Any) -> tuple[Any, IndividualOutputs]:
+        axes = in_axes + [None] * (len(args) - len(in_axes))
+        mapped = micro_vmap(per_example, in_axes=axes, microbatch_size=microbatch_size,
+                            accumulator=(accumulator, AccumulationType.CONCAT),
+                            num_real_microbatches=num_real_microbatches)
+        return mapped(*args, **kwargs)
 
     return run
