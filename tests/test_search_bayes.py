@@ -90,10 +90,13 @@ def test_resume_gives_the_same_proposals():
 
 
 def test_no_recompilation_as_observations_grow_within_a_capacity():
-    tuner = run(Bayes(BRANIN, seed=4), branin, 9)           # capacity 16 from here to 15
+    # Capacity 64 from the first GP proposal to 64 trials: the fit (full or warm-started) and
+    # the acquisition (single points and batches) compile once.
+    tuner = run(Bayes(BRANIN, seed=4), branin, 9)
     tuner.tell(tuner.ask(1), [1.0])
     before = dict(bayes_module.TRACE_COUNTS)
-    run(tuner, branin, 15)
+    run(tuner, branin, 20)
+    run(tuner, branin, 28, batch=4)
     assert bayes_module.TRACE_COUNTS == before
 
 

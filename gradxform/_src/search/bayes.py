@@ -3,19 +3,23 @@ r"""Bayesian optimisation: a Gaussian-process surrogate and log expected improve
 :class:`Bayes` proposes configurations from what it has been told: a few scrambled Sobol points
 first, then, each round,
 
-1. the values are imputed where trials failed (with the worst value seen), standardised and
-   negated (the surrogate maximises), and put into a padded buffer (:mod:`gp`);
-2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`:
-   several starts (vmapped) when the buffer is new, else a short run warm-started from the last
-   fit;
+1. the values are imputed where trials failed (with the worst value seen), warped by a
+   Yeo-Johnson power transform whose exponent the data choose (heavy-tailed losses become
+   nearly Gaussian, :mod:`warping`), standardised and negated (the surrogate maximises), and
+   put into a padded buffer (:mod:`gp`);
+2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`,
+   four vmapped starts: the last fit and draws from the prior when the buffer is new (and every
+   few rounds), else a short run from the last fit and small perturbations of it;
 3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
    candidates and perturbations of the best points, refined by projected gradient ascent;
 4. for a batch of ``k`` points, each chosen point is added to the data with the posterior mean
    as its value (the *Kriging believer*) and the acquisition is maximised again, without
    refitting; configurations already evaluated, pending or chosen are never proposed twice.
 
-Each compiled function has fixed shapes per buffer capacity (powers of two), so a search of a
-hundred trials compiles a handful of times, not once per observation.
+Both compiled functions (the fit and the acquisition) have fixed shapes per buffer capacity
+(a power of two, at least :data:`MIN_CAPACITY`): a new observation, a warm-started fit and
+each point of a batch reuse the same two programs, so a search of up to 64 trials compiles
+twice in all, not once per observation.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +46,13 @@ __all__ = ["TRACE_COUNTS", "Bayes"]
 TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
 _BATCH_KINDS = ("believer",)
-#: The smallest observation buffer: below 32 rows the GP costs next to nothing, and one
-#: capacity for the first 32 trials saves two compilations.
-MIN_CAPACITY = 32
+#: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
+#: one capacity for the first 64 trials means that a search of up to 64 trials compiles two
+#: programs (the fit and the acquisition) in all; 65 to 128 trials compile two more.
+MIN_CAPACITY = 64
+#: The number of vmapped starts of every hyperparameter fit (full or warm-started: one shape,
+#: so one compiled program).
+FIT_STARTS = 4
 
 
 def _fit(data, starts, steps, learning_rate):
@@ -67,7 +75,7 @@ def _acquire(params, x, y, real, rows, candidates, free, beta, kind, starts, ste
                         steps=steps, learning_rate=learning_rate)
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("steps",))
+_fit_jit = jax.jit(_fit)
 _acquire_jit = jax.jit(_acquire, static_argnames=("kind", "starts", "steps"))
 
 
@@ -87,7 +95,7 @@ class _SingleThreadedBlas:
         if cls._controller is None:
             try:
                 import scipy.linalg  # noqa: F401 - load the BLAS jaxlib uses before listing it
-                from threadpoolctl import ThreadpoolController
+                from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
                 cls._controller = ThreadpoolController()
             except ImportError:  # pragma: no cover - threadpoolctl not installed
                 cls._controller = False
@@ -167,9 +175,12 @@ class Bayes(Tuner):
       Learning Algorithms*, NeurIPS 2012.
     """
 
-    #: (starts, rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
-    full_fit = (4, 60, 0.1)
-    warm_fit = (1, 20, 0.02)
+    #: (rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
+    full_fit = (60, 0.1)
+    warm_fit = (12, 0.02)
+    #: A full fit (from the prior's mode and draws from the prior, besides the last fit)
+    #: every this many fits; the others are warm-started from the last fit.
+    refit_every = 8
     #: Gradient-ascent steps and initial step of the acquisition maximisation.
     ascent = (50, 0.02)
 
@@ -203,6 +214,7 @@ class Bayes(Tuner):
         self._encoded: list[np.ndarray] = []
         self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
         self._fit_capacity = 0
+        self._fits = 0
         groups = self.space.groups
         self._free = np.zeros(dim, bool)
         for g in groups:
@@ -362,17 +374,25 @@ class Bayes(Tuner):
 
     def _fit(self, data: gp.Data, capacity: int) -> gp.Params:
         dim = self.space.dim
-        if self._params is None or capacity != self._fit_capacity or capacity <= 32:
-            n_starts, steps, lr = self.full_fit
-            first = gp.prior_params(dim) if self._params is None else self._params
-            others = gp.sample_prior_params(self.rng, dim, n_starts - 1)
-            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]),
-                                  first, others)
+        last = self._params
+        if last is None or capacity != self._fit_capacity or self._fits % self.refit_every == 0:
+            steps, lr = self.full_fit
+            first = gp.prior_params(dim) if last is None else last
+            others = gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1)
             self._fit_capacity = capacity
         else:
-            n_starts, steps, lr = self.warm_fit
-            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], self._params)
-        params, _ = _fit_jit(data, starts, steps, jnp.asarray(lr, jnp.float64))
+            # The last fit and small perturbations of it: the posterior moves little when one
+            # observation is added.
+            steps, lr = self.warm_fit
+            first = last
+            noise = self.rng.standard_normal((FIT_STARTS - 1, dim + 2)) * 0.1
+            others = gp.Params(first.log_lengthscale[None] + noise[:, :dim],
+                               first.log_signal + noise[:, dim],
+                               first.log_noise + noise[:, dim + 1])
+        starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None],
+                                                            jnp.asarray(b)]), first, others)
+        params, _ = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64))
+        self._fits += 1
         self._params = jax.tree.map(np.asarray, params)
         return params
 
@@ -382,7 +402,7 @@ class Bayes(Tuner):
         params = None if self._params is None else {
             k: np.asarray(v).tolist() for k, v in self._params._asdict().items()}
         return {**super().state_dict(), "design_drawn": self._design_drawn,
-                "gp_params": params, "fit_capacity": self._fit_capacity}
+                "gp_params": params, "fit_capacity": self._fit_capacity, "fits": self._fits}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -391,5 +411,6 @@ class Bayes(Tuner):
         self._design.fast_forward(self._design_drawn)
         params = state.get("gp_params")
         self._params = None if params is None else gp.Params(
-            **{k: np.asarray(v, np.float64) for k, v in params.items()})
+            **{k: cast(Any, np.asarray(v, np.float64)) for k, v in params.items()})
         self._fit_capacity = int(state.get("fit_capacity", 0))
+        self._fits = int(state.get("fits", 0))

@@ -55,7 +55,7 @@ lets deterministic objectives reach the floor and noisy ones learn their noise.)
 
 The maximisation uses gradxform's own :func:`gradxform.rprop`, vmapped over several starting
 points (the previous fit, the prior's centre, draws from the prior) and run in one
-``lax.scan``; the start with the best final objective wins. Rprop suits this full-batch,
+``lax.fori_loop``; the start with the best final objective wins. Rprop suits this full-batch,
 badly scaled problem (Blum & Riedmiller 2013): its step sizes grow geometrically while a
 gradient keeps its sign, so the log noise travels from its prior centre to the floor in a few
 tens of steps, where Adam with a decaying step needs thousands. The gradient is computed in
@@ -341,10 +341,9 @@ def sample_prior_params(rng: np.random.Generator, dim: int, n: int,
                         shrink: float = 0.5) -> Params:
     """``n`` draws around the prior's mode (its scales times ``shrink``), stacked."""
     (m_l, m_s, m_n), (s_l, s_s, s_n) = _prior_mode(dim), _PRIOR_SCALE
-    out = Params(m_l + shrink * s_l * rng.standard_normal((n, dim)),
-                 m_s + shrink * s_s * rng.standard_normal(n),
-                 m_n + shrink * s_n * rng.standard_normal(n))
-    return _clip(jax.tree.map(lambda a: jnp.asarray(a, F64), out))
+    return _clip(Params(jnp.asarray(m_l + shrink * s_l * rng.standard_normal((n, dim)), F64),
+                        jnp.asarray(m_s + shrink * s_s * rng.standard_normal(n), F64),
+                        jnp.asarray(m_n + shrink * s_n * rng.standard_normal(n), F64)))
 
 
 def _clip(params: Params) -> Params:
@@ -365,14 +364,15 @@ def _objective_and_grad(params: Params, data: Data,
     return -(value + prior), jax.tree.map(lambda a, b: -(a + b), grad, prior_grad)
 
 
-def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0.1,
-        optimizer: Any = None) -> tuple[Params, jax.Array]:
+def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
+        learning_rate: float = 0.1, optimizer: Any = None) -> tuple[Params, jax.Array]:
     """Maximise the log marginal likelihood plus log prior from each start; keep the best.
 
     Args:
       data: the padded observations, targets standardised.
       starts: hyperparameters stacked on a leading axis (one row per start).
-      steps: optimizer steps per start.
+      steps: optimizer steps per start: a Python int, or an integer array (then a short
+        warm-started fit and a long fit from scratch run the same compiled program).
       learning_rate: the initial step size of the default optimizer, in log units.
       optimizer: a gradxform transformation that minimises (default
         ``gradxform.rprop(learning_rate=learning_rate, max_step_size=1.0)``). Being a value,
@@ -383,7 +383,7 @@ def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0
       ``(best, log_posteriors)``: the best start's fitted hyperparameters and the final log
       marginal likelihood plus log prior of every start.
 
-    Traceable; jit it with ``steps`` static. Needs float64 (``jax.enable_x64``).
+    Traceable. Needs float64 (``jax.enable_x64``).
     """
     opt = optimizer if optimizer is not None else rprop(learning_rate=learning_rate,
                                                         max_step_size=1.0)
@@ -391,7 +391,7 @@ def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0
     sqdiff = squared_differences(data.x)
 
     def run(p0: Params):
-        def body(carry, _):
+        def body(_, carry):
             p, state = carry
             v, g = _objective_and_grad(p, data, sqdiff)
             # A failed factorisation (non-finite objective) leaves the point where it is.
@@ -399,9 +399,9 @@ def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0
                 [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(g)]))
             g = jax.tree.map(lambda a: jnp.where(ok, a, 0.0), g)
             u, state = opt.update(g, state, p)
-            return (_clip(apply_updates(p, u)), state), None
+            return _clip(apply_updates(p, u)), state
 
-        (p, _), _ = lax.scan(body, (p0, opt.init(p0)), None, length=steps)
+        p, _ = lax.fori_loop(0, steps, body, (p0, opt.init(p0)))
         v, _ = _objective_and_grad(p, data, sqdiff)
         return p, jnp.where(jnp.isfinite(v), -v, -jnp.inf)
 
