@@ -4,7 +4,9 @@ For each dimension and observation count ``n``, a tuner is told ``n - warm`` qua
 observations of Hartmann-like test values, then runs ``warm`` ask/tell rounds (compiling what
 it needs and fitting its GP the first time), and the next ``ask(1)`` (at ``n`` observations) is
 timed; the median over ``--repeats`` tuners is printed, beside the first (compiling) ask of the
-whole run. Also times ``ask(4)`` per point.
+whole run. Also times ``ask(4)`` per point. Wall-clock and CPU milliseconds (the process's CPU
+time, all threads: on a loaded machine the wall clock measures the load as much as the
+tuner).
 
 Usage::
 
@@ -42,10 +44,10 @@ def time_ask(dim, n, k, seed, warm):
         c = tuner.ask(1)
         tuner.tell(c, [objective(np.array(list(x.values()))) for x in c])
     traced = sum(bayes_module.TRACE_COUNTS.values())
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     tuner.ask(k)
-    dt = time.perf_counter() - t
-    return dt / k, sum(bayes_module.TRACE_COUNTS.values()) != traced
+    dt, dcpu = time.perf_counter() - t, time.process_time() - cpu
+    return dt / k, dcpu / k, sum(bayes_module.TRACE_COUNTS.values()) != traced
 
 
 def main():
@@ -62,18 +64,21 @@ def main():
     t = time.perf_counter()
     time_ask(dims[0], counts[0], 1, 0, args.warm)
     print(f"# first ask of the run (compiles): {time.perf_counter() - t:.1f} s")
-    print(f"{'dim':>4}{'k':>3}" + "".join(f"{'@' + str(n):>10}" for n in counts))
+    print(f"{'dim':>4}{'k':>3}" + "".join(f"{'wall@' + str(n):>10}" for n in counts)
+          + "".join(f"{'cpu@' + str(n):>10}" for n in counts))
     for dim in dims:
         for k in (1, 4):
-            cells = []
+            walls, cpus = [], []
             for n in counts:
                 times = []
                 for seed in range(args.repeats + 1):
-                    dt, compiled = time_ask(dim, n, k, seed, args.warm)
+                    dt, dcpu, compiled = time_ask(dim, n, k, seed, args.warm)
                     if not compiled and seed > 0:
-                        times.append(dt)
-                cells.append(f"{1e3 * np.median(times):>10.1f}" if times else f"{'-':>10}")
-            print(f"{dim:>4}{k:>3}" + "".join(cells), flush=True)
+                        times.append((dt, dcpu))
+                for cells, i in ((walls, 0), (cpus, 1)):
+                    cells.append(f"{1e3 * np.median([t[i] for t in times]):>10.1f}" if times
+                                 else f"{'-':>10}")
+            print(f"{dim:>4}{k:>3}" + "".join(walls) + "".join(cpus), flush=True)
 
 
 if __name__ == "__main__":

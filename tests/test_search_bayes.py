@@ -90,7 +90,7 @@ def test_resume_gives_the_same_proposals():
 
 
 def test_no_recompilation_as_observations_grow_within_a_capacity():
-    # Capacity 64 from the first GP proposal to 64 trials: the fit (full or warm-started) and
+    # Capacity 64 from the first GP proposal to 64 trials: the fits (full and warm-started) and
     # the acquisition (single points and batches) compile once.
     tuner = run(Bayes(BRANIN, seed=4), branin, 9)
     tuner.tell(tuner.ask(1), [1.0])

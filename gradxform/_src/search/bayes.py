@@ -8,18 +8,18 @@ first, then, each round,
    nearly Gaussian, :mod:`warping`), standardised and negated (the surrogate maximises), and
    put into a padded buffer (:mod:`gp`);
 2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`,
-   four vmapped starts: the last fit and draws from the prior when the buffer is new (and every
-   few rounds), else a short run from the last fit and small perturbations of it;
+   four vmapped starts (the last fit and draws from the prior) when the buffer is new and every
+   few rounds, else one short run warm-started from the last fit;
 3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
    candidates and perturbations of the best points, refined by projected gradient ascent;
 4. for a batch of ``k`` points, each chosen point is added to the data with the posterior mean
    as its value (the *Kriging believer*) and the acquisition is maximised again, without
    refitting; configurations already evaluated, pending or chosen are never proposed twice.
 
-Both compiled functions (the fit and the acquisition) have fixed shapes per buffer capacity
-(a power of two, at least :data:`MIN_CAPACITY`): a new observation, a warm-started fit and
-each point of a batch reuse the same two programs, so a search of up to 64 trials compiles
-twice in all, not once per observation.
+The compiled functions (the full fit, the warm-started fit and the acquisition) have fixed
+shapes per buffer capacity (a power of two, at least :data:`MIN_CAPACITY`): a new observation
+and each point of a batch reuse the same programs, so a search of up to 64 trials compiles
+three times in all, not once per observation (the fit's step count is data, not shape).
 """
 
 from __future__ import annotations
@@ -47,11 +47,10 @@ TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
 _BATCH_KINDS = ("believer",)
 #: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
-#: one capacity for the first 64 trials means that a search of up to 64 trials compiles two
-#: programs (the fit and the acquisition) in all; 65 to 128 trials compile two more.
+#: one capacity for the first 64 trials means that a search of up to 64 trials compiles three
+#: programs (full fit, warm-started fit, acquisition) in all; 65 to 128 trials three more.
 MIN_CAPACITY = 64
-#: The number of vmapped starts of every hyperparameter fit (full or warm-started: one shape,
-#: so one compiled program).
+#: The number of vmapped starts of a full hyperparameter fit (a warm-started fit has one).
 FIT_STARTS = 4
 
 
@@ -380,17 +379,13 @@ class Bayes(Tuner):
             first = gp.prior_params(dim) if last is None else last
             others = gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1)
             self._fit_capacity = capacity
+            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]),
+                                  first, others)
         else:
-            # The last fit and small perturbations of it: the posterior moves little when one
-            # observation is added.
+            # One short run from the last fit: the posterior moves little when one observation
+            # is added, and a single start costs a quarter of the full fit's four.
             steps, lr = self.warm_fit
-            first = last
-            noise = self.rng.standard_normal((FIT_STARTS - 1, dim + 2)) * 0.1
-            others = gp.Params(first.log_lengthscale[None] + noise[:, :dim],
-                               first.log_signal + noise[:, dim],
-                               first.log_noise + noise[:, dim + 1])
-        starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None],
-                                                            jnp.asarray(b)]), first, others)
+            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], last)
         params, _ = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64))
         self._fits += 1
         self._params = jax.tree.map(np.asarray, params)
