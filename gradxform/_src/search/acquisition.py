@@ -92,8 +92,7 @@ def log_h(z: jax.Array) -> jax.Array:
     The three branches of Ament et al. (2023, eq. 9); each branch is evaluated on inputs
     clamped to its own domain. The derivative is given in closed form: :math:`h'(z) = \Phi(z)`,
     so :math:`(\log h)'(z) = \exp(\log\Phi(z) - \log h(z))`, finite everywhere (it tends
-    to :math:`-z` in the lower tail) and much cheaper to compile than the derivative of the
-    three branches.
+    to :math:`-z` in the lower tail), without differentiating through the three branches.
     """
     eps = jnp.finfo(z.dtype).eps
     tail = -1.0 / math.sqrt(float(eps))

@@ -46,6 +46,7 @@ __all__ = ["TRACE_COUNTS", "Bayes"]
 TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
 _BATCH_KINDS = ("believer",)
+_WARPS = ("power", "box-cox", None)
 #: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
 #: one capacity for the first 64 trials means that a search of up to 64 trials compiles three
 #: programs (full fit, warm-started fit, acquisition) in all; 65 to 128 trials three more.
@@ -155,6 +156,9 @@ class Bayes(Tuner):
       candidates: the number of scrambled Sobol candidates scored per proposal (a power of
         two), besides ``candidates // 4`` perturbations of the best observations.
       restarts: the number of best candidates refined by gradient ascent.
+      warp: the output warping (:mod:`warping`): ``"power"`` (default, Yeo-Johnson of the
+        standardised losses), ``"box-cox"`` (also Box-Cox of positive losses, when likelier:
+        for losses spanning orders of magnitude) or ``None`` (standardised only).
 
     Example::
 
@@ -209,6 +213,9 @@ class Bayes(Tuner):
         self._local = max(candidates // 4, self.restarts)
         self._design_drawn = 0
         self._design = self._design_engine()
+        if warp not in _WARPS:
+            raise ValueError(f"Bayes: warp must be one of {', '.join(map(str, _WARPS))}, got "
+                             f"{warp!r}")
         self.warp = warp
         self._encoded: list[np.ndarray] = []
         self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
@@ -303,8 +310,8 @@ class Bayes(Tuner):
         """What the GP models: the losses, failed trials at the worst successful value,
         warped (:mod:`warping`), standardised and negated (the surrogate maximises)."""
         y = np.where(ok, y, np.max(y[ok]))
-        if self.warp == "power":
-            z, _ = warping.power_warp(y)
+        if self.warp is not None:
+            z, _ = warping.power_warp(y, try_box_cox=self.warp == "box-cox")
         else:
             z = warping.standardize(y)
         return -z

@@ -28,13 +28,21 @@ mean and variance profiled out) plus the log Jacobian of the warping,
     \ell(\lambda) = -\tfrac n2 \log \hat\sigma^2_\lambda
       + (\lambda - 1) \sum_i \operatorname{sign}(z_i) \log(1 + |z_i|),
 
-and standardises the result again. This is the output transformation of HEBO (Cowen-Rivers et
-al. 2022), which found it the component that helped most across the Bayesmark benchmarks.
+and standardises the result again. When every loss is positive, the Box-Cox transformation
+(Box & Cox 1964) of the losses themselves, :math:`(y^\lambda - 1)/\lambda` (:math:`\log y` at
+:math:`\lambda = 0`), competes with it: both give a density of the losses (Yeo-Johnson's with
+the standardisation's Jacobian :math:`-n \log s`), and the likelier one is used (an option:
+``Bayes(warp="box-cox")``; it helped on Rosenbrock's function and hurt on Branin's). Box-Cox can
+take a logarithm of losses that span several orders of magnitude (Rosenbrock's), which
+Yeo-Johnson of standardised values, :math:`\log(1 + z)`, cannot. This is the output
+transformation of HEBO (Cowen-Rivers et al. 2022), which found it the component that helped
+most across the Bayesmark benchmarks.
 :math:`\lambda < 1` compresses the upper tail (large losses, the uninteresting side of a
 minimisation) and stretches the lower one; values already close to Gaussian get
 :math:`\lambda \approx 1`, nearly the identity.
 
 References:
+  G. E. P. Box & D. R. Cox, *An analysis of transformations*, JRSS B 26(2), 1964.
   I.-K. Yeo & R. A. Johnson, *A new family of power transformations to improve normality or
   symmetry*, Biometrika 87(4), 2000.
   A. I. Cowen-Rivers, W. Lyu, R. Tutunov, Z. Wang, A. Grosnit, R. R. Griffiths, A. M. Maraval,
@@ -47,7 +55,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LAMBDAS", "power_warp", "standardize", "yeo_johnson", "yeo_johnson_lambda"]
+__all__ = ["LAMBDAS", "box_cox", "box_cox_lambda", "power_warp", "standardize", "yeo_johnson",
+           "yeo_johnson_lambda"]
 
 #: The values of lambda searched (a grid: the likelihood is smooth and one-dimensional).
 LAMBDAS = np.linspace(-2.0, 3.0, 101)
@@ -75,18 +84,42 @@ def yeo_johnson(z: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
 
 def yeo_johnson_lambda(z: np.ndarray, lambdas: np.ndarray = LAMBDAS) -> float:
     """The ``lambda`` of :data:`LAMBDAS` that maximises the profile log likelihood."""
-    z = np.asarray(z, np.float64)
-    warped = yeo_johnson(z[None, :], lambdas[:, None])          # [lambdas, n]
-    var = np.var(warped, axis=1)
-    jacobian = np.sum(np.sign(z) * np.log1p(np.abs(z)))
-    with np.errstate(divide="ignore"):
-        ll = -0.5 * z.size * np.log(var) + (lambdas - 1.0) * jacobian
-    ll = np.where(np.isfinite(ll), ll, -np.inf)
+    ll = _yeo_johnson_profile(np.asarray(z, np.float64), lambdas)
     return float(lambdas[int(np.argmax(ll))])
 
 
-def power_warp(y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Standardise, Yeo-Johnson with the likelihood's ``lambda``, standardise again.
+def box_cox(y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
+    """The Box-Cox transform of positive ``y``; ``lam`` broadcasts against it."""
+    a = np.log(np.asarray(y, np.float64))
+    lam = np.asarray(lam, np.float64)
+    lp = np.where(np.abs(lam) < 1e-9, 1.0, lam)
+    return np.where(np.abs(lam) < 1e-9, a, np.expm1(lp * a) / lp)
+
+
+def _box_cox_profile(y: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    warped = box_cox(y[None, :], lambdas[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = -0.5 * y.size * np.log(np.var(warped, axis=1)) + (lambdas - 1.0) * np.sum(np.log(y))
+    return np.where(np.isfinite(ll), ll, -np.inf)
+
+
+def _yeo_johnson_profile(z: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    warped = yeo_johnson(z[None, :], lambdas[:, None])
+    jacobian = np.sum(np.sign(z) * np.log1p(np.abs(z)))
+    with np.errstate(divide="ignore"):
+        ll = -0.5 * z.size * np.log(np.var(warped, axis=1)) + (lambdas - 1.0) * jacobian
+    return np.where(np.isfinite(ll), ll, -np.inf)
+
+
+def box_cox_lambda(y: np.ndarray, lambdas: np.ndarray = LAMBDAS) -> float:
+    """The ``lambda`` of :data:`LAMBDAS` that maximises the Box-Cox profile log likelihood."""
+    ll = _box_cox_profile(np.asarray(y, np.float64), lambdas)
+    return float(lambdas[int(np.argmax(ll))])
+
+
+def power_warp(y: np.ndarray, try_box_cox: bool = False) -> tuple[np.ndarray, float]:
+    """Standardise, Yeo-Johnson with the likelihood's ``lambda`` (or, with ``try_box_cox``, Box-Cox
+    of positive losses when likelier), standardise again.
 
     Returns ``(warped, lambda)``. Fewer than 3 distinct values are only standardised.
     """
@@ -94,4 +127,14 @@ def power_warp(y: np.ndarray) -> tuple[np.ndarray, float]:
     if np.unique(z).size < 3:
         return z, 1.0
     lam = yeo_johnson_lambda(z)
+    if try_box_cox and np.min(y) > 0:
+        # Positive losses: Box-Cox of the losses themselves competes with Yeo-Johnson of the
+        # standardised ones; both are densities of y (Yeo-Johnson's with the standardisation's
+        # Jacobian, -n log std), so the likelier one wins.
+        y = np.asarray(y, np.float64)
+        bc_ll = _box_cox_profile(y, LAMBDAS)
+        i = int(np.argmax(bc_ll))
+        yj_ll = _yeo_johnson_profile(z, np.array([lam]))[0] - y.size * np.log(np.std(y))
+        if bc_ll[i] > yj_ll:
+            return standardize(box_cox(y, LAMBDAS[i])), float(LAMBDAS[i])
     return standardize(yeo_johnson(z, lam)), lam
