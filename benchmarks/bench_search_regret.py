@@ -180,6 +180,9 @@ def methods_available(requested):
         "sobol": lambda p, b, s: run_tuner(lambda sp, sd: search.Sobol(sp, seed=sd), p, b, s),
         "bayes1": lambda p, b, s: run_tuner(lambda sp, sd: Bayes(sp, seed=sd), p, b, s, 1),
         "bayes4": lambda p, b, s: run_tuner(lambda sp, sd: Bayes(sp, seed=sd), p, b, s, 4),
+        # Box-Cox output warping of positive losses (Bayes(warp="box-cox")), batches of 1
+        "bayes1_bc": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, warp="box-cox"), p, b, s, 1),
     }
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
@@ -217,7 +220,8 @@ def main():
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
-                             "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
+                             "bayes1_bc, optuna_tpe, optuna_gp, skopt_gp (default: all "
+                             "available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
     for p in problems:

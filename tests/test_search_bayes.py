@@ -90,10 +90,13 @@ def test_resume_gives_the_same_proposals():
 
 
 def test_no_recompilation_as_observations_grow_within_a_capacity():
-    tuner = run(Bayes(BRANIN, seed=4), branin, 9)           # capacity 16 from here to 15
+    # Capacity 64 from the first GP proposal to 64 trials: the fits (full and warm-started) and
+    # the acquisition (single points and batches) compile once.
+    tuner = run(Bayes(BRANIN, seed=4), branin, 9)
     tuner.tell(tuner.ask(1), [1.0])
     before = dict(bayes_module.TRACE_COUNTS)
-    run(tuner, branin, 15)
+    run(tuner, branin, 20)
+    run(tuner, branin, 28, batch=4)
     assert bayes_module.TRACE_COUNTS == before
 
 
@@ -112,6 +115,7 @@ def test_ucb_and_initial_design():
     ({"initial": 0}, "initial must be >= 1, got 0"),
     ({"candidates": 100}, "candidates must be a power of two"),
     ({"beta": -1.0}, "beta must be a number >= 0, got -1.0"),
+    ({"warp": "log"}, "warp must be one of power, box-cox, None, got 'log'"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match="Bayes: " + message.replace("(", r"\(")):

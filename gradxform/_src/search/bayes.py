@@ -3,27 +3,32 @@ r"""Bayesian optimisation: a Gaussian-process surrogate and log expected improve
 :class:`Bayes` proposes configurations from what it has been told: a few scrambled Sobol points
 first, then, each round,
 
-1. the values are imputed where trials failed (with the worst value seen), standardised and
-   negated (the surrogate maximises), and put into a padded buffer (:mod:`gp`);
-2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`:
-   several starts (vmapped) when the buffer is new, else a short run warm-started from the last
-   fit;
+1. the values are imputed where trials failed (with the worst value seen), warped by a
+   Yeo-Johnson power transform whose exponent the data choose (heavy-tailed losses become
+   nearly Gaussian, :mod:`warping`), standardised and negated (the surrogate maximises), and
+   put into a padded buffer (:mod:`gp`);
+2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`,
+   four vmapped starts (the last fit and draws from the prior) when the buffer is new and every
+   few rounds, else one short run warm-started from the last fit;
 3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
    candidates and perturbations of the best points, refined by projected gradient ascent;
 4. for a batch of ``k`` points, each chosen point is added to the data with the posterior mean
    as its value (the *Kriging believer*) and the acquisition is maximised again, without
    refitting; configurations already evaluated, pending or chosen are never proposed twice.
 
-Each compiled function has fixed shapes per buffer capacity (powers of two), so a search of a
-hundred trials compiles a handful of times, not once per observation.
+The compiled functions (the full fit, the warm-started fit and the acquisition) have fixed
+shapes per buffer capacity (a power of two, at least :data:`MIN_CAPACITY`): a new observation
+and each point of a batch reuse the same programs, so a search of up to 64 trials compiles
+three times in all, not once per observation (the fit's step count is data, not shape).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -31,16 +36,23 @@ import numpy as np
 from scipy.stats import qmc
 
 from gradxform._src.search import acquisition as acq
-from gradxform._src.search import gp
+from gradxform._src.search import gp, warping
 from gradxform._src.search.space import Categorical, Int, Space
 from gradxform._src.search.tuner import Tuner, check_count
 
 __all__ = ["TRACE_COUNTS", "Bayes"]
 
 #: How many times each compiled function of this module was traced (tests read it).
-TRACE_COUNTS = {"fit": 0, "maximize": 0}
+TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
 _BATCH_KINDS = ("believer",)
+_WARPS = ("power", "box-cox", None)
+#: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
+#: one capacity for the first 64 trials means that a search of up to 64 trials compiles three
+#: programs (full fit, warm-started fit, acquisition) in all; 65 to 128 trials three more.
+MIN_CAPACITY = 64
+#: The number of vmapped starts of a full hyperparameter fit (a warm-started fit has one).
+FIT_STARTS = 4
 
 
 def _fit(data, starts, steps, learning_rate):
@@ -48,20 +60,51 @@ def _fit(data, starts, steps, learning_rate):
     return gp.fit(data, starts, steps=steps, learning_rate=learning_rate)
 
 
-def _maximize(params, data, best, candidates, free, beta, kind, starts, steps, learning_rate):
-    TRACE_COUNTS["maximize"] += 1
-    post = gp.condition(params, data)
+def _acquire(params, x, y, real, rows, candidates, free, beta, kind, starts, steps,
+             learning_rate):
+    """One proposal: fantasise the rows that are not ``real`` (Kriging believer), then
+    maximise the acquisition. Returns the ascent's points sorted by value."""
+    TRACE_COUNTS["acquire"] += 1
+    post = gp.condition(params, gp.Data(x, y, real))
+    # A fantasy takes the posterior mean as its value, which leaves the mean unchanged
+    # everywhere and only lowers the variance: all fantasies can take it from one posterior.
+    y = jnp.where(real, y, jnp.where(rows, gp.predict_mean(post, x), 0.0))
+    post = gp.condition(params, gp.Data(x, y, rows))
+    best = jnp.max(jnp.where(rows, y, -jnp.inf))
     return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
                         steps=steps, learning_rate=learning_rate)
 
 
-def _mean(params, data, x):
-    return gp.predict(gp.condition(params, data), x)[0]
+_fit_jit = jax.jit(_fit)
+_acquire_jit = jax.jit(_acquire, static_argnames=("kind", "starts", "steps"))
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("steps",))
-_mean_jit = jax.jit(_mean)
-_maximize_jit = jax.jit(_maximize, static_argnames=("kind", "starts", "steps"))
+class _SingleThreadedBlas:
+    """Limits the BLAS behind jaxlib's linear algebra to one thread while a proposal runs.
+
+    jaxlib factorises and solves with LAPACK from SciPy's OpenBLAS, which starts a thread per
+    core even for the 32 x 32 to 256 x 256 matrices of this module; on a loaded machine those
+    threads spin waiting for one another, and a proposal takes 10-100 times the CPU time it
+    needs. Uses ``threadpoolctl`` when it is installed (it comes with scikit-learn).
+    """
+
+    _controller: Any = None
+
+    def __enter__(self):
+        cls = type(self)
+        if cls._controller is None:
+            try:
+                import scipy.linalg  # noqa: F401 - load the BLAS jaxlib uses before listing it
+                from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+                cls._controller = ThreadpoolController()
+            except ImportError:  # pragma: no cover - threadpoolctl not installed
+                cls._controller = False
+        self._limit = cls._controller.limit(limits=1, user_api="blas") if cls._controller \
+            else contextlib.nullcontext()
+        return self._limit.__enter__()
+
+    def __exit__(self, *exc):
+        return self._limit.__exit__(*exc)
 
 
 class Bayes(Tuner):
@@ -113,6 +156,9 @@ class Bayes(Tuner):
       candidates: the number of scrambled Sobol candidates scored per proposal (a power of
         two), besides ``candidates // 4`` perturbations of the best observations.
       restarts: the number of best candidates refined by gradient ascent.
+      warp: the output warping (:mod:`warping`): ``"power"`` (default, Yeo-Johnson of the
+        standardised losses), ``"box-cox"`` (also Box-Cox of positive losses, when likelier:
+        for losses spanning orders of magnitude) or ``None`` (standardised only).
 
     Example::
 
@@ -132,16 +178,19 @@ class Bayes(Tuner):
       Learning Algorithms*, NeurIPS 2012.
     """
 
-    #: (starts, rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
-    full_fit = (4, 60, 0.1)
-    warm_fit = (1, 20, 0.02)
+    #: (rprop steps, initial step) of a full hyperparameter fit and of a warm-started one.
+    full_fit = (60, 0.1)
+    warm_fit = (12, 0.02)
+    #: A full fit (from the prior's mode and draws from the prior, besides the last fit)
+    #: every this many fits; the others are warm-started from the last fit.
+    refit_every = 8
     #: Gradient-ascent steps and initial step of the acquisition maximisation.
     ascent = (50, 0.02)
 
     def __init__(self, space: Space | Mapping[str, Any], *, seed: int = 0,
                  acquisition: str = "logei", batch: str = "believer",
                  initial: int | None = None, beta: float = 2.0, candidates: int = 512,
-                 restarts: int = 8):
+                 restarts: int = 8, warp: str | None = "power"):
         super().__init__(space, seed=seed)
         if acquisition not in acq.KINDS:
             raise ValueError(f"Bayes: acquisition must be one of {', '.join(acq.KINDS)}, got "
@@ -164,8 +213,14 @@ class Bayes(Tuner):
         self._local = max(candidates // 4, self.restarts)
         self._design_drawn = 0
         self._design = self._design_engine()
+        if warp not in _WARPS:
+            raise ValueError(f"Bayes: warp must be one of {', '.join(map(str, _WARPS))}, got "
+                             f"{warp!r}")
+        self.warp = warp
+        self._encoded: list[np.ndarray] = []
         self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
         self._fit_capacity = 0
+        self._fits = 0
         groups = self.space.groups
         self._free = np.zeros(dim, bool)
         for g in groups:
@@ -233,57 +288,69 @@ class Bayes(Tuner):
         pending = [self.space.encode(c) for c in self.pending]
         if int(ok.sum()) < self.initial:
             return self._design_configs(k, x, pending)
-        with jax.enable_x64(True):
+        with jax.enable_x64(True), _SingleThreadedBlas():
             chosen = self._propose_gp(k, x, y, ok, pending)
         return [self.space.decode(u) for u in chosen]
 
+    def observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Encoding every configuration again at every proposal costs more than the GP: keep
+        # the encodings of the trials told so far (the table only grows).
+        n = len(self._trials)
+        if len(self._encoded) > n:
+            self._encoded = []
+        if len(self._encoded) < n:
+            self._encoded.extend(self.space.encode(t.config) for t in self._trials[
+                len(self._encoded):])
+        x = np.array(self._encoded, np.float64).reshape(n, self.space.dim)
+        y = np.array([np.nan if t.value is None else t.value for t in self._trials], np.float64)
+        ok = np.array([t.ok for t in self._trials], bool)
+        return x, y, ok
+
     def _targets(self, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """Negated, standardised losses; failed trials take the worst successful value."""
+        """What the GP models: the losses, failed trials at the worst successful value,
+        warped (:mod:`warping`), standardised and negated (the surrogate maximises)."""
         y = np.where(ok, y, np.max(y[ok]))
-        std = np.std(y)
-        z = (y - np.mean(y)) / (std if std > 1e-12 else 1.0)
+        if self.warp is not None:
+            z, _ = warping.power_warp(y, try_box_cox=self.warp == "box-cox")
+        else:
+            z = warping.standardize(y)
         return -z
 
     def _propose_gp(self, k, x, y, ok, pending) -> list[np.ndarray]:
         dim = self.space.dim
         f = self._targets(y, ok)
         n = len(f)
-        capacity = gp.capacity_for(n + len(pending) + k - 1)
+        capacity = gp.capacity_for(n + len(pending) + k - 1, MIN_CAPACITY)
         data_x = np.zeros((capacity, dim))
         data_f = np.zeros(capacity)
-        mask = np.zeros(capacity, bool)
-        data_x[:n], data_f[:n], mask[:n] = x, f, True
-        data = gp.Data(jnp.asarray(data_x), jnp.asarray(data_f), jnp.asarray(mask))
-        params = self._fit(data, capacity)
-        best = float(np.max(f))
+        real = np.zeros(capacity, bool)
+        data_x[:n], data_f[:n], real[:n] = x, f, True
+        y_dev, real_dev = jnp.asarray(data_f), jnp.asarray(real)
+        params = self._fit(gp.Data(jnp.asarray(data_x), y_dev, real_dev), capacity)
         free = jnp.asarray(self._free)
         beta = jnp.asarray(self.beta, jnp.float64)
+        candidates = tuple(jnp.asarray(c) for c in self._candidates(x, f))
         taken = self._keys(x)
         rows = n
-        fantasies = list(pending)
         chosen: list[np.ndarray] = []
         steps, lr = self.ascent
-        for i in range(len(pending) + k):
-            if i < len(pending):
-                point = fantasies[i]
-            else:
-                cands = tuple(jnp.asarray(c)
-                              for c in self._candidates(data_x[:rows], data_f[:rows]))
-                xs, _, _ = _maximize_jit(
-                    params, data, jnp.asarray(best, jnp.float64), cands, free, beta,
-                    kind=self.acquisition, starts=self.restarts, steps=steps,
-                    learning_rate=lr)
-                point = self._pick(np.asarray(xs), taken)
-                chosen.append(point)
-            taken |= self._keys(point[None])
-            if i == len(pending) + k - 1:
-                break
-            # Kriging believer: the new point enters the data with its posterior mean.
-            mean = float(_mean_jit(params, data, jnp.asarray(point[None]))[0])
-            data_x[rows], data_f[rows], mask[rows] = point, mean, True
+        for point in pending:
+            data_x[rows] = point
             rows += 1
-            best = max(best, mean)
-            data = gp.Data(jnp.asarray(data_x), jnp.asarray(data_f), jnp.asarray(mask))
+        taken |= self._keys(np.reshape(pending, (-1, dim)))
+        for _ in range(k):
+            mask = np.zeros(capacity, bool)
+            mask[:rows] = True
+            xs, _, _ = _acquire_jit(
+                params, jnp.asarray(data_x), y_dev, real_dev, jnp.asarray(mask), candidates,
+                free, beta, kind=self.acquisition, starts=self.restarts, steps=steps,
+                learning_rate=lr)
+            point = self._pick(np.asarray(xs), taken)
+            chosen.append(point)
+            taken |= self._keys(point[None])
+            if rows < capacity:
+                data_x[rows] = point
+                rows += 1
         return chosen
 
     def _pick(self, xs: np.ndarray, taken: set) -> np.ndarray:
@@ -313,17 +380,21 @@ class Bayes(Tuner):
 
     def _fit(self, data: gp.Data, capacity: int) -> gp.Params:
         dim = self.space.dim
-        if self._params is None or capacity != self._fit_capacity or capacity <= 32:
-            n_starts, steps, lr = self.full_fit
-            first = gp.prior_params(dim) if self._params is None else self._params
-            others = gp.sample_prior_params(self.rng, dim, n_starts - 1)
+        last = self._params
+        if last is None or capacity != self._fit_capacity or self._fits % self.refit_every == 0:
+            steps, lr = self.full_fit
+            first = gp.prior_params(dim) if last is None else last
+            others = gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1)
+            self._fit_capacity = capacity
             starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]),
                                   first, others)
-            self._fit_capacity = capacity
         else:
-            n_starts, steps, lr = self.warm_fit
-            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], self._params)
-        params, _ = _fit_jit(data, starts, steps, jnp.asarray(lr, jnp.float64))
+            # One short run from the last fit: the posterior moves little when one observation
+            # is added, and a single start costs a quarter of the full fit's four.
+            steps, lr = self.warm_fit
+            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], last)
+        params, _ = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64))
+        self._fits += 1
         self._params = jax.tree.map(np.asarray, params)
         return params
 
@@ -333,7 +404,7 @@ class Bayes(Tuner):
         params = None if self._params is None else {
             k: np.asarray(v).tolist() for k, v in self._params._asdict().items()}
         return {**super().state_dict(), "design_drawn": self._design_drawn,
-                "gp_params": params, "fit_capacity": self._fit_capacity}
+                "gp_params": params, "fit_capacity": self._fit_capacity, "fits": self._fits}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -342,5 +413,6 @@ class Bayes(Tuner):
         self._design.fast_forward(self._design_drawn)
         params = state.get("gp_params")
         self._params = None if params is None else gp.Params(
-            **{k: np.asarray(v, np.float64) for k, v in params.items()})
+            **{k: cast(Any, np.asarray(v, np.float64)) for k, v in params.items()})
         self._fit_capacity = int(state.get("fit_capacity", 0))
+        self._fits = int(state.get("fits", 0))

@@ -55,7 +55,7 @@ lets deterministic objectives reach the floor and noisy ones learn their noise.)
 
 The maximisation uses gradxform's own :func:`gradxform.rprop`, vmapped over several starting
 points (the previous fit, the prior's centre, draws from the prior) and run in one
-``lax.scan``; the start with the best final objective wins. Rprop suits this full-batch,
+``lax.fori_loop``; the start with the best final objective wins. Rprop suits this full-batch,
 badly scaled problem (Blum & Riedmiller 2013): its step sizes grow geometrically while a
 gradient keeps its sign, so the log noise travels from its prior centre to the floor in a few
 tens of steps, where Adam with a decaying step needs thousands. The gradient is computed in
@@ -100,8 +100,10 @@ __all__ = [
     "make_data",
     "matern52",
     "predict",
+    "predict_mean",
     "prior_params",
     "sample_prior_params",
+    "squared_differences",
     "standardize",
 ]
 
@@ -218,6 +220,12 @@ def condition(params: Params, data: Data) -> Posterior:
     return Posterior(params, data, chol, alpha)
 
 
+def predict_mean(post: Posterior, xq: jax.Array) -> jax.Array:
+    """Posterior mean of f at ``xq`` [m, d] (cheaper than :func:`predict`: no variance)."""
+    ks = jnp.where(post.data.mask[:, None], matern52(post.data.x, xq, post.params), 0.0)
+    return ks.T @ post.alpha
+
+
 def predict(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean and variance of the latent f at ``xq`` [m, d] (variance >= 1e-30)."""
     ks = matern52(post.data.x, xq, post.params)            # [capacity, m]
@@ -236,7 +244,17 @@ def log_marginal_likelihood(params: Params, data: Data) -> jax.Array:
             - 0.5 * n * LOG_2PI)
 
 
-def log_marginal_likelihood_and_grad(params: Params, data: Data) -> tuple[jax.Array, Params]:
+def squared_differences(x: jax.Array) -> jax.Array:
+    """``(x_aj - x_bj)^2`` for every pair of rows of ``x`` [n, d]: [n, n, d].
+
+    It does not depend on the hyperparameters, so a fit computes it once, not once per step.
+    """
+    return (x[:, None, :] - x[None, :, :]) ** 2
+
+
+def log_marginal_likelihood_and_grad(params: Params, data: Data,
+                                     sqdiff: jax.Array | None = None
+                                     ) -> tuple[jax.Array, Params]:
     r"""The log marginal likelihood and its gradient, in closed form.
 
     .. math::
@@ -250,14 +268,17 @@ def log_marginal_likelihood_and_grad(params: Params, data: Data) -> tuple[jax.Ar
           \frac{(x_j - x'_j)^2}{\ell_j^2}
 
     (Rasmussen & Williams eq. 5.9). One Cholesky factorisation and one inverse from it: several
-    times cheaper than differentiating through the factorisation.
+    times cheaper than differentiating through the factorisation. ``sqdiff`` is
+    :func:`squared_differences` of ``data.x``, if the caller has it already.
     """
     m = data.mask
     pair = m[:, None] & m[None, :]
-    inv_l = jnp.exp(-params.log_lengthscale)
-    a = data.x * inv_l[None, :]
-    diff2 = (a[:, None, :] - a[None, :, :]) ** 2                 # [n, n, d]
-    r2 = jnp.sum(diff2, axis=-1)
+    if sqdiff is None:
+        sqdiff = squared_differences(data.x)
+    inv_l2 = jnp.exp(-2.0 * params.log_lengthscale)
+    cap, dim = data.x.shape
+    flat = sqdiff.reshape(cap * cap, dim)
+    r2 = (flat @ inv_l2).reshape(cap, cap)
     r = jnp.sqrt(jnp.maximum(r2, 1e-36))
     e = jnp.exp(-SQRT5 * r)
     signal = jnp.exp(params.log_signal)
@@ -266,7 +287,7 @@ def log_marginal_likelihood_and_grad(params: Params, data: Data) -> tuple[jax.Ar
     noise = jnp.exp(params.log_noise)
     k = kf + jnp.diag(jnp.where(m, NOISE_FLOOR + noise + JITTER, 1.0))
     chol = jnp.linalg.cholesky(k)
-    eye = jnp.eye(k.shape[0], dtype=k.dtype)
+    eye = jnp.eye(cap, dtype=k.dtype)
     chol_inv = solve_triangular(chol, eye, lower=True)
     k_inv = chol_inv.T @ chol_inv
     alpha = k_inv @ data.y
@@ -275,7 +296,7 @@ def log_marginal_likelihood_and_grad(params: Params, data: Data) -> tuple[jax.Ar
              - 0.5 * n * LOG_2PI)
     w = alpha[:, None] * alpha[None, :] - k_inv
     grad = Params(
-        log_lengthscale=0.5 * jnp.einsum("ab,abj->j", w * g, diff2),
+        log_lengthscale=0.5 * ((w * g).reshape(cap * cap) @ flat) * inv_l2,
         log_signal=0.5 * jnp.sum(w * kf),
         log_noise=0.5 * noise * jnp.sum(jnp.where(m, jnp.diagonal(w), 0.0)),
     )
@@ -320,10 +341,9 @@ def sample_prior_params(rng: np.random.Generator, dim: int, n: int,
                         shrink: float = 0.5) -> Params:
     """``n`` draws around the prior's mode (its scales times ``shrink``), stacked."""
     (m_l, m_s, m_n), (s_l, s_s, s_n) = _prior_mode(dim), _PRIOR_SCALE
-    out = Params(m_l + shrink * s_l * rng.standard_normal((n, dim)),
-                 m_s + shrink * s_s * rng.standard_normal(n),
-                 m_n + shrink * s_n * rng.standard_normal(n))
-    return _clip(jax.tree.map(lambda a: jnp.asarray(a, F64), out))
+    return _clip(Params(jnp.asarray(m_l + shrink * s_l * rng.standard_normal((n, dim)), F64),
+                        jnp.asarray(m_s + shrink * s_s * rng.standard_normal(n), F64),
+                        jnp.asarray(m_n + shrink * s_n * rng.standard_normal(n), F64)))
 
 
 def _clip(params: Params) -> Params:
@@ -337,20 +357,22 @@ def _objective(params: Params, data: Data) -> jax.Array:
     return -(log_marginal_likelihood(params, data) + log_prior(params))
 
 
-def _objective_and_grad(params: Params, data: Data) -> tuple[jax.Array, Params]:
-    value, grad = log_marginal_likelihood_and_grad(params, data)
+def _objective_and_grad(params: Params, data: Data,
+                        sqdiff: jax.Array) -> tuple[jax.Array, Params]:
+    value, grad = log_marginal_likelihood_and_grad(params, data, sqdiff)
     prior, prior_grad = jax.value_and_grad(log_prior)(params)
     return -(value + prior), jax.tree.map(lambda a, b: -(a + b), grad, prior_grad)
 
 
-def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0.1,
-        optimizer: Any = None) -> tuple[Params, jax.Array]:
+def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
+        learning_rate: float = 0.1, optimizer: Any = None) -> tuple[Params, jax.Array]:
     """Maximise the log marginal likelihood plus log prior from each start; keep the best.
 
     Args:
       data: the padded observations, targets standardised.
       starts: hyperparameters stacked on a leading axis (one row per start).
-      steps: optimizer steps per start.
+      steps: optimizer steps per start: a Python int, or an integer array (then a short
+        warm-started fit and a long fit from scratch run the same compiled program).
       learning_rate: the initial step size of the default optimizer, in log units.
       optimizer: a gradxform transformation that minimises (default
         ``gradxform.rprop(learning_rate=learning_rate, max_step_size=1.0)``). Being a value,
@@ -361,24 +383,26 @@ def fit(data: Data, starts: Params, *, steps: int = 60, learning_rate: float = 0
       ``(best, log_posteriors)``: the best start's fitted hyperparameters and the final log
       marginal likelihood plus log prior of every start.
 
-    Traceable; jit it with ``steps`` static. Needs float64 (``jax.enable_x64``).
+    Traceable. Needs float64 (``jax.enable_x64``).
     """
     opt = optimizer if optimizer is not None else rprop(learning_rate=learning_rate,
                                                         max_step_size=1.0)
 
+    sqdiff = squared_differences(data.x)
+
     def run(p0: Params):
-        def body(carry, _):
+        def body(_, carry):
             p, state = carry
-            v, g = _objective_and_grad(p, data)
+            v, g = _objective_and_grad(p, data, sqdiff)
             # A failed factorisation (non-finite objective) leaves the point where it is.
             ok = jnp.isfinite(v) & jnp.all(jnp.stack(
                 [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(g)]))
             g = jax.tree.map(lambda a: jnp.where(ok, a, 0.0), g)
             u, state = opt.update(g, state, p)
-            return (_clip(apply_updates(p, u)), state), None
+            return _clip(apply_updates(p, u)), state
 
-        (p, _), _ = lax.scan(body, (p0, opt.init(p0)), None, length=steps)
-        v, _ = _objective_and_grad(p, data)
+        p, _ = lax.fori_loop(0, steps, body, (p0, opt.init(p0)))
+        v, _ = _objective_and_grad(p, data, sqdiff)
         return p, jnp.where(jnp.isfinite(v), -v, -jnp.inf)
 
     ps, values = jax.vmap(run)(starts)
