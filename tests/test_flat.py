@@ -172,6 +172,16 @@ def _sum_of_squares(tree):
     return sum(jnp.sum(x * x) for x in jax.tree.leaves(tree))
 
 
+def _objective(tree):
+    """A smooth, non-quadratic objective whose Hessian couples the leaves (so a line search
+    backtracks, L-BFGS and BFGS build curvature over several steps and Newton's Hessian is not
+    block-diagonal by leaf)."""
+    leaves = jax.tree.leaves(tree)
+    total = sum(jnp.sum(x) for x in leaves)
+    return sum((i + 1) * jnp.sum(x * x + 0.25 * x ** 4) for i, x in enumerate(leaves)) + \
+        0.5 * total * total
+
+
 def _run_both(tx, params, fp, grads, extras, functions=()):
     """``len(grads)`` steps of the per-leaf and of the flat run (eager: small trees share the
     compiled operations across tests).
@@ -179,7 +189,10 @@ def _run_both(tx, params, fp, grads, extras, functions=()):
     ``extras`` holds per-step arrays of ``update``'s keyword arguments; ``functions`` names the
     function arguments: ``obj_fn`` (the loss of the tree, as the optimizers that take it see the
     tree) and ``grad_fn`` (the gradient at other params: of the tree per leaf, of the flat params
-    on flat params).
+    on flat params). With ``value_fn`` (a line search) the gradients are those of
+    :func:`_objective` at the current params instead of ``grads``, and ``value=``, ``grad=`` and
+    ``value_fn=`` are passed as a line search takes them: of the tree per leaf, of the flat
+    params on flat params.
     """
     tree_fns, flat_fns = {}, {}
     if "obj_fn" in functions:
@@ -192,8 +205,15 @@ def _run_both(tx, params, fp, grads, extras, functions=()):
     def body(carry, xs):
         params, state, fp, flat_state = carry
         g, extra = xs
+        flat_g = fp.layout.flatten(g)
+        if "value_fn" in functions:  # a line search: the objective, its value and gradient
+            value, g = jax.value_and_grad(_objective)(params)
+            flat_objective = lambda fp: _objective(fp.unflatten())  # noqa: E731
+            flat_value, flat_g = jax.value_and_grad(flat_objective)(fp)
+            tree_fns.update(value=value, grad=g, value_fn=_objective)
+            flat_fns.update(value=flat_value, grad=flat_g, value_fn=flat_objective)
         u, state = tx.update(g, state, params, **extra, **tree_fns)
-        fu, flat_state = tx.update(fp.layout.flatten(g), flat_state, fp, **extra, **flat_fns)
+        fu, flat_state = tx.update(flat_g, flat_state, fp, **extra, **flat_fns)
         return (gx.apply_updates(params, u), state, gx.apply_updates(fp, fu), flat_state), None
 
     def run(carry, xs):
@@ -222,7 +242,7 @@ def test_flat_equals_per_leaf(entry):
         assert len({id(x) for x in leaves}) == len(leaves), f"{entry.name}: a shared buffer"
     steps = 3
     extras = {}
-    if "value" in entry.extra:
+    if "value" in entry.extra and "value_fn" not in entry.extra:  # else the objective's value
         extras["value"] = jnp.linspace(1.0, 1.2, steps, dtype=jnp.float32)
     if entry.needs_key:
         extras["key"] = jax.random.split(jax.random.key(0), steps)
