@@ -6,6 +6,8 @@ Speed is measured by ``benchmarks/bench_flat.py``, never here.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -351,6 +353,105 @@ def test_masked_partition_and_foreign_run_on_the_leaves():
         params, _, fp, _ = _run_both(tx, params, gx.flat_params(params),
                                      gradient_stream(params, 2), {})
     assert_trees_close(fp.unflatten(), params, rtol=1e-6, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Wrappers outside the conformance table: master copies, injected hyperparameters, windows of
+# micro-batches, frozen leaves, SVRG. Each inner kind is wrapped once: elementwise (adamw),
+# per leaf (lamb: one trust ratio per leaf) and on the leaves (masked: routing by path).
+
+
+INNER = {
+    "elementwise": lambda: gx.chain(gx.clip_by_global_norm(1.0),
+                                    gx.adamw(1e-2, weight_decay=1e-2)),
+    "each_leaf": lambda: gx.lamb(1e-2),
+    "leaves": lambda: gx.chain(gx.masked(gx.scale(0.5), "b"), gx.adam(1e-2)),
+}
+
+
+def _inner_kinds():
+    return [pytest.param(make, id=kind) for kind, make in INNER.items()]
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_master_weights_on_flat_low_precision_params(make):
+    params = mixed_params()                      # float32 and bfloat16 buffers
+    fp = gx.flat_params(params)
+    tx = gx.master_weights(make())
+    state = tx.init(fp)
+    # one float32 copy, of the bfloat16 buffer only
+    master = [x for x in jax.tree.leaves(state.inner.master) if x.ndim]
+    assert [(x.shape, x.dtype) for x in master] == [((12,), jnp.dtype(jnp.float32))]
+    params, state, fp, flat_state = _run_both(tx, params, fp, gradient_stream(params, 3), {})
+    assert fp.buffers["bfloat16"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(  # the copies: float32 sums of the same updates
+        np.asarray(flat_state.inner.master.buffers["bfloat16"]),
+        np.concatenate([np.ravel(state.inner.master[k][0] if k == "norm" else
+                                 state.inner.master[k]) for k in ("emb", "norm")]),
+        rtol=1e-5, atol=1e-7)
+    assert_trees_close(fp.unflatten(), params, rtol=1e-2, atol=0)   # bf16 params: one rounding
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_inject_hyperparams_on_flat_params(make):
+    params = small_params()
+    tx = gx.inject_hyperparams(lambda learning_rate: gx.chain(make(), gx.scale(learning_rate)))(
+        learning_rate=gx.linear_schedule(1.0, 0.5, 3))
+    params, state, fp, flat_state = _run_both(tx, params, gx.flat_params(params),
+                                              gradient_stream(params, 3), {})
+    assert_trees_close(fp.unflatten(), params, rtol=2e-5, atol=2e-6, leaf_scale=True)
+    assert float(flat_state.inner.hyperparams["learning_rate"]) == \
+        float(state.inner.hyperparams["learning_rate"])
+
+
+def test_inject_hyperparams_asks_the_transformation_it_builds():
+    def factory(learning_rate):
+        return gx.chain(gx.sgd(learning_rate), scale_leafwise_undeclared())
+
+    with pytest.raises(gx.FlatUnsupportedError,
+                       match=r"^inject_hyperparams\(factory\).init: scale_leafwise_undeclared does "
+                             r"not declare"):
+        gx.inject_hyperparams(factory)(learning_rate=0.1).init(gx.flat_params(small_params()))
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_multi_steps_on_flat_params(make):
+    params = small_params()
+    tx = gx.MultiSteps(make(), every_k_schedule=2)
+    params, _, fp, _ = _run_both(tx, params, gx.flat_params(params),
+                                 gradient_stream(params, 4), {})
+    assert_trees_close(fp.unflatten(), params, rtol=2e-5, atol=2e-6, leaf_scale=True)
+
+
+def test_selective_transform_on_flat_params():
+    params = small_params()
+    tx = gx.selective_transform(gx.adam(1e-2), freeze_mask=r"\['b'\]")
+    new, _, fp, _ = _run_both(tx, params, gx.flat_params(params), gradient_stream(params, 2), {})
+    np.testing.assert_array_equal(np.asarray(fp.unflatten()["b"]), np.asarray(params["b"]))
+    assert_trees_close(fp.unflatten(), new, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("option", ["I", "II"])
+def test_svrg_on_flat_params(option):
+    """``loss_fn`` takes the params as given: the tree per leaf, the FlatParams on flat params."""
+    rng = np.random.default_rng(7)
+    data = (jnp.asarray(rng.normal(size=(6, 4, 3)), jnp.float32),
+            jnp.asarray(rng.normal(size=(6, 4)), jnp.float32))
+    params = {"w": jnp.asarray(rng.normal(size=(3,)), jnp.float32),
+              "b": jnp.zeros((4,), jnp.float32)}
+
+    def loss(tree, example):
+        x, y = example
+        return 0.5 * jnp.sum((x @ tree["w"] + tree["b"] - y) ** 2)
+
+    tx = gx.svrg(gx.chain(gx.clip_by_global_norm(5.0), gx.sgd(0.05, momentum=0.5)),
+                 snapshot_every=3, option=option)
+    run = functools.partial(gx.svrg_run, tx, data=data, key=jax.random.key(2), num_epochs=2,
+                            batch_size=2)
+    expected = run(loss, params)
+    got = run(lambda fp, example: loss(fp.unflatten(), example), gx.flat_params(params))
+    assert_trees_close(got.params.unflatten(), expected.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.snapshot_losses, expected.snapshot_losses, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
