@@ -355,6 +355,19 @@ def test_masked_partition_and_foreign_run_on_the_leaves():
     assert_trees_close(fp.unflatten(), params, rtol=1e-6, atol=0)
 
 
+def test_minimize_on_flat_params():
+    """``minimize`` (the Solver's loop, the line search's stored value and gradient reused) on
+    flat params: the objective of the FlatParams, the same iterates as on the tree."""
+    params = small_params()
+    expected = gx.minimize(_objective, params, "lbfgs", maxiter=30)
+    got = gx.minimize(lambda fp: _objective(fp.unflatten()), gx.flat_params(params), "lbfgs",
+                      maxiter=30)
+    assert type(got.x) is type(gx.flat_params(params))
+    assert int(got.num_steps) == int(expected.num_steps) > 5
+    assert int(got.num_fun_evals) == int(expected.num_fun_evals)
+    assert_trees_close(got.x.unflatten(), expected.x, rtol=1e-4, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # Wrappers outside the conformance table: master copies, injected hyperparameters, windows of
 # micro-batches, frozen leaves, SVRG. Each inner kind is wrapped once: elementwise (adamw),
