@@ -6,6 +6,8 @@ Speed is measured by ``benchmarks/bench_flat.py``, never here.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -172,6 +174,16 @@ def _sum_of_squares(tree):
     return sum(jnp.sum(x * x) for x in jax.tree.leaves(tree))
 
 
+def _objective(tree):
+    """A smooth, non-quadratic objective whose Hessian couples the leaves (so a line search
+    backtracks, L-BFGS and BFGS build curvature over several steps and Newton's Hessian is not
+    block-diagonal by leaf)."""
+    leaves = jax.tree.leaves(tree)
+    total = sum(jnp.sum(x) for x in leaves)
+    return sum((i + 1) * jnp.sum(x * x + 0.25 * x ** 4) for i, x in enumerate(leaves)) + \
+        0.5 * total * total
+
+
 def _run_both(tx, params, fp, grads, extras, functions=()):
     """``len(grads)`` steps of the per-leaf and of the flat run (eager: small trees share the
     compiled operations across tests).
@@ -179,7 +191,10 @@ def _run_both(tx, params, fp, grads, extras, functions=()):
     ``extras`` holds per-step arrays of ``update``'s keyword arguments; ``functions`` names the
     function arguments: ``obj_fn`` (the loss of the tree, as the optimizers that take it see the
     tree) and ``grad_fn`` (the gradient at other params: of the tree per leaf, of the flat params
-    on flat params).
+    on flat params). With ``value_fn`` (a line search) the gradients are those of
+    :func:`_objective` at the current params instead of ``grads``, and ``value=``, ``grad=`` and
+    ``value_fn=`` are passed as a line search takes them: of the tree per leaf, of the flat
+    params on flat params.
     """
     tree_fns, flat_fns = {}, {}
     if "obj_fn" in functions:
@@ -192,8 +207,15 @@ def _run_both(tx, params, fp, grads, extras, functions=()):
     def body(carry, xs):
         params, state, fp, flat_state = carry
         g, extra = xs
+        flat_g = fp.layout.flatten(g)
+        if "value_fn" in functions:  # a line search: the objective, its value and gradient
+            value, g = jax.value_and_grad(_objective)(params)
+            flat_objective = lambda fp: _objective(fp.unflatten())  # noqa: E731
+            flat_value, flat_g = jax.value_and_grad(flat_objective)(fp)
+            tree_fns.update(value=value, grad=g, value_fn=_objective)
+            flat_fns.update(value=flat_value, grad=flat_g, value_fn=flat_objective)
         u, state = tx.update(g, state, params, **extra, **tree_fns)
-        fu, flat_state = tx.update(fp.layout.flatten(g), flat_state, fp, **extra, **flat_fns)
+        fu, flat_state = tx.update(flat_g, flat_state, fp, **extra, **flat_fns)
         return (gx.apply_updates(params, u), state, gx.apply_updates(fp, fu), flat_state), None
 
     def run(carry, xs):
@@ -222,7 +244,7 @@ def test_flat_equals_per_leaf(entry):
         assert len({id(x) for x in leaves}) == len(leaves), f"{entry.name}: a shared buffer"
     steps = 3
     extras = {}
-    if "value" in entry.extra:
+    if "value" in entry.extra and "value_fn" not in entry.extra:  # else the objective's value
         extras["value"] = jnp.linspace(1.0, 1.2, steps, dtype=jnp.float32)
     if entry.needs_key:
         extras["key"] = jax.random.split(jax.random.key(0), steps)
@@ -331,6 +353,118 @@ def test_masked_partition_and_foreign_run_on_the_leaves():
         params, _, fp, _ = _run_both(tx, params, gx.flat_params(params),
                                      gradient_stream(params, 2), {})
     assert_trees_close(fp.unflatten(), params, rtol=1e-6, atol=0)
+
+
+def test_minimize_on_flat_params():
+    """``minimize`` (the Solver's loop, the line search's stored value and gradient reused) on
+    flat params: the objective of the FlatParams, the same iterates as on the tree."""
+    params = small_params()
+    expected = gx.minimize(_objective, params, "lbfgs", maxiter=30)
+    got = gx.minimize(lambda fp: _objective(fp.unflatten()), gx.flat_params(params), "lbfgs",
+                      maxiter=30)
+    assert type(got.x) is type(gx.flat_params(params))
+    assert int(got.num_steps) == int(expected.num_steps) > 5
+    assert int(got.num_fun_evals) == int(expected.num_fun_evals)
+    assert_trees_close(got.x.unflatten(), expected.x, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Wrappers outside the conformance table: master copies, injected hyperparameters, windows of
+# micro-batches, frozen leaves, SVRG. Each inner kind is wrapped once: elementwise (adamw),
+# per leaf (lamb: one trust ratio per leaf) and on the leaves (masked: routing by path).
+
+
+INNER = {
+    "elementwise": lambda: gx.chain(gx.clip_by_global_norm(1.0),
+                                    gx.adamw(1e-2, weight_decay=1e-2)),
+    "each_leaf": lambda: gx.lamb(1e-2),
+    "leaves": lambda: gx.chain(gx.masked(gx.scale(0.5), "b"), gx.adam(1e-2)),
+}
+
+
+def _inner_kinds():
+    return [pytest.param(make, id=kind) for kind, make in INNER.items()]
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_master_weights_on_flat_low_precision_params(make):
+    params = mixed_params()                      # float32 and bfloat16 buffers
+    fp = gx.flat_params(params)
+    tx = gx.master_weights(make())
+    state = tx.init(fp)
+    # one float32 copy, of the bfloat16 buffer only
+    master = [x for x in jax.tree.leaves(state.inner.master) if x.ndim]
+    assert [(x.shape, x.dtype) for x in master] == [((12,), jnp.dtype(jnp.float32))]
+    params, state, fp, flat_state = _run_both(tx, params, fp, gradient_stream(params, 3), {})
+    assert fp.buffers["bfloat16"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(  # the copies: float32 sums of the same updates
+        np.asarray(flat_state.inner.master.buffers["bfloat16"]),
+        np.concatenate([np.ravel(state.inner.master[k][0] if k == "norm" else
+                                 state.inner.master[k]) for k in ("emb", "norm")]),
+        rtol=1e-5, atol=1e-7)
+    assert_trees_close(fp.unflatten(), params, rtol=1e-2, atol=0)   # bf16 params: one rounding
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_inject_hyperparams_on_flat_params(make):
+    params = small_params()
+    tx = gx.inject_hyperparams(lambda learning_rate: gx.chain(make(), gx.scale(learning_rate)))(
+        learning_rate=gx.linear_schedule(1.0, 0.5, 3))
+    params, state, fp, flat_state = _run_both(tx, params, gx.flat_params(params),
+                                              gradient_stream(params, 3), {})
+    assert_trees_close(fp.unflatten(), params, rtol=2e-5, atol=2e-6, leaf_scale=True)
+    assert float(flat_state.inner.hyperparams["learning_rate"]) == \
+        float(state.inner.hyperparams["learning_rate"])
+
+
+def test_inject_hyperparams_asks_the_transformation_it_builds():
+    def factory(learning_rate):
+        return gx.chain(gx.sgd(learning_rate), scale_leafwise_undeclared())
+
+    with pytest.raises(gx.FlatUnsupportedError,
+                       match=r"^inject_hyperparams\(factory\).init: scale_leafwise_undeclared does "
+                             r"not declare"):
+        gx.inject_hyperparams(factory)(learning_rate=0.1).init(gx.flat_params(small_params()))
+
+
+@pytest.mark.parametrize("make", _inner_kinds())
+def test_multi_steps_on_flat_params(make):
+    params = small_params()
+    tx = gx.MultiSteps(make(), every_k_schedule=2)
+    params, _, fp, _ = _run_both(tx, params, gx.flat_params(params),
+                                 gradient_stream(params, 4), {})
+    assert_trees_close(fp.unflatten(), params, rtol=2e-5, atol=2e-6, leaf_scale=True)
+
+
+def test_selective_transform_on_flat_params():
+    params = small_params()
+    tx = gx.selective_transform(gx.adam(1e-2), freeze_mask=r"\['b'\]")
+    new, _, fp, _ = _run_both(tx, params, gx.flat_params(params), gradient_stream(params, 2), {})
+    np.testing.assert_array_equal(np.asarray(fp.unflatten()["b"]), np.asarray(params["b"]))
+    assert_trees_close(fp.unflatten(), new, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("option", ["I", "II"])
+def test_svrg_on_flat_params(option):
+    """``loss_fn`` takes the params as given: the tree per leaf, the FlatParams on flat params."""
+    rng = np.random.default_rng(7)
+    data = (jnp.asarray(rng.normal(size=(6, 4, 3)), jnp.float32),
+            jnp.asarray(rng.normal(size=(6, 4)), jnp.float32))
+    params = {"w": jnp.asarray(rng.normal(size=(3,)), jnp.float32),
+              "b": jnp.zeros((4,), jnp.float32)}
+
+    def loss(tree, example):
+        x, y = example
+        return 0.5 * jnp.sum((x @ tree["w"] + tree["b"] - y) ** 2)
+
+    tx = gx.svrg(gx.chain(gx.clip_by_global_norm(5.0), gx.sgd(0.05, momentum=0.5)),
+                 snapshot_every=3, option=option)
+    run = functools.partial(gx.svrg_run, tx, data=data, key=jax.random.key(2), num_epochs=2,
+                            batch_size=2)
+    expected = run(loss, params)
+    got = run(lambda fp, example: loss(fp.unflatten(), example), gx.flat_params(params))
+    assert_trees_close(got.params.unflatten(), expected.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.snapshot_losses, expected.snapshot_losses, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

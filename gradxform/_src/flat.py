@@ -194,13 +194,15 @@ class Layout:
                 leaves[i] = leaf
         return jax.tree.unflatten(self.treedef, leaves)
 
-    def flatten(self, tree: PyTree) -> FlatParams:
+    def flatten(self, tree: PyTree, dtypes: dict[str, Any] | None = None) -> FlatParams:
         """A :class:`FlatParams` of this layout from a tree of the original structure.
 
         Leaves must have the original shapes and dtypes (gradients computed on the tree,
-        updates of a transformation that ran on the leaves).
+        updates of a transformation that ran on the leaves), or, for the groups named in
+        ``dtypes``, the dtype given there (the float32 buffers ``master_weights`` puts in place
+        of bfloat16 ones).
         """
-        leaves = self._leaves_of(tree, "flatten")
+        leaves = self._leaves_of(tree, "flatten", dtypes or {})
         buffers = {}
         for group in self.groups:
             parts = [jnp.reshape(leaves[i], (group.shards, -1) if group.shards > 1 else (-1,))
@@ -211,7 +213,7 @@ class Layout:
             buffers[group.name] = buf
         return FlatParams(buffers, self)
 
-    def _leaves_of(self, tree: PyTree, where: str) -> list:
+    def _leaves_of(self, tree: PyTree, where: str, held: dict[str, Any] | None = None) -> list:
         try:
             leaves = self.treedef.flatten_up_to(tree)
         except (ValueError, TypeError) as e:
@@ -219,7 +221,9 @@ class Layout:
                 f"FlatParams.layout.{where}: the tree does not have the structure of the flat "
                 f"params.\n  expected: {self.treedef}\n  got:      {jax.tree.structure(tree)}"
             ) from e
-        for path, shape, dtype, leaf in zip(self.paths, self.shapes, self.dtypes, leaves):
+        for path, shape, dtype, leaf, (g, _) in zip(self.paths, self.shapes, self.dtypes, leaves,
+                                                    self.where):
+            dtype = np.dtype((held or {}).get(self.groups[g].name, dtype))
             got = (tuple(jnp.shape(leaf)), np.dtype(getattr(leaf, "dtype", None)
                                                     or jnp.result_type(leaf)))
             if got != (shape, dtype):
@@ -426,6 +430,13 @@ def flat_params(params: PyTree, *, group: Any = None) -> FlatParams:
 # Transformations that run on the leaves (flat_support = "leaves").
 
 
+def _dtypes(fp: FlatParams) -> dict[str, Any]:
+    """The dtype of each buffer of ``fp``: the layout's, or another one a wrapper put in its
+    place (``master_weights`` hands its inner transformation float32 copies of bfloat16
+    buffers), which the updates of a transformation run on the leaves keep."""
+    return {name: buf.dtype for name, buf in fp.buffers.items()}
+
+
 def init_on_leaves(init_state: Callable) -> Callable:
     """Wrap ``init_state``: given a :class:`FlatParams`, it builds the state of the leaves."""
 
@@ -451,7 +462,7 @@ def apply_on_leaves(apply: Callable) -> Callable:
         if isinstance(params, FlatParams):
             params = params.unflatten()
         new, state = apply(self, updates.unflatten(), state, params, step)
-        return layout.flatten(new), state
+        return layout.flatten(new, _dtypes(updates)), state
 
     wrapped.flat_support = "leaves"  # type: ignore[attr-defined]
     return wrapped
@@ -513,7 +524,7 @@ def apply_each_leaf(apply: Callable) -> Callable:
         if any(g.shards > 1 for g in layout.groups):  # views of the leaves instead
             flat_params_ = params.unflatten() if isinstance(params, FlatParams) else params
             new, state = apply(self, updates.unflatten(), state, flat_params_, step)
-            return layout.flatten(new), state
+            return layout.flatten(new, _dtypes(updates)), state
         runs = _by_runs(layout, updates)
         param_runs = _by_runs(layout, params) if isinstance(params, FlatParams) else \
             [(g, s, None) for g, s, _ in runs]

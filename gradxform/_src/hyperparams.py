@@ -297,10 +297,18 @@ class _Injected(GradientTransformation):
     others: Any = static(converter=freeze)
     hyperparam_dtype: DType = static(default=None)
     uses_count = True
+    # the state holds scalars; the transformation built at every update runs on the buffers
+    # as it declares (check_flat builds it to ask)
+    flat_support = "elementwise"
 
     @property
     def name(self) -> str:
         return f"inject_hyperparams({getattr(self.factory, '__name__', 'factory')})"
+
+    def check_flat(self, layout):
+        dtype = self._dtype(layout.abstract())
+        self._build(self._values(self.numeric, jnp.zeros([], jnp.int32), dtype)).check_flat(
+            layout)
 
     def _dtype(self, params):
         if self.hyperparam_dtype is not None:

@@ -73,6 +73,9 @@ class scale_by_bfgs(GradientTransformation):
 
     scale_init_precond: bool = static(default=True)
     uses_count = True
+    # a matrix over all params raveled: on flat params the same matrix, its rows and columns
+    # permuted (the leaves in buffer order), which BFGS's update commutes with
+    flat_support = "elementwise"
 
     def init_state(self, params):
         _no_complex(self, params)

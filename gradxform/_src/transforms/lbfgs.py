@@ -96,6 +96,7 @@ class scale_by_lbfgs(GradientTransformation):
     memory_size: int = static(default=10)
     scale_init_precond: bool = static(default=True)
     uses_count = True
+    flat_support = "elementwise"  # inner products of the whole tree
 
     def check(self):
         m = self.memory_size

@@ -206,6 +206,10 @@ def _no_complex(tx: GradientTransformation, params: PyTree) -> None:
 class _Linesearch(GradientTransformation):
     """What the three searches share: their state, and reading the objective from ``update``."""
 
+    # inner products and norms of the whole update; on flat params value_fn takes the
+    # FlatParams (value_fn(fp) = loss(fp.unflatten())), as the gradient does
+    flat_support = "elementwise"
+
     @property
     def _stores_grad(self) -> bool:
         """Whether the search keeps the gradient at the accepted point (``None`` in the state

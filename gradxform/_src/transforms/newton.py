@@ -82,6 +82,9 @@ class scale_by_newton(GradientTransformation):
     min_curvature: Hyper = hyper(default=0.0, interval="[0, 1)")
     radius: Hyper = hyper(default=1.0, interval="(0, inf)")
     uses_count = True
+    # the Hessian over all params raveled: on flat params the same matrix with its rows and
+    # columns permuted (value_fn takes the FlatParams), which the eigendecomposition commutes with
+    flat_support = "elementwise"
 
     def init_state(self, params):
         _no_complex(self, params)

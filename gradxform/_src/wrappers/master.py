@@ -82,6 +82,8 @@ class master_weights(GradientTransformation):
 
     inner: GradientTransformation = child(converter=transformation)
     dtype: DType = static(default=jnp.float32, converter=_master_dtype)
+    # one copy per narrow buffer; the inner transformation sees float32 buffers in their place
+    flat_support = "elementwise"
 
     def _copies(self, leaf: Any) -> bool:
         dtype = dtypes.leaf_dtype(leaf)

@@ -96,6 +96,7 @@ class svrg(GradientTransformation):
     snapshot_every: int = static(default=100)
     option: str = static(default="I")
     uses_count = True
+    flat_support = "elementwise"  # on flat params loss_fn takes the FlatParams
 
     def check(self):
         m = self.snapshot_every
