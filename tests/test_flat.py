@@ -622,3 +622,20 @@ def test_nnx_functional_step_with_flat_params():
     expected_u, _ = tx.update(jax.grad(loss)(params), tx.init(params), params)
     assert_trees_close(gx.apply_updates(fp, u).unflatten(),
                        gx.apply_updates(params, expected_u), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: gx.lamb(1e-3), lambda: gx.adafactor(1e-3),
+                                  lambda: gx.sm3(0.1), lambda: gx.adamw(1e-3)],
+                         ids=["lamb", "adafactor", "sm3", "adamw"])
+def test_init_from_shapes_equals_init_from_buffers(make):
+    """``init`` of flat params given as ``jax.ShapeDtypeStruct`` buffers (to build a state
+    without the params, e.g. for its shardings) gives the state ``init`` of the buffers gives,
+    also for transformations that run on each leaf on its own."""
+    fp = gx.flat_params(small_params())
+    shapes = jax.tree.map(lambda b: jax.ShapeDtypeStruct(b.shape, b.dtype), fp)
+    tx = make()
+    from_shapes, from_buffers = tx.init(shapes), tx.init(fp)
+    assert jax.tree.structure(from_shapes) == jax.tree.structure(from_buffers)
+    for a, b in zip(jax.tree.leaves(from_shapes), jax.tree.leaves(from_buffers)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

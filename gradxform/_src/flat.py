@@ -494,6 +494,21 @@ def _by_runs(layout: Layout, fp: FlatParams | None) -> list:
                                "flat buffers; this one is split over devices")
 
 
+def _run_shapes(layout: Layout) -> list:
+    """``(group, shape, count)`` for every run of leaves of one shape, in layout order."""
+    return [(group, shape, count) for group in layout.groups
+            for shape, _, count in group.classes(layout.shapes)]
+
+
+def _init_from_shapes(self: Any, init_state: Callable, group: Any, shape: tuple,
+                      count: int) -> Any:
+    """The state of a run of ``count`` leaves built from shapes alone: one leaf's state from
+    its ``ShapeDtypeStruct`` (it does not depend on values), repeated along a new leading axis,
+    a fresh array per field as ``vmap`` would give."""
+    one = init_state(self, jax.ShapeDtypeStruct(shape, group.dtype))
+    return jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x)[None], count, axis=0), one)
+
+
 def init_each_leaf(init_state: Callable) -> Callable:
     """Wrap ``init_state``: given a :class:`FlatParams`, the state of each run of leaves of one
     shape, built by ``vmap`` over the run (a tuple of them, in layout order)."""
@@ -504,6 +519,9 @@ def init_each_leaf(init_state: Callable) -> Callable:
             return init_state(self, params)
         if any(g.shards > 1 for g in params.layout.groups):
             return init_state(self, params.unflatten())
+        if any(isinstance(b, jax.ShapeDtypeStruct) for b in params.buffers.values()):
+            return tuple(_init_from_shapes(self, init_state, group, shape, count)
+                         for group, shape, count in _run_shapes(params.layout))
         return tuple(jax.vmap(lambda p: init_state(self, p))(view)
                      for _, _, view in _by_runs(params.layout, params))
 
