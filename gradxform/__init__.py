@@ -48,6 +48,7 @@ from gradxform._src.distributed import (
     state_shardings,
     update_shards,
 )
+from gradxform._src.distributions import MultiNormalDiagFromLogScale, multi_normal
 from gradxform._src.flat import FlatParams, FlatUnsupportedError, flat_params
 from gradxform._src.hyperparams import (
     InjectHyperparamsState,
@@ -56,9 +57,32 @@ from gradxform._src.hyperparams import (
     inject_stateful_hyperparams,
     set_hyperparams,
 )
+from gradxform._src.linear_algebra import matrix_inverse_pth_root, power_iteration
 from gradxform._src.metrics import CSVLogger, step_metrics
 from gradxform._src.microbatching import microbatch
+from gradxform._src.minimize import (
+    MinimizeResult,
+    Solver,
+    SolverState,
+    minimize,
+    value_and_grad_from_state,
+)
 from gradxform._src.module import Module
+from gradxform._src.monitoring import (
+    MeasureWithEmaState,
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    measurements,
+    monitor,
+    snapshot,
+)
+from gradxform._src.numerics import (
+    safe_int32_increment,
+    safe_norm,
+    safe_root_mean_squares,
+)
+from gradxform._src.optimizers.acprop import acprop
 from gradxform._src.optimizers.adafactor import adafactor
 from gradxform._src.optimizers.adagrad import adadelta, adagrad
 from gradxform._src.optimizers.adam import (
@@ -78,15 +102,33 @@ from gradxform._src.optimizers.adam import (
     swats,
     yogi,
 )
+from gradxform._src.optimizers.distance_based import cocob, dog, dowg
+from gradxform._src.optimizers.galore import galore
 from gradxform._src.optimizers.layerwise import fromage, lamb, lars, novograd
+from gradxform._src.optimizers.madgrad import madgrad
+from gradxform._src.optimizers.momo import momo, momo_adam
 from gradxform._src.optimizers.muon import muon
+from gradxform._src.optimizers.newton import newton
+from gradxform._src.optimizers.optimistic import (
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
 from gradxform._src.optimizers.parameter_free import dadapt_adamw, prodigy
+from gradxform._src.optimizers.private import dpsgd
+from gradxform._src.optimizers.quasi_newton import (
+    bfgs,
+    gradient_descent_linesearch,
+    lbfgs,
+)
 from gradxform._src.optimizers.rmsprop import rmsprop
 from gradxform._src.optimizers.rprop import rprop
 from gradxform._src.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradxform._src.optimizers.sgd import noisy_sgd, polyak_sgd, sgd
 from gradxform._src.optimizers.sign import lion, normalized_sgd, sign_sgd, signum
+from gradxform._src.optimizers.simplified_ademamix import simplified_ademamix
 from gradxform._src.optimizers.sm3 import sm3
+from gradxform._src.optimizers.sophia import sophia
 from gradxform._src.schedules import (
     Schedule,
     constant_schedule,
@@ -110,6 +152,14 @@ from gradxform._src.schedules import (
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
 )
+from gradxform._src.stateless import (
+    EmptyState,
+    init_empty_state,
+    stateless_with_tree_map,
+    with_extra_args_support,
+)
+from gradxform._src.target_networks import incremental_update, periodic_update
+from gradxform._src.transforms.acprop import scale_by_acprop
 from gradxform._src.transforms.adabelief import ScaleByBeliefState, scale_by_belief
 from gradxform._src.transforms.adadelta import ScaleByAdaDeltaState, scale_by_adadelta
 from gradxform._src.transforms.adafactor import FactoredRmsState, scale_by_factored_rms
@@ -117,6 +167,7 @@ from gradxform._src.transforms.adagrad import ScaleByRssState, scale_by_rss
 from gradxform._src.transforms.adam import ScaleByAdamState, scale_by_adam
 from gradxform._src.transforms.adamax import scale_by_adamax
 from gradxform._src.transforms.adan import ScaleByAdanState, scale_by_adan
+from gradxform._src.transforms.adaptive_clip import adaptive_grad_clip
 from gradxform._src.transforms.ademamix import (
     ScaleByAdemamixState,
     ademamix_alpha_schedule,
@@ -125,11 +176,65 @@ from gradxform._src.transforms.ademamix import (
 )
 from gradxform._src.transforms.adopt import scale_by_adopt
 from gradxform._src.transforms.amsgrad import ScaleByAmsgradState, scale_by_amsgrad
+from gradxform._src.transforms.apply_every import ApplyEveryState, apply_every
+from gradxform._src.transforms.bfgs import ScaleByBfgsState, scale_by_bfgs
 from gradxform._src.transforms.block_rms import clip_by_block_rms, scale_by_param_block_rms
+from gradxform._src.transforms.centralize import centralize
 from gradxform._src.transforms.clipping import clip, clip_by_global_norm
+from gradxform._src.transforms.cocob import COCOBState, scale_by_cocob
+from gradxform._src.transforms.complex_valued import (
+    SplitRealAndImaginaryArrays,
+    SplitRealAndImaginaryState,
+    split_real_and_imaginary,
+)
+from gradxform._src.transforms.constrain import (
+    ZeroNansState,
+    keep_params_nonnegative,
+    zero_nans,
+)
+from gradxform._src.transforms.dog import (
+    ScaleByDistanceOverGradientsState,
+    scale_by_distance_over_gradients,
+)
+from gradxform._src.transforms.dog_global import (
+    DoGInitStep,
+    DoGState,
+    DoWGState,
+    scale_by_dog,
+    scale_by_dowg,
+)
+from gradxform._src.transforms.dp import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+)
 from gradxform._src.transforms.fromage import scale_by_fromage
+from gradxform._src.transforms.galore import (
+    GaLoreDimensionNumbers,
+    GaLoreState,
+    scale_by_galore,
+)
+from gradxform._src.transforms.lbfgs import ScaleByLbfgsState, scale_by_lbfgs
+from gradxform._src.transforms.linesearch import (
+    BacktrackingInfo,
+    GoldenSectionInfo,
+    LinesearchState,
+    ZoomInfo,
+    backtracking_linesearch,
+    golden_section_linesearch,
+    scale_by_backtracking_linesearch,
+    scale_by_zoom_linesearch,
+    zoom_linesearch,
+)
 from gradxform._src.transforms.lion import ScaleByLionState, scale_by_lion
+from gradxform._src.transforms.madgrad import MadgradState, scale_by_madgrad
+from gradxform._src.transforms.mechanic import MechanicState, mechanize
 from gradxform._src.transforms.momentum import EmaState, TraceState, ema, trace
+from gradxform._src.transforms.momo import (
+    MomoAdamState,
+    MomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
+)
 from gradxform._src.transforms.muon import (
     MuonDimensionNumbers,
     MuonState,
@@ -137,14 +242,27 @@ from gradxform._src.transforms.muon import (
     scale_by_muon,
     scale_by_shape,
 )
+from gradxform._src.transforms.newton import ScaleByNewtonState, scale_by_newton
 from gradxform._src.transforms.noise import add_noise
+from gradxform._src.transforms.norm_scaling import (
+    normalize_by_update_norm,
+    scale_by_param_block_norm,
+)
 from gradxform._src.transforms.normalize import scale_by_normalized
 from gradxform._src.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradxform._src.transforms.optimistic import (
+    ScaleByOptimisticGradientState,
+    scale_by_optimistic_gradient,
+)
 from gradxform._src.transforms.parameter_free import (
     DAdaptAdamWState,
     ProdigyState,
     scale_by_dadapt_adamw,
     scale_by_prodigy,
+)
+from gradxform._src.transforms.per_example_clip import (
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
 )
 from gradxform._src.transforms.polyak import scale_by_polyak
 from gradxform._src.transforms.proximal import proximal_weight_decay
@@ -156,23 +274,52 @@ from gradxform._src.transforms.regularisation import (
 )
 from gradxform._src.transforms.rmsprop import ScaleByRmsState, ScaleByStddevState, scale_by_rms
 from gradxform._src.transforms.rprop import ScaleByRpropState, scale_by_rprop
+from gradxform._src.transforms.sam import NormalizeState, SAMState, normalize, sam
 from gradxform._src.transforms.scaling import scale, scale_by_learning_rate
 from gradxform._src.transforms.schedule_free import (
     ScheduleFreeState,
     schedule_free,
     schedule_free_eval_params,
 )
+from gradxform._src.transforms.schedule_scaling import scale_by_schedule
 from gradxform._src.transforms.sign import scale_by_sign
+from gradxform._src.transforms.simplified_ademamix import (
+    ScaleBySimplifiedAdEMAMixState,
+    scale_by_simplified_ademamix,
+)
 from gradxform._src.transforms.sm3 import ScaleBySm3State, scale_by_sm3
+from gradxform._src.transforms.sophia import (
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+)
+from gradxform._src.transforms.stddev import scale_by_stddev
 from gradxform._src.transforms.swats import SwatsState, scale_by_swats
 from gradxform._src.transforms.trust_ratio import scale_by_lars, scale_by_trust_ratio
 from gradxform._src.transforms.yogi import scale_by_yogi
-from gradxform._src.tree import global_norm
+from gradxform._src.tree import (
+    bias_correction,
+    global_norm,
+    safe_increment,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
 from gradxform._src.tree_utils import (
     tree_get,
     tree_get_all_with_path,
     tree_map_params,
     tree_set,
+)
+
+# Type aliases under optax's names: importable (gx.Params), but not in __all__, because the API
+# reference is built by inspecting objects and a typing construct has nothing of gradxform's in it.
+from gradxform._src.types import (  # noqa: F401
+    MaskOrFn,
+    Params,
+    ScalarOrSchedule,
+    Updates,
 )
 from gradxform._src.wrappers.accumulation import AccumulateState, MultiSteps, accumulate
 from gradxform._src.wrappers.ascent import maximize
@@ -182,11 +329,23 @@ from gradxform._src.wrappers.averaging import (
     ema_params,
     swa_params,
 )
+from gradxform._src.wrappers.conditional import (
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    conditionally_mask,
+    conditionally_transform,
+)
 from gradxform._src.wrappers.finite import SkipNonFiniteState, apply_if_finite, skip_non_finite
 from gradxform._src.wrappers.lookahead import LookaheadState, lookahead, lookahead_slow_params
 from gradxform._src.wrappers.loss_scaling import DynamicLossScaleState, dynamic_loss_scale
 from gradxform._src.wrappers.master import MasterWeightsState, master_weights
 from gradxform._src.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
+from gradxform._src.wrappers.should_skip import (
+    ShouldSkipUpdateFunction,  # noqa: F401  (a type alias: see above)
+    skip_large_updates,
+    skip_not_finite,
+)
+from gradxform._src.wrappers.svrg import SvrgRun, SvrgState, svrg, svrg_run
 
 # optax's name for the same state (gradxform's schedules keep no state of their own).
 InjectStatefulHyperparamsState = InjectHyperparamsState
@@ -195,6 +354,13 @@ try:
     __version__ = _metadata.version("gradxform")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+# optax's names for classes gradxform has under its own names (the states keep no step count:
+# it is the optimizer's, in OptState.count; every transformation takes extra arguments).
+ScaleByRStdDevState = ScaleByStddevState
+ScaleBySM3State = ScaleBySm3State
+FactoredState = FactoredRmsState
+GradientTransformationExtraArgs = GradientTransformation
 
 __all__ = [
     # the protocol and values
@@ -253,99 +419,7 @@ __all__ = [
     "data_parallel_value_and_grad",
     # training loops
     "step_metrics", "CSVLogger", "microbatch", "microbatching",
-]
-
-# -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring, helpers --
-from gradxform._src.distributions import MultiNormalDiagFromLogScale, multi_normal  # noqa: E402
-from gradxform._src.linear_algebra import matrix_inverse_pth_root, power_iteration  # noqa: E402
-from gradxform._src.monitoring import (  # noqa: E402
-    MeasureWithEmaState,
-    MonitorState,
-    SnapshotState,
-    measure_with_ema,
-    measurements,
-    monitor,
-    snapshot,
-)
-from gradxform._src.numerics import (  # noqa: E402
-    safe_int32_increment,
-    safe_norm,
-    safe_root_mean_squares,
-)
-from gradxform._src.optimizers.optimistic import (  # noqa: E402
-    optimistic_adam,
-    optimistic_adam_v2,
-    optimistic_gradient_descent,
-)
-from gradxform._src.stateless import (  # noqa: E402
-    EmptyState,
-    init_empty_state,
-    stateless_with_tree_map,
-    with_extra_args_support,
-)
-from gradxform._src.target_networks import incremental_update, periodic_update  # noqa: E402
-from gradxform._src.transforms.adaptive_clip import adaptive_grad_clip  # noqa: E402
-from gradxform._src.transforms.apply_every import ApplyEveryState, apply_every  # noqa: E402
-from gradxform._src.transforms.centralize import centralize  # noqa: E402
-from gradxform._src.transforms.constrain import (  # noqa: E402
-    ZeroNansState,
-    keep_params_nonnegative,
-    zero_nans,
-)
-from gradxform._src.transforms.dog import (  # noqa: E402
-    ScaleByDistanceOverGradientsState,
-    scale_by_distance_over_gradients,
-)
-from gradxform._src.transforms.norm_scaling import (  # noqa: E402
-    normalize_by_update_norm,
-    scale_by_param_block_norm,
-)
-from gradxform._src.transforms.optimistic import (  # noqa: E402
-    ScaleByOptimisticGradientState,
-    scale_by_optimistic_gradient,
-)
-from gradxform._src.transforms.per_example_clip import (  # noqa: E402
-    per_example_global_norm_clip,
-    per_example_layer_norm_clip,
-)
-from gradxform._src.transforms.schedule_scaling import scale_by_schedule  # noqa: E402
-from gradxform._src.transforms.stddev import scale_by_stddev  # noqa: E402
-from gradxform._src.tree import (  # noqa: E402
-    bias_correction,
-    safe_increment,
-    update_infinity_moment,
-    update_moment,
-    update_moment_per_elem_norm,
-)
-
-# Type aliases under optax's names: importable (gx.Params), but not in __all__, because the API
-# reference is built by inspecting objects and a typing construct has nothing of gradxform's in it.
-from gradxform._src.types import (  # noqa: E402, F401
-    MaskOrFn,
-    Params,
-    ScalarOrSchedule,
-    Updates,
-)
-from gradxform._src.wrappers.conditional import (  # noqa: E402
-    ConditionallyMaskState,
-    ConditionallyTransformState,
-    conditionally_mask,
-    conditionally_transform,
-)
-from gradxform._src.wrappers.should_skip import (  # noqa: E402
-    ShouldSkipUpdateFunction,  # noqa: F401  (a type alias: see above)
-    skip_large_updates,
-    skip_not_finite,
-)
-
-# optax's names for classes gradxform has under its own names (the states keep no step count:
-# it is the optimizer's, in OptState.count; every transformation takes extra arguments).
-ScaleByRStdDevState = ScaleByStddevState
-ScaleBySM3State = ScaleBySm3State
-FactoredState = FactoredRmsState
-GradientTransformationExtraArgs = GradientTransformation
-
-__all__ += [
+    # -- optax's core names: constraints, clipping, norms, optimistic methods, monitoring --
     # transforms
     "zero_nans", "keep_params_nonnegative", "centralize", "adaptive_grad_clip",
     "scale_by_param_block_norm", "normalize_by_update_norm", "scale_by_stddev",
@@ -369,63 +443,7 @@ __all__ += [
     "SnapshotState", "MeasureWithEmaState", "MonitorState", "EmptyState",
     # optax's names for existing classes
     "ScaleByRStdDevState", "ScaleBySM3State", "FactoredState", "GradientTransformationExtraArgs",
-]
-# -- end optax's core names ---------------------------------------------------------------------
-
-# -- optax.contrib's optimizers: SAM, COCOB, DoG/DoWG, Mechanic, MoMo, MADGRAD, Sophia, GaLore,
-# -- DP-SGD, ACProp, Simplified AdEMAMix, complex splitting -----------------------------------
-from gradxform._src.optimizers.acprop import acprop  # noqa: E402
-from gradxform._src.optimizers.distance_based import cocob, dog, dowg  # noqa: E402
-from gradxform._src.optimizers.galore import galore  # noqa: E402
-from gradxform._src.optimizers.madgrad import madgrad  # noqa: E402
-from gradxform._src.optimizers.momo import momo, momo_adam  # noqa: E402
-from gradxform._src.optimizers.private import dpsgd  # noqa: E402
-from gradxform._src.optimizers.simplified_ademamix import simplified_ademamix  # noqa: E402
-from gradxform._src.optimizers.sophia import sophia  # noqa: E402
-from gradxform._src.transforms.acprop import scale_by_acprop  # noqa: E402
-from gradxform._src.transforms.cocob import COCOBState, scale_by_cocob  # noqa: E402
-from gradxform._src.transforms.complex_valued import (  # noqa: E402
-    SplitRealAndImaginaryArrays,
-    SplitRealAndImaginaryState,
-    split_real_and_imaginary,
-)
-from gradxform._src.transforms.dog_global import (  # noqa: E402
-    DoGInitStep,
-    DoGState,
-    DoWGState,
-    scale_by_dog,
-    scale_by_dowg,
-)
-from gradxform._src.transforms.dp import (  # noqa: E402
-    DifferentiallyPrivateAggregateState,
-    differentially_private_aggregate,
-)
-from gradxform._src.transforms.galore import (  # noqa: E402
-    GaLoreDimensionNumbers,
-    GaLoreState,
-    scale_by_galore,
-)
-from gradxform._src.transforms.madgrad import MadgradState, scale_by_madgrad  # noqa: E402
-from gradxform._src.transforms.mechanic import MechanicState, mechanize  # noqa: E402
-from gradxform._src.transforms.momo import (  # noqa: E402
-    MomoAdamState,
-    MomoState,
-    scale_by_momo,
-    scale_by_momo_adam,
-)
-from gradxform._src.transforms.sam import NormalizeState, SAMState, normalize, sam  # noqa: E402
-from gradxform._src.transforms.simplified_ademamix import (  # noqa: E402
-    ScaleBySimplifiedAdEMAMixState,
-    scale_by_simplified_ademamix,
-)
-from gradxform._src.transforms.sophia import (  # noqa: E402
-    HutchinsonState,
-    SophiaState,
-    hutchinson_estimator_diag_hessian,
-    scale_by_sophia,
-)
-
-__all__ += [
+    # -- optax.contrib: SAM, COCOB, DoG/DoWG, Mechanic, MoMo, MADGRAD, Sophia, GaLore, DP-SGD --
     # optimizers
     "sam", "cocob", "dog", "dowg", "mechanize", "momo", "momo_adam", "madgrad", "sophia",
     "galore", "dpsgd", "acprop", "simplified_ademamix", "split_real_and_imaginary",
@@ -440,40 +458,7 @@ __all__ += [
     "HutchinsonState", "GaLoreState", "GaLoreDimensionNumbers",
     "DifferentiallyPrivateAggregateState", "ScaleBySimplifiedAdEMAMixState",
     "SplitRealAndImaginaryState", "SplitRealAndImaginaryArrays",
-]
-# -- end optax.contrib's optimizers -----------------------------------------------------------
-
-# -- line searches, L-BFGS, BFGS, Newton, SVRG and minimize ----------------------------------
-from gradxform._src.minimize import (  # noqa: E402
-    MinimizeResult,
-    Solver,
-    SolverState,
-    minimize,
-    value_and_grad_from_state,
-)
-from gradxform._src.optimizers.newton import newton  # noqa: E402
-from gradxform._src.optimizers.quasi_newton import (  # noqa: E402
-    bfgs,
-    gradient_descent_linesearch,
-    lbfgs,
-)
-from gradxform._src.transforms.bfgs import ScaleByBfgsState, scale_by_bfgs  # noqa: E402
-from gradxform._src.transforms.lbfgs import ScaleByLbfgsState, scale_by_lbfgs  # noqa: E402
-from gradxform._src.transforms.linesearch import (  # noqa: E402
-    BacktrackingInfo,
-    GoldenSectionInfo,
-    LinesearchState,
-    ZoomInfo,
-    backtracking_linesearch,
-    golden_section_linesearch,
-    scale_by_backtracking_linesearch,
-    scale_by_zoom_linesearch,
-    zoom_linesearch,
-)
-from gradxform._src.transforms.newton import ScaleByNewtonState, scale_by_newton  # noqa: E402
-from gradxform._src.wrappers.svrg import SvrgRun, SvrgState, svrg, svrg_run  # noqa: E402
-
-__all__ += [
+    # -- line searches, L-BFGS, BFGS, Newton, SVRG and minimize --
     # line searches
     "backtracking_linesearch", "golden_section_linesearch", "zoom_linesearch",
     "scale_by_backtracking_linesearch", "scale_by_zoom_linesearch", "LinesearchState",
@@ -488,4 +473,3 @@ __all__ += [
     "minimize", "MinimizeResult", "Solver", "SolverState",
     "value_and_grad_from_state",
 ]
-# -- end line searches, L-BFGS, BFGS, Newton, SVRG and minimize ------------------------------

@@ -50,6 +50,7 @@ import numpy as np
 from gradxform._src import dtypes, flat, tree
 from gradxform._src import module as _module
 from gradxform._src.module import Invalid, Module, child, renamed_error, static, thaw
+from gradxform._src.routing import path_key as _path_key
 from gradxform._src.schedules import Schedule, as_schedule
 from gradxform._src.types import PyTree, TreeDef
 
@@ -104,12 +105,6 @@ class StructureMismatchError(ValueError):
 
 # --------------------------------------------------------------------------------------------
 # What a state remembers of its params.
-
-
-def _path_key(path: tuple) -> tuple:
-    """A leaf path with transparent boxes removed (``.value`` of flax nnx Variables)."""
-    return tuple(k for k in path if not (isinstance(k, jax.tree_util.GetAttrKey)
-                                         and k.name == "value"))
 
 
 def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:

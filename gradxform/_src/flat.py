@@ -63,6 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from gradxform._src.routing import by_regex, mask_leaves, route
+
 __all__ = ["FlatParams", "Layout", "Group", "flat_params", "FlatUnsupportedError",
            "init_on_leaves", "apply_on_leaves", "init_each_leaf", "apply_each_leaf",
            "buffer_mask", "leaf_mask"]
@@ -342,7 +344,6 @@ def _placement(sharding: Any, shape: tuple, path: tuple) -> tuple[Hashable, int,
 def _labels(group: Any, params: PyTree) -> list:
     if group is None:
         return [None] * len(jax.tree.leaves(params))
-    from gradxform._src.combine import by_regex, route  # combine depends on base, base on this
 
     if isinstance(group, str):
         group = by_regex(group)
@@ -567,7 +568,6 @@ def buffer_mask(mask: Any, layout: Layout, where: str) -> FlatParams:
     hold only masked or only unmasked leaves, else an error says how to split it
     (``flat_params(..., group=mask)``).
     """
-    from gradxform._src.combine import mask_leaves  # combine depends on base, base on this
 
     per_leaf = layout.treedef.flatten_up_to(mask_leaves(mask, layout.abstract(), where))
     out = {}
@@ -593,6 +593,5 @@ def leaf_mask(mask: Any, params: PyTree, where: str) -> PyTree:
         return jax.tree.map(lambda _: True, params)
     if isinstance(params, FlatParams):
         return buffer_mask(mask, params.layout, where)
-    from gradxform._src.combine import mask_leaves  # combine depends on base, base on this
 
     return mask_leaves(mask, params, where)

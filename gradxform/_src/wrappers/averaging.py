@@ -15,7 +15,6 @@ from gradxform._src.base import (
     GradientTransformation,
     OptState,
     Step,
-    _path_key,
     apply_updates,
     child,
     hyper,
@@ -23,6 +22,7 @@ from gradxform._src.base import (
     transformation,
     walk,
 )
+from gradxform._src.routing import path_key
 from gradxform._src.types import DType, Hyper
 from gradxform._src.wrappers._common import applied_update, reject_schedule
 from gradxform._src.wrappers.composition import check_nesting
@@ -217,7 +217,7 @@ def averaged_params(tx: GradientTransformation, state: OptState) -> Any:
     table = dict(zip(state.spec.paths, state.spec.dtypes))
 
     def cast(path, x):
-        dtype = table.get(_path_key(path))
+        dtype = table.get(path_key(path))
         return x if dtype is None else x.astype(dtype)
 
     return jax.tree_util.tree_map_with_path(cast, found[0])
