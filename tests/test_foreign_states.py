@@ -19,6 +19,7 @@ import pytest
 from flax import serialization
 
 import gradxform as gx
+from gradxform._src.base import walk
 from helpers import nested_params
 from registry import all_entries
 
@@ -136,6 +137,17 @@ def test_chain_refuses_a_state_with_another_number_of_links():
                                         r"'sgd'\), got a dict with the keys \('clip',\)"):
         named.apply(GRADS, {"clip": ()}, PARAMS, step)
 
+
+
+def test_chain_walked_without_a_state_still_lists_every_link():
+    """The check above must not refuse ``walk``'s placeholder: ``set_hyperparams`` (and nnx's
+    ``hyperparams_as_arrays`` workflow) walk a transformation that has no state yet."""
+    tx = gx.named_chain(("clip", gx.clip(1.0)), ("opt", gx.adam(1e-3, b1=0.8)))
+    labels = [path for path, _, _, _ in walk(tx)]
+    assert labels[:3] == [(), ("clip",), ("opt",)] and len(labels) == 5, labels
+    changed = gx.set_hyperparams(tx, learning_rate=3e-4, b1=0.7)
+    assert float(changed.transforms[1].transforms[1].learning_rate) == pytest.approx(3e-4)
+    assert float(changed.transforms[1].transforms[0].b1) == pytest.approx(0.7)
 
 def test_a_foreign_init_that_reuses_an_array_is_copied():
     class Aliasing:
