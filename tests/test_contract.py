@@ -18,7 +18,7 @@ import pytest
 import gradxform as gx
 from helpers import gradient_stream, nested_params
 from reference import schedules as ref
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -28,12 +28,7 @@ GRADS = gradient_stream(PARAMS, 3)
 
 
 def _extra(entry, t=0):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(2.5)
-    if entry.needs_key:
-        out["key"] = jax.random.key(t)
-    return out
+    return update_arguments(entry, value=2.5, key=jax.random.key(t))
 
 
 def _finite(tree_):

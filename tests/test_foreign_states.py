@@ -21,7 +21,7 @@ from flax import serialization
 import gradxform as gx
 from gradxform._src.base import walk
 from helpers import nested_params
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
@@ -29,12 +29,7 @@ GRADS = jax.tree.map(lambda p: jnp.full_like(p, 0.5), PARAMS)
 
 
 def _extra(entry):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(1.0)
-    if entry.needs_key:
-        out["key"] = jax.random.key(0)
-    return out
+    return update_arguments(entry, value=1.0)
 
 
 def test_every_optimizer_rejects_every_other_optimizers_state():
