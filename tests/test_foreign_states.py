@@ -29,7 +29,7 @@ GRADS = jax.tree.map(lambda p: jnp.full_like(p, 0.5), PARAMS)
 
 
 def _extra(entry):
-    return update_arguments(entry, value=1.0)
+    return update_arguments(entry, value=1.0, grads=GRADS)
 
 
 def test_every_optimizer_rejects_every_other_optimizers_state():
@@ -82,7 +82,7 @@ def test_every_optimizer_rejects_every_other_optimizers_state():
      "a tree"),
     (lambda: gx.partition({"a": gx.adam(1e-3), "b": gx.sgd(0.1)}, {"w": "a", "b": "b"}),
      lambda: gx.partition({"a": gx.adam(1e-3), "b": gx.sgd(0.1)}, {"w": "b", "b": "a"}),
-     "labels", "a tree", "a tree"),
+     "param_labels", "a tree", "a tree"),
 ])
 def test_the_message_names_what_differs(make_a, make_b, where, there, here):
     a, b = make_a(), make_b()
@@ -239,7 +239,8 @@ def test_fingerprints_are_the_same_in_another_process():
 def test_nested_params_and_wrappers_round_trip():
     params = nested_params()
     for tx in (gx.ema_params(gx.adam(1e-3)), gx.accumulate(gx.lion(1e-3), every_k=2),
-               gx.freeze(gx.adam(1e-3), {"dense": True, "blocks": False, "scale": False})):
+               gx.selective_transform(gx.adam(1e-3), freeze_mask={"dense": True, "blocks": False,
+                                                                  "scale": False})):
         state = tx.init(params)
         grads = jax.tree.map(jnp.ones_like, params)
         _, new = tx.update(grads, state, params)

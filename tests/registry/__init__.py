@@ -93,10 +93,13 @@ def sum_of_squares(params: Any) -> jax.Array:
 
 
 def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
-                     loss: Callable[[Any], Any] = sum_of_squares) -> dict[str, Any]:
+                     loss: Callable[[Any], Any] = sum_of_squares,
+                     grads: Any = None) -> dict[str, Any]:
     """The keyword arguments ``entry``'s ``update`` must receive (``entry.extra`` and
     ``needs_key``): ``value=`` (Polyak, Momo), ``key=``, ``obj_fn=`` (Sophia's objective) and
-    ``grad_fn=`` (SAM's opaque mode: the gradient at another point) of ``loss``."""
+    ``grad_fn=`` (SAM's opaque mode: the gradient at another point) of ``loss``; for line
+    searches ``value_fn=`` (``loss``) and ``grad=`` (``grads``, the gradient given to
+    ``update``)."""
     out: dict[str, Any] = {}
     if "value" in entry.extra:
         out["value"] = jnp.float32(value)
@@ -106,7 +109,11 @@ def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
         out["obj_fn"] = loss
     if "grad_fn" in entry.extra:
         out["grad_fn"] = lambda p, i: jax.grad(loss)(p)
-    unknown = set(entry.extra) - {"value", "obj_fn", "grad_fn"}
+    if "value_fn" in entry.extra:
+        out["value_fn"] = loss
+    if "grad" in entry.extra and grads is not None:
+        out["grad"] = grads
+    unknown = set(entry.extra) - {"value", "obj_fn", "grad_fn", "value_fn"} - set(out)
     if unknown:
         raise ValueError(f"{entry.name}: no sample for the update arguments {sorted(unknown)}")
     return out
