@@ -81,6 +81,7 @@ def _wrappers():
         yield gx.ema_params(inner, decay=gx.linear_schedule(0.9, 0.999, 100),
                             accumulator_dtype=np.float64)
         yield gx.swa_params(inner, start=100, every=10)
+        yield gx.master_weights(inner, dtype=jnp.float64)
         yield gx.chain(inner, gx.reduce_on_plateau(0.5, 3, cooldown=2, maximize=True))
         yield gx.maximize(inner)
         yield gx.masked(inner, {"dense": True, "blocks": [False, (True, False)]})

@@ -18,7 +18,7 @@ import pytest
 import gradxform as gx
 from helpers import gradient_stream, nested_params
 from reference import schedules as ref
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -28,12 +28,7 @@ GRADS = gradient_stream(PARAMS, 3)
 
 
 def _extra(entry, t=0):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(2.5)
-    if entry.needs_key:
-        out["key"] = jax.random.key(t)
-    return out
+    return update_arguments(entry, value=2.5, key=jax.random.key(t))
 
 
 def _finite(tree_):
@@ -112,9 +107,9 @@ SCHEDULES = [
         "cosine", 1.0, {10: 0.5, 20: 0.1}), 0.05),
     ("linear_onecycle", gx.linear_onecycle_schedule(100, 1.0), 1.0 / 25 / 1e4),
     ("cosine_onecycle", gx.cosine_onecycle_schedule(100, 1.0), 1.0 / 25 / 1e4),
-    ("sgdr_doubling", gx.sgdr_schedule(1.0, 100, t_mul=2.0, alpha=0.1),
+    ("sgdr_doubling", gx.cosine_decay_restarts(1.0, 100, t_mul=2.0, alpha=0.1),
      ref.sgdr(TOP, 1.0, 100, 2.0, 1.0, 0.1)),
-    ("sgdr_equal_cycles", gx.sgdr_schedule(1.0, 1000, t_mul=1.0, alpha=0.1),
+    ("sgdr_equal_cycles", gx.cosine_decay_restarts(1.0, 1000, t_mul=1.0, alpha=0.1),
      0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (TOP % 1000) / 1000))),
     ("cyclic", gx.cyclic_schedule(0.1, 1.0, 2000), ref.cyclic(TOP, 0.1, 1.0, 2000)),
     ("cyclic_asymmetric", gx.cyclic_schedule(0.1, 1.0, 300, 700),
@@ -157,7 +152,7 @@ def test_periodic_schedules_are_exact_at_large_counts():
     for count in (TOP - 5, TOP - 4, TOP - 3, TOP - 2, TOP - 1, TOP):
         np.testing.assert_allclose(float(tx(jnp.asarray(count, jnp.int32))),
                                    ref.cyclic(count, 0.0, 1.0, 3), rtol=1e-6, atol=1e-7)
-    sgdr = gx.sgdr_schedule(1.0, 7, t_mul=1.0)
+    sgdr = gx.cosine_decay_restarts(1.0, 7, t_mul=1.0)
     for count in (TOP - 3, TOP - 2, TOP - 1, TOP):  # equal cycles of 7 steps: t mod 7
         expected = 0.5 * (1 + math.cos(math.pi * (count % 7) / 7))
         np.testing.assert_allclose(float(sgdr(jnp.asarray(count, jnp.int32))), expected,

@@ -19,8 +19,9 @@ import pytest
 from flax import serialization
 
 import gradxform as gx
+from gradxform._src.base import walk
 from helpers import nested_params
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
@@ -28,12 +29,7 @@ GRADS = jax.tree.map(lambda p: jnp.full_like(p, 0.5), PARAMS)
 
 
 def _extra(entry):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(1.0)
-    if entry.needs_key:
-        out["key"] = jax.random.key(0)
-    return out
+    return update_arguments(entry, value=1.0, grads=GRADS)
 
 
 def test_every_optimizer_rejects_every_other_optimizers_state():
@@ -86,7 +82,7 @@ def test_every_optimizer_rejects_every_other_optimizers_state():
      "a tree"),
     (lambda: gx.partition({"a": gx.adam(1e-3), "b": gx.sgd(0.1)}, {"w": "a", "b": "b"}),
      lambda: gx.partition({"a": gx.adam(1e-3), "b": gx.sgd(0.1)}, {"w": "b", "b": "a"}),
-     "labels", "a tree", "a tree"),
+     "param_labels", "a tree", "a tree"),
 ])
 def test_the_message_names_what_differs(make_a, make_b, where, there, here):
     a, b = make_a(), make_b()
@@ -136,6 +132,17 @@ def test_chain_refuses_a_state_with_another_number_of_links():
                                         r"'sgd'\), got a dict with the keys \('clip',\)"):
         named.apply(GRADS, {"clip": ()}, PARAMS, step)
 
+
+
+def test_chain_walked_without_a_state_still_lists_every_link():
+    """The check above must not refuse ``walk``'s placeholder: ``set_hyperparams`` (and nnx's
+    ``hyperparams_as_arrays`` workflow) walk a transformation that has no state yet."""
+    tx = gx.named_chain(("clip", gx.clip(1.0)), ("opt", gx.adam(1e-3, b1=0.8)))
+    labels = [path for path, _, _, _ in walk(tx)]
+    assert labels[:3] == [(), ("clip",), ("opt",)] and len(labels) == 5, labels
+    changed = gx.set_hyperparams(tx, learning_rate=3e-4, b1=0.7)
+    assert float(changed.transforms[1].transforms[1].learning_rate) == pytest.approx(3e-4)
+    assert float(changed.transforms[1].transforms[0].b1) == pytest.approx(0.7)
 
 def test_a_foreign_init_that_reuses_an_array_is_copied():
     class Aliasing:
@@ -232,7 +239,8 @@ def test_fingerprints_are_the_same_in_another_process():
 def test_nested_params_and_wrappers_round_trip():
     params = nested_params()
     for tx in (gx.ema_params(gx.adam(1e-3)), gx.accumulate(gx.lion(1e-3), every_k=2),
-               gx.freeze(gx.adam(1e-3), {"dense": True, "blocks": False, "scale": False})):
+               gx.selective_transform(gx.adam(1e-3), freeze_mask={"dense": True, "blocks": False,
+                                                                  "scale": False})):
         state = tx.init(params)
         grads = jax.tree.map(jnp.ones_like, params)
         _, new = tx.update(grads, state, params)

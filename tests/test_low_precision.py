@@ -39,14 +39,16 @@ def test_bfloat16_stays_within_1_percent_of_float64(name):
     assert errors.shape == (10_000,)
     worst = float(errors.max())
     assert worst < 0.01, f"{name}: worst relative error {worst:.2e} at step {errors.argmax()}"
-    after_drop = float(errors[5000:].max())  # the 100x drop does not break the accumulators
-    assert after_drop < 0.01, f"{name}: {after_drop:.2e} after the drop"
+    # the bound covers the steps after the drop: the stream did drop 100x at step 5000
+    grads = history[1]
+    size = sum(np.sum(np.asarray(g, np.float64) ** 2, axis=tuple(range(1, np.ndim(g))))
+               for g in jax.tree.leaves(grads))
+    drop = float(np.sqrt(size[:5000].mean() / size[5000:].mean()))
+    assert 80 < drop < 125, drop
     if name == "lion":
         # Lion's step is a sign: an entry whose argument is within rounding of zero may step
         # the other way than in float64 (the same length). Measured: a handful in 1.45M.
         assert int(found["flips"].sum()) <= 10, int(found["flips"].sum())
-    else:
-        assert int(found["flips"].sum()) == 0 or float(found["relative"].max()) < 0.01
 
 
 @pytest.mark.parametrize("name", SIX)
@@ -135,3 +137,48 @@ def test_master_weights_state_and_memory():
     with pytest.raises(TypeError, match="master_weights: dtype must be a floating-point dtype, "
                                         "got <class 'numpy.int32'>"):
         gx.master_weights(gx.adam(1e-3), dtype=np.int32)
+
+
+@pytest.mark.parametrize("make", [lambda: gx.adam(1e-3), lambda: gx.adamw(1e-3, weight_decay=0.1),
+                                  lambda: gx.sgd(1e-2, momentum=0.9)],
+                         ids=["adam", "adamw", "sgd_momentum"])
+def test_master_weights_copy_is_the_float32_run(make):
+    """With the same gradients, the master copy of bfloat16 params follows the float32 run of
+    the inner optimizer (the inner optimizer sees float32 params and gradients), and the
+    bfloat16 params are that copy rounded, at every step."""
+    steps = 200
+    rng = np.random.default_rng(5)
+    start = {"w": jnp.asarray(rng.normal(size=(4, 8)), jnp.float32),
+             "b": jnp.asarray(rng.normal(size=8), jnp.float32)}
+    grads = {k: jnp.asarray(rng.normal(size=(steps,) + v.shape), jnp.bfloat16)
+             for k, v in start.items()}
+    start16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), start)
+    start32 = jax.tree.map(lambda x: x.astype(jnp.float32), start16)  # the same values
+
+    def run(tx, params, cast):
+        def body(carry, g):
+            p, s = carry
+            u, s = tx.update(cast(g), s, p)
+            p = gx.apply_updates(p, u)
+            return (p, s), p
+        return jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), grads))(params)
+
+    (_, state), low = run(gx.master_weights(make()), start16, lambda g: g)
+    _, full = run(make(), start32, lambda g: jax.tree.map(lambda x: x.astype(jnp.float32), g))
+    master = state.inner.master
+    for k in start:
+        np.testing.assert_allclose(np.asarray(master[k]), np.asarray(full[k][-1]),
+                                   rtol=1e-6, atol=1e-7)
+        # every step: the bfloat16 params are the float32 run rounded to bfloat16, but where
+        # the update (the copy rounded minus the params) is not exact in bfloat16 and
+        # apply_updates rounds it once more: one bfloat16 spacing (of the larger of the params
+        # before and after) off, corrected at the next step (documented)
+        got = np.asarray(low[k].astype(jnp.float32), np.float64)
+        want = np.asarray(full[k].astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+        before = np.concatenate([np.asarray(start32[k], np.float64)[None], got[:-1]])
+        size = np.maximum(np.maximum(np.abs(want), np.abs(before)), 2.0**-126)
+        spacing = 2.0 ** (np.floor(np.log2(size)) - 7)  # bfloat16's, at the step's values
+        assert np.all(np.abs(got - want) <= spacing), np.max(np.abs(got - want) / spacing)
+        assert np.mean(got == want) > 0.98, np.mean(got == want)
+    moved = float(jnp.max(jnp.abs(full["w"][-1] - start32["w"])))
+    assert moved > 2**-6, moved  # the runs went somewhere: the comparison is not of the start

@@ -22,7 +22,7 @@ import pytest
 
 import gradxform as gx
 from helpers import assert_trees_close, gradient_stream, nested_params
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -33,12 +33,7 @@ VALUES = {"+inf": np.inf, "-inf": -np.inf, "nan": np.nan}
 
 
 def _extra(entry):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(2.5)
-    if entry.needs_key:
-        out["key"] = jax.random.key(0)
-    return out
+    return update_arguments(entry, value=2.5)
 
 
 def _inject(grads, value):

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from registry import all_entries
+from registry import all_entries, update_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -97,12 +97,7 @@ def realise(description, salt):
 
 
 def _extra(entry):
-    out = {}
-    if "value" in entry.extra:
-        out["value"] = jnp.float32(1.5)
-    if entry.needs_key:
-        out["key"] = jax.random.key(3)
-    return out
+    return update_arguments(entry, value=1.5, key=jax.random.key(3))
 
 
 def _check_close(a, b, what, rtol):

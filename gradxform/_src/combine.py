@@ -131,6 +131,9 @@ class chain(GradientTransformation):
         self.__init_fields__(transforms=transforms, names=names, chain_name=name)
 
     def check(self):
+        if self.chain_name is not None and not isinstance(self.chain_name, str):
+            raise self.error(f"must be a string (the name errors and states show), got "
+                             f"{self.chain_name!r}", "name", TypeError)
         if self.names is not None:
             if len(self.names) != len(self.transforms):
                 raise self.error(f"needs one name per transformation, got {len(self.names)} "

@@ -38,7 +38,7 @@ from gradxform._src.base import (
     transformation,
     walk,
 )
-from gradxform._src.module import Module, freeze, thaw
+from gradxform._src.module import Module, freeze, renamed_error, thaw
 from gradxform._src.schedules import Schedule, as_schedule
 from gradxform._src.types import DType, PyTree
 
@@ -317,6 +317,19 @@ class _Injected(GradientTransformation):
 
     def _build(self, values: Mapping[str, Any]) -> GradientTransformation:
         return transformation(self.factory(**thaw(self.others), **values))
+
+    def check(self):
+        # Build the inner transformation once, so that its argument checks run when this value
+        # is built (inject_hyperparams(adam)(learning_rate=-1.0) is refused here, not at init).
+        values = dict(self.numeric)
+        values.update({k: s(jnp.zeros([], jnp.int32)) for k, s in self.schedules.items()})
+        try:
+            self._build(values)
+        except (TypeError, ValueError) as e:
+            named = renamed_error(e, self.name)
+            if named is None:
+                raise
+            raise named from None
 
     def _values(self, stored: Mapping[str, Any], count: Any, dtype: Any) -> dict[str, Any]:
         values = {k: _convert(v, dtype) for k, v in stored.items() if k in self.numeric}

@@ -342,8 +342,38 @@ def _check_hyper(cls: type, field: dataclasses.Field, value: Any) -> None:
             raise error(f"must be a whole number, got {shown}")
 
 
+def _check_flag(value: Any) -> Any:
+    """The default converter of a static field annotated ``bool``: ``"yes"`` or ``3`` would be
+    read as true without a word."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise Invalid(f"must be True or False, got {value!r}", TypeError)
+
+
+def _check_dtype(value: Any) -> Any:
+    """The default converter of a static field annotated ``DType`` (accumulator and state
+    dtypes): ``None`` (the dtype policy's choice) or a floating-point or complex dtype, kept as
+    given."""
+    if value is None:
+        return value
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise Invalid(f"must be a floating-point dtype, got {value!r}", TypeError) from None
+    if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        raise Invalid(f"must be a floating-point dtype, got {dtype}: an accumulator in "
+                      f"{dtype} would round every update", TypeError)
+    return value
+
+
+_DEFAULT_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "bool": _check_flag, "DType": _check_dtype, "DType | None": _check_dtype}
+
+
 def _convert(cls: type, field: dataclasses.Field, value: Any) -> Any:
     converter = field.metadata.get(_CONVERTER)
+    if converter is None and _kind(field) == "static" and isinstance(field.type, str):
+        converter = _DEFAULT_CONVERTERS.get(field.type)
     if converter is None:
         return value
     try:

@@ -157,12 +157,15 @@ def _as_bool(value: Any, path: tuple, where: str, what: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{where}: the {what} at {_show(path)} is a traced value; masks decide "
-                        "the structure of the program and must be concrete Python bools")
+        raise argument_error(where, None, f"the {what} at {_show(path)} is a traced value; "
+                             "masks decide the structure of the program and must be concrete "
+                             "Python bools", TypeError)
     if hasattr(value, "dtype") and np.ndim(value) == 0 and np.dtype(value.dtype) == np.bool_:
         return bool(value)
-    raise TypeError(f"{where}: the {what} must hold bools, got {value!r} for the leaf at "
-                    f"{_show(path)}")
+    # an argument error, so that the optimizer the user called is named (adamw, not
+    # add_decayed_weights)
+    raise argument_error(where, None, f"the {what} must hold bools, got {value!r} for the leaf "
+                         f"at {_show(path)}", TypeError)
 
 
 def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
@@ -186,8 +189,9 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
                 values.append(table[key[:n]][1])
                 break
         else:
-            raise ValueError(
-                f"{where}: no entry of the {what} covers the leaf at {_show(path)}. The {what} "
+            raise argument_error(
+                where, None,
+                f"no entry of the {what} covers the leaf at {_show(path)}. The {what} "
                 f"must be a tree with the params' structure (or a prefix of it), a callable "
                 f"returning one, or a by_regex/by_path rule.\n  {what}: "
                 f"{jax.tree.structure(spec)}\n  params: {jax.tree.structure(params)}")
@@ -197,8 +201,9 @@ def route(spec: Any, params: PyTree, where: str, what: str = "mask") -> list:
             params, is_leaf=lambda x: x is None)[0]}
         for key in sorted(unused, key=str):
             if not any(k[:len(key)] == key for k in known):
-                raise ValueError(
-                    f"{where}: the entry of the {what} at {_show(table[key][0])} is not in the "
+                raise argument_error(
+                    where, None,
+                    f"the entry of the {what} at {_show(table[key][0])} is not in the "
                     f"params (a misspelt key?).\n  {what}: {jax.tree.structure(spec)}\n"
                     f"  params: {jax.tree.structure(params)}")
     if what == "mask":

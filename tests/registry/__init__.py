@@ -14,6 +14,9 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 DEFAULT_LR = {"quadratic": 0.1, "rosenbrock": 1e-3, "gabor": 0.01}
 DEFAULT_STEPS = {"quadratic": 300, "rosenbrock": 3000, "gabor": 2000}
 DEFAULT_TOL = {"quadratic": 1e-3, "rosenbrock": 1e-2, "gabor": 1.01}
@@ -80,3 +83,37 @@ def all_entries() -> list[Entry]:
     if duplicates:
         raise ValueError(f"conformance table: duplicate names {sorted(duplicates)}")
     return entries
+
+
+def sum_of_squares(params: Any) -> jax.Array:
+    """``sum |x|^2 / 2`` over every leaf, in float32 at least: the objective the extra
+    arguments of :func:`update_arguments` refer to."""
+    return sum((0.5 * jnp.sum(jnp.abs(x.astype(jnp.promote_types(x.dtype, jnp.float32))) ** 2)
+                for x in jax.tree.leaves(params)), jnp.zeros([], jnp.float32))
+
+
+def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
+                     loss: Callable[[Any], Any] = sum_of_squares,
+                     grads: Any = None) -> dict[str, Any]:
+    """The keyword arguments ``entry``'s ``update`` must receive (``entry.extra`` and
+    ``needs_key``): ``value=`` (Polyak, Momo), ``key=``, ``obj_fn=`` (Sophia's objective) and
+    ``grad_fn=`` (SAM's opaque mode: the gradient at another point) of ``loss``; for line
+    searches ``value_fn=`` (``loss``) and ``grad=`` (``grads``, the gradient given to
+    ``update``)."""
+    out: dict[str, Any] = {}
+    if "value" in entry.extra:
+        out["value"] = jnp.float32(value)
+    if entry.needs_key:
+        out["key"] = jax.random.key(0) if key is None else key
+    if "obj_fn" in entry.extra:
+        out["obj_fn"] = loss
+    if "grad_fn" in entry.extra:
+        out["grad_fn"] = lambda p, i: jax.grad(loss)(p)
+    if "value_fn" in entry.extra:
+        out["value_fn"] = loss
+    if "grad" in entry.extra and grads is not None:
+        out["grad"] = grads
+    unknown = set(entry.extra) - {"value", "obj_fn", "grad_fn", "value_fn"} - set(out)
+    if unknown:
+        raise ValueError(f"{entry.name}: no sample for the update arguments {sorted(unknown)}")
+    return out

@@ -32,7 +32,8 @@ def _sq_norm(leaves: list, dtype: Any) -> jax.Array:
     total = jnp.zeros([], dtype)
     for x in leaves:
         work = dtypes.wider(x.dtype, jnp.complex64 if jnp.iscomplexobj(x) else dtype)
-        total = total + jnp.sum(tree.abs_sq(x.astype(work))).astype(dtype)
+        # the non-finite rule: an inf or NaN entry is left out of the norms
+        total = total + jnp.sum(tree.abs_sq(tree.finite_part(x.astype(work)))).astype(dtype)
     return total
 
 

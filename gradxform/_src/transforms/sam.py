@@ -60,7 +60,7 @@ class normalize(GradientTransformation):
         return NormalizeState()
 
     def apply(self, updates, state, params, step):
-        norm = tree.global_norm(updates)
+        norm = tree.global_norm(updates, ignore_non_finite=True)  # the non-finite rule
         positive = norm > 0
         safe = jnp.where(positive, norm, jnp.ones_like(norm))
 
