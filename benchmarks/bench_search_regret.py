@@ -183,6 +183,9 @@ def methods_available(requested):
         # Box-Cox output warping of positive losses (Bayes(warp="box-cox")), batches of 1
         "bayes1_bc": lambda p, b, s: run_tuner(
             lambda sp, sd: Bayes(sp, seed=sd, warp="box-cox"), p, b, s, 1),
+        # the output warping chosen per fit by GP likelihood (Bayes(warp="auto")), batches of 1
+        "bayes1_auto": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, warp="auto"), p, b, s, 1),
     }
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
@@ -220,8 +223,8 @@ def main():
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
-                             "bayes1_bc, optuna_tpe, optuna_gp, skopt_gp (default: all "
-                             "available)")
+                             "bayes1_bc, bayes1_auto, optuna_tpe, optuna_gp, skopt_gp (default: "
+                             "all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
     for p in problems:

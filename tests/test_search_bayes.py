@@ -115,7 +115,7 @@ def test_ucb_and_initial_design():
     ({"initial": 0}, "initial must be >= 1, got 0"),
     ({"candidates": 100}, "candidates must be a power of two"),
     ({"beta": -1.0}, "beta must be a number >= 0, got -1.0"),
-    ({"warp": "log"}, "warp must be one of power, box-cox, None, got 'log'"),
+    ({"warp": "log"}, "warp must be one of auto, power, box-cox, None, got 'log'"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match="Bayes: " + message.replace("(", r"\(")):

@@ -65,3 +65,19 @@ def test_positive_losses_spanning_orders_of_magnitude_take_a_log_like_box_cox():
     z = warping.standardize(y)
     yj = warping.yeo_johnson(z, warping.yeo_johnson_lambda(z))
     assert abs(stats.skew(warped)) < abs(stats.skew(yj))
+
+
+def test_candidate_warpings_keep_the_order_and_their_log_jacobians_match_finite_differences():
+    rng = np.random.default_rng(1)
+    y = np.exp(rng.normal(size=30) * 2.0) + 0.5
+    warped, jac = warping.candidates(y)
+    assert warped.shape == (len(warping.CANDIDATES), y.size) and jac.shape == (warped.shape[0],)
+    for row in warped:
+        np.testing.assert_array_equal(np.argsort(row), np.argsort(y))
+        np.testing.assert_allclose([row.mean(), row.std()], [0.0, 1.0], atol=1e-9)
+    # The log Jacobian is sum_i log psi'(y_i) for the map psi fitted to the whole vector.
+    # Twin values y(1 + 1e-7) beside y share that map: their differences give psi'.
+    twins = np.concatenate([y, y * (1 + 1e-7)])
+    warped, jac = warping.candidates(twins)
+    slopes = (warped[:, y.size:] - warped[:, :y.size]) / (1e-7 * y)
+    np.testing.assert_allclose(jac, 2 * np.sum(np.log(slopes), axis=1), rtol=1e-5, atol=1e-3)

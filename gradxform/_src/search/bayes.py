@@ -46,7 +46,7 @@ __all__ = ["TRACE_COUNTS", "Bayes"]
 TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
 _BATCH_KINDS = ("believer",)
-_WARPS = ("power", "box-cox", None)
+_WARPS = ("auto", "power", "box-cox", None)
 #: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
 #: one capacity for the first 64 trials means that a search of up to 64 trials compiles three
 #: programs (full fit, warm-started fit, acquisition) in all; 65 to 128 trials three more.
@@ -56,8 +56,16 @@ FIT_STARTS = 4
 
 
 def _fit(data, starts, steps, learning_rate):
+    """Fit the GP to each warping of the targets: ``data.y`` [w, capacity] and ``starts``
+    [w, s, ...] stacked per warping. Returns the fits [w, ...] and their log posteriors [w]."""
     TRACE_COUNTS["fit"] += 1
-    return gp.fit(data, starts, steps=steps, learning_rate=learning_rate)
+
+    def one(y, starts):
+        params, values = gp.fit(gp.Data(data.x, y, data.mask), starts, steps=steps,
+                                learning_rate=learning_rate)
+        return params, jnp.max(values)
+
+    return jax.vmap(one)(data.y, starts)
 
 
 def _acquire(params, x, y, real, rows, candidates, free, beta, kind, starts, steps,
@@ -158,7 +166,10 @@ class Bayes(Tuner):
       restarts: the number of best candidates refined by gradient ascent.
       warp: the output warping (:mod:`warping`): ``"power"`` (default, Yeo-Johnson of the
         standardised losses), ``"box-cox"`` (also Box-Cox of positive losses, when likelier:
-        for losses spanning orders of magnitude) or ``None`` (standardised only).
+        for losses spanning orders of magnitude), ``"auto"`` (per fit, the warping among the
+        standardised losses, Yeo-Johnson and two shifted logs (:func:`warping.candidates`)
+        whose GP marginal likelihood plus the warping's log Jacobian is the largest: one fit
+        per candidate, vmapped) or ``None`` (standardised only).
 
     Example::
 
@@ -306,27 +317,40 @@ class Bayes(Tuner):
         ok = np.array([t.ok for t in self._trials], bool)
         return x, y, ok
 
-    def _targets(self, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    def _targets(self, y: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What the GP models: the losses, failed trials at the worst successful value,
-        warped (:mod:`warping`), standardised and negated (the surrogate maximises)."""
+        warped (:mod:`warping`), standardised and negated (the surrogate maximises).
+
+        Returns ``(targets, log_jacobians)`` [w, n] and [w]: one row per candidate warping
+        (three with ``warp="auto"``, else one)."""
         y = np.where(ok, y, np.max(y[ok]))
+        if self.warp == "auto":
+            z, jac = warping.candidates(y)
+            return -z, jac
         if self.warp is not None:
             z, _ = warping.power_warp(y, try_box_cox=self.warp == "box-cox")
         else:
             z = warping.standardize(y)
-        return -z
+        return -z[None], np.zeros(1)
 
     def _propose_gp(self, k, x, y, ok, pending) -> list[np.ndarray]:
         dim = self.space.dim
-        f = self._targets(y, ok)
-        n = len(f)
+        fs, log_jacobians = self._targets(y, ok)
+        warps, n = fs.shape
         capacity = gp.capacity_for(n + len(pending) + k - 1, MIN_CAPACITY)
         data_x = np.zeros((capacity, dim))
-        data_f = np.zeros(capacity)
+        data_fs = np.zeros((warps, capacity))
         real = np.zeros(capacity, bool)
-        data_x[:n], data_f[:n], real[:n] = x, f, True
-        y_dev, real_dev = jnp.asarray(data_f), jnp.asarray(real)
-        params = self._fit(gp.Data(jnp.asarray(data_x), y_dev, real_dev), capacity)
+        data_x[:n], data_fs[:, :n], real[:n] = x, fs, True
+        real_dev = jnp.asarray(real)
+        fits, log_posteriors = self._fit(gp.Data(jnp.asarray(data_x), jnp.asarray(data_fs),
+                                                 real_dev), capacity)
+        # The likeliest warping: each fit's log posterior is a density of its warped values,
+        # plus the warping's log Jacobian a density of the losses themselves.
+        w = int(np.argmax(np.asarray(log_posteriors) + log_jacobians))
+        params = jax.tree.map(lambda a: a[w], fits)
+        f = fs[w]
+        y_dev = jnp.asarray(data_fs[w])
         free = jnp.asarray(self._free)
         beta = jnp.asarray(self.beta, jnp.float64)
         candidates = tuple(jnp.asarray(c) for c in self._candidates(x, f))
@@ -378,25 +402,31 @@ class Bayes(Tuner):
         local = centres + scales * self.rng.standard_normal((self._local, dim)) * self._free
         return self._canonical(sobol), self._canonical(local)
 
-    def _fit(self, data: gp.Data, capacity: int) -> gp.Params:
+    def _fit(self, data: gp.Data, capacity: int) -> tuple[gp.Params, jax.Array]:
+        """The GP fitted to each row of ``data.y`` (one per warping): ``(fits, log
+        posteriors)``, stacked on a leading axis."""
         dim = self.space.dim
+        warps = data.y.shape[0]
         last = self._params
+        if last is not None and np.shape(last.log_signal) != (warps,):
+            last = None  # saved by a tuner with another number of warpings
+        stack = lambda a: jnp.broadcast_to(jnp.asarray(a)[None], (warps, *np.shape(a)))  # noqa: E731
         if last is None or capacity != self._fit_capacity or self._fits % self.refit_every == 0:
             steps, lr = self.full_fit
-            first = gp.prior_params(dim) if last is None else last
-            others = gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1)
+            first = jax.tree.map(stack, gp.prior_params(dim)) if last is None else last
+            others = jax.tree.map(stack, gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1))
             self._fit_capacity = capacity
-            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]),
+            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[:, None], b], 1),
                                   first, others)
         else:
             # One short run from the last fit: the posterior moves little when one observation
             # is added, and a single start costs a quarter of the full fit's four.
             steps, lr = self.warm_fit
-            starts = jax.tree.map(lambda a: jnp.asarray(a)[None], last)
-        params, _ = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64))
+            starts = jax.tree.map(lambda a: jnp.asarray(a)[:, None], last)
+        params, values = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64))
         self._fits += 1
         self._params = jax.tree.map(np.asarray, params)
-        return params
+        return params, values
 
     # -- saving and resuming ---------------------------------------------------------------
 

@@ -138,3 +138,56 @@ def power_warp(y: np.ndarray, try_box_cox: bool = False) -> tuple[np.ndarray, fl
         if bc_ll[i] > yj_ll:
             return standardize(box_cox(y, LAMBDAS[i])), float(LAMBDAS[i])
     return standardize(yeo_johnson(z, lam)), lam
+
+
+#: The shifts of the log warping, in units of the median loss's distance to the best one.
+LOG_SHIFTS = (0.01, 0.1)
+#: The candidate warpings of :func:`candidates`, in order.
+CANDIDATES = ("identity", "power") + tuple(f"log{c:g}" for c in LOG_SHIFTS)
+
+
+def _standardized(w: np.ndarray, log_jacobian: float) -> tuple[np.ndarray, float]:
+    """``standardize(w)`` and the log Jacobian of the whole map, its scaling included."""
+    std = float(np.std(w))
+    if not std > 0:
+        return w - np.mean(w), log_jacobian
+    return (w - np.mean(w)) / std, log_jacobian - w.size * np.log(std)
+
+
+def shifted_log(y: np.ndarray, shift: float) -> tuple[np.ndarray, float]:
+    r"""``log(y - min(y) + c)`` with :math:`c` = ``shift`` times the median of
+    :math:`y - \min y`, and its log Jacobian :math:`-\sum_i \log(y_i - \min y + c)`.
+
+    The shift is not estimated from the values alone: the Gaussian likelihood of a shifted log
+    grows without bound as :math:`c \to 0` (the best value becomes an arbitrarily far outlier);
+    a surrogate's likelihood, which an isolated outlier costs quadratically in its log, is what
+    chooses among a few shifts (:func:`candidates`).
+    """
+    y = np.asarray(y, np.float64)
+    base = y - np.min(y)
+    c = shift * (float(np.median(base)) or float(np.max(base)) or 1.0)
+    logs = np.log(base + c)
+    return logs, float(-np.sum(logs))
+
+
+def candidates(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""The candidate warpings of the losses ``y`` [n] and their log Jacobians.
+
+    Returns ``(warped, log_jacobians)`` of shapes ``[w, n]`` and ``[w]``, one row per name of
+    :data:`CANDIDATES`: the standardised losses, Yeo-Johnson of the standardised losses
+    (:func:`power_warp`), and shifted logs (:func:`shifted_log`, one per :data:`LOG_SHIFTS`),
+    each standardised. The log Jacobian :math:`\sum_i \log \psi'(y_i)` of each map
+    (standardisations included) turns a density of the warped values into one of the losses:
+    a surrogate's marginal likelihood of ``warped[j]`` plus ``log_jacobians[j]`` is comparable
+    across ``j``. Fewer than 3 distinct values are only standardised (equal rows).
+    """
+    y = np.asarray(y, np.float64)
+    ident, ident_jac = _standardized(y, 0.0)
+    w = len(CANDIDATES)
+    if np.unique(ident).size < 3:
+        return np.stack([ident] * w), np.full(w, ident_jac)
+    lam = yeo_johnson_lambda(ident)
+    yj_jac = ident_jac + (lam - 1.0) * float(np.sum(np.sign(ident) * np.log1p(np.abs(ident))))
+    rows = [(ident, ident_jac), _standardized(yeo_johnson(ident, lam), yj_jac)]
+    rows += [_standardized(*shifted_log(y, c)) for c in LOG_SHIFTS]
+    return np.stack([r for r, _ in rows]), np.array([j for _, j in rows])
