@@ -202,11 +202,48 @@ REFERENCES = {
     "sm3": from_optax(optax.sm3),
     "noisy_sgd": from_stepper(lambda lr: noisy_sgd.NoisySGD(lr, 0.01, 0.55), "noise"),
     "polyak_sgd": from_optax(lambda lr: optax.polyak_sgd(max_learning_rate=lr), value=True),
+    "cocob": from_optax(oc.cocob),
+    "dog": from_optax(oc.dog, init_step=("heuristic", 1e-3)),
+    "dowg": from_optax(oc.dowg),
+    "mechanize": from_optax(lambda lr: oc.mechanize(optax.adam(lr), s_init=0.05)),
+    "momo": from_optax(oc.momo, value=True),
+    "momo_adam": from_optax(oc.momo_adam, value=True),
+    "madgrad": from_optax(oc.madgrad),
+    "acprop": from_optax(oc.acprop),
+    "simplified_ademamix": from_optax(oc.simplified_ademamix),
+    "split_real_and_imaginary": from_optax(
+        lambda lr: oc.split_real_and_imaginary(optax.adam(lr))),
+    "sam": from_optax(lambda lr: oc.sam(optax.sgd(lr, momentum=0.9),
+                                        optax.chain(oc.normalize(), optax.sgd(1e-3)))),
+    "optimistic_gradient_descent": from_optax(optax.optimistic_gradient_descent),
+    "optimistic_adam": from_optax(optax.optimistic_adam),
+    "optimistic_adam_v2": from_optax(optax.optimistic_adam_v2, beta=0.5),
+}
+
+# Entries without a fingerprint here, and why (an entry missing from both tables fails).
+NO_REFERENCE = {
+    "sam_opaque": "its update calls grad_fn= at the perturbed params; the fixed gradient "
+                  "stream has no gradient function (tests/test_parity_contrib.py: sam cases)",
+    "sophia": "its update takes obj_fn= and a key for the Hutchinson estimate "
+              "(tests/test_parity_contrib.py: sophia)",
+    "dpsgd": "its noise is drawn from key=, and the table's entry wraps it in a per-example "
+             "batch of one (tests/test_parity_contrib.py: dpsgd)",
+    "galore": "not written yet: optax's galore takes dimension numbers per leaf "
+              "(tests/test_parity_contrib.py: galore has the parity)",
+    "gradient_descent_linesearch": "a line search needs value_fn= consistent with the "
+                                   "gradients; the fixed stream has no objective "
+                                   "(tests/test_linesearch.py)",
+    "lbfgs": "a line search: value_fn= needed; a scipy.optimize first-steps reference is "
+             "not written yet (tests/test_linesearch.py)",
+    "bfgs": "a line search: value_fn= needed; a scipy.optimize first-steps reference is "
+            "not written yet (tests/test_linesearch.py)",
+    "newton": "the exact Hessian of value_fn= is needed (tests/test_linesearch.py)",
 }
 
 
 def test_every_entry_has_a_reference():
-    missing = sorted(e.name for e in ENTRIES if e.name not in REFERENCES)
+    missing = sorted(e.name for e in ENTRIES
+                     if e.name not in REFERENCES and e.name not in NO_REFERENCE)
     assert not missing, f"conformance entries without a value fingerprint: {missing}"
 
 
