@@ -12,9 +12,10 @@ Per-target overrides and why:
   multiplier decaying from 1 to 0 (the recommendation of the parameter-free methods' authors,
   as for Prodigy) both converge.
 * Mechanic learns one scale for the whole tree by betting, and grows it slowly: on Rosenbrock
-  (Adam 0.1 inside) the loss gets from 24.2 to 0.12 in 6000 steps (measured; with the default
-  ``s_init`` and Adam 1.0, 0.17 after 6000 steps, 0.09 after 10000, 0.035 after 20000), so its
-  tolerance there is 0.2, a fall by a factor 100; the quadratic needs 1000 steps.
+  (Adam 0.1 inside) the loss falls from 24.2 and then hovers between 0.1 and 0.5 from 6000 to
+  12000 steps (measured in float32 and float64: 0.29, 0.11, 0.13, 0.45 and 0.10, 0.24, 0.20,
+  0.52; which value a run ends on changes with the rounding of its sums), so its tolerance
+  there is 0.6, a fall by a factor 40; the quadratic needs 1000 steps.
 * DoG's first step is about ``init_step``'s 1e-6 times the params' norm and Mechanic's about
   ``s_init`` = 1e-6 times the base step; bfloat16 params near 1 (spacing 2^-7) cannot move by
   that much, so the distance travelled, from which both grow their steps, stays 0 (documented
@@ -77,7 +78,7 @@ def split_real_and_imaginary(learning_rate, **kwargs):
 
 
 # Rosenbrock's tolerance for Mechanic (see the module docstring).
-MECHANIC_ROSENBROCK = 0.2
+MECHANIC_ROSENBROCK = 0.6
 # Mechanic's bet reads global norms and an inner product over the whole tree, which a vmapped
 # batch rounds differently (see Entry.vmap_atol): measured 5e-7 apart after 20 steps.
 MECHANIC_VMAP_ATOL = 5e-6
