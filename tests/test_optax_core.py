@@ -509,7 +509,7 @@ TYPE_CHECKS = [
      "conditionally_mask: should_transform_fn must be a function of the step count, got "
      "'always'"),
     (lambda: gx.conditionally_transform(gx.sgd(0.1), bool, forward_extra_args=1),
-     "conditionally_transform: forward_extra_args must be a bool, got 1"),
+     "conditionally_transform: forward_extra_args must be True or False, got 1"),
     (lambda: gx.snapshot("", gx.global_norm),
      "snapshot: measure_name must be a non-empty string, got ''"),
     (lambda: gx.snapshot("n", 3), "snapshot: measure must be a function of the updates, got 3"),

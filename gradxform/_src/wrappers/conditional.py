@@ -53,9 +53,6 @@ class _Conditional(GradientTransformation):
         if not callable(self.should_transform_fn):
             raise self.error(f"must be a function of the step count, got "
                              f"{self.should_transform_fn!r}", "should_transform_fn", TypeError)
-        if not isinstance(self.forward_extra_args, bool):
-            raise self.error(f"must be a bool, got {self.forward_extra_args!r}",
-                             "forward_extra_args", TypeError)
 
     def init_state(self, params):
         return self._state(jnp.zeros([], jnp.int32), self.inner.init_state(params))
