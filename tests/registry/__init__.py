@@ -117,3 +117,32 @@ def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
     if unknown:
         raise ValueError(f"{entry.name}: no sample for the update arguments {sorted(unknown)}")
     return out
+
+
+def objective_at(params: Any, grads: Any) -> Callable[[Any], Any]:
+    """A real objective whose gradient at ``params`` is ``grads`` and whose value there is 0:
+    ``f(x) = sum <g, x - p> + |x - p|^2 / 2`` over the leaves, in float32 at least (its
+    minimum is ``p - g``). For tests that give a line search arbitrary gradients: its
+    ``value_fn=``, ``value=`` and ``grad=`` must describe one function."""
+    def loss(x: Any) -> jax.Array:
+        total = jnp.zeros([], jnp.float32)
+        for xi, pi, gi in zip(jax.tree.leaves(x), jax.tree.leaves(params),
+                              jax.tree.leaves(grads)):
+            work = jnp.promote_types(xi.dtype, jnp.float32)
+            d = xi.astype(work) - pi.astype(work)
+            total = total + jnp.sum(jnp.real(jnp.conj(gi.astype(work)) * d)
+                                    + 0.5 * jnp.abs(d) ** 2).astype(jnp.float32)
+        return total
+    return loss
+
+
+def step_arguments(entry: Entry, params: Any, grads: Any, *, value: Any = 1.5,
+                   key: Any = None) -> dict[str, Any]:
+    """:func:`update_arguments` for one step at ``params`` with the gradients ``grads``: a
+    line search (``value_fn`` in ``entry.extra``) gets :func:`objective_at` ``(params,
+    grads)``, its value 0 and ``grad=grads``; every other entry gets
+    ``update_arguments(entry, value=value, key=key)``."""
+    if "value_fn" in entry.extra:
+        return update_arguments(entry, value=0.0, key=key, loss=objective_at(params, grads),
+                                grads=grads)
+    return update_arguments(entry, value=value, key=key)
