@@ -83,8 +83,8 @@ NOT_AS_ZEROED = {
 # Entries that break the rule (known, documented in docs/validation.md), and why.
 BREAKS_THE_RULE = {
     name: (f"{name}'s direction couples every entry (inner products of the L-BFGS two-loop "
-           "recursion, the BFGS matrix, the Hessian solve) and reads the non-finite entry: "
-           "every update is NaN; wrap it in skip_non_finite")
+           "recursion, the BFGS matrix, the Hessian solve) and reads the non-finite entry, "
+           "which spreads to other entries; wrap it in skip_non_finite")
     for name in ("lbfgs", "bfgs", "newton")
 }
 
