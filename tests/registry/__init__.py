@@ -137,11 +137,16 @@ def objective_at(params: Any, grads: Any) -> Callable[[Any], Any]:
 
 
 def step_arguments(entry: Entry, params: Any, grads: Any, *, value: Any = 1.5,
-                   key: Any = None) -> dict[str, Any]:
+                   key: Any = None, consistent: bool = False) -> dict[str, Any]:
     """:func:`update_arguments` for one step at ``params`` with the gradients ``grads``: a
     line search (``value_fn`` in ``entry.extra``) gets :func:`objective_at` ``(params,
     grads)``, its value 0 and ``grad=grads``; every other entry gets
-    ``update_arguments(entry, value=value, key=key)``."""
+    ``update_arguments(entry, value=value, key=key)``, and with ``consistent=True`` its
+    ``obj_fn=`` and ``grad_fn=`` (Sophia's curvature, SAM's gradient elsewhere) are those of
+    :func:`objective_at` too."""
+    if consistent and {"obj_fn", "grad_fn"} & set(entry.extra):
+        return update_arguments(entry, value=value, key=key,
+                                loss=objective_at(params, grads))
     if "value_fn" in entry.extra:
         return update_arguments(entry, value=0.0, key=key, loss=objective_at(params, grads),
                                 grads=grads)
