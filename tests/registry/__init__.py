@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradxform._src import dtypes
+
 DEFAULT_LR = {"quadratic": 0.1, "rosenbrock": 1e-3, "gabor": 0.01}
 DEFAULT_STEPS = {"quadratic": 300, "rosenbrock": 3000, "gabor": 2000}
 DEFAULT_TOL = {"quadratic": 1e-3, "rosenbrock": 1e-2, "gabor": 1.01}
@@ -88,7 +90,7 @@ def all_entries() -> list[Entry]:
 def sum_of_squares(params: Any) -> jax.Array:
     """``sum |x|^2 / 2`` over every leaf, in float32 at least: the objective the extra
     arguments of :func:`update_arguments` refer to."""
-    return sum((0.5 * jnp.sum(jnp.abs(x.astype(jnp.promote_types(x.dtype, jnp.float32))) ** 2)
+    return sum((0.5 * jnp.sum(jnp.abs(x.astype(dtypes.wider(x.dtype, jnp.float32))) ** 2)
                 for x in jax.tree.leaves(params)), jnp.zeros([], jnp.float32))
 
 
@@ -128,7 +130,7 @@ def objective_at(params: Any, grads: Any) -> Callable[[Any], Any]:
         total = jnp.zeros([], jnp.float32)
         for xi, pi, gi in zip(jax.tree.leaves(x), jax.tree.leaves(params),
                               jax.tree.leaves(grads)):
-            work = jnp.promote_types(xi.dtype, jnp.float32)
+            work = dtypes.wider(xi.dtype, jnp.float32)  # strict promotion: ask the lattice
             d = xi.astype(work) - pi.astype(work)
             total = total + jnp.sum(jnp.real(jnp.conj(gi.astype(work)) * d)
                                     + 0.5 * jnp.abs(d) ** 2).astype(jnp.float32)
