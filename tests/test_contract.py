@@ -18,7 +18,7 @@ import pytest
 import gradxform as gx
 from helpers import gradient_stream, nested_params
 from reference import schedules as ref
-from registry import all_entries, update_arguments
+from registry import all_entries, step_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -27,8 +27,11 @@ PARAMS = nested_params()
 GRADS = gradient_stream(PARAMS, 3)
 
 
-def _extra(entry, t=0):
-    return update_arguments(entry, value=2.5, key=jax.random.key(t))
+def _extra(entry, params, grads, t=0):
+    """The update's extra arguments at step ``t``: the functions of an objective whose gradient
+    at ``params`` is ``grads`` (:func:`registry.objective_at`) for the entries that take one."""
+    return step_arguments(entry, params, grads, value=2.5, key=jax.random.key(t),
+                          consistent=True)
 
 
 def _finite(tree_):
@@ -64,7 +67,7 @@ def test_counters_saturate_in_every_optimizer(entry):
     state = _near_the_top(state)
     p = PARAMS
     for t in range(4):  # TOP - 2 -> TOP - 1 -> TOP -> TOP -> TOP
-        u, state = tx.update(GRADS[t % 3], state, p, **_extra(entry, t))
+        u, state = tx.update(GRADS[t % 3], state, p, **_extra(entry, p, GRADS[t % 3], t))
         assert _finite((u, state)), f"{entry.name}: non-finite at count {int(state.count)}"
         p = gx.apply_updates(p, u)
     assert int(state.count) == TOP
@@ -162,6 +165,14 @@ def test_periodic_schedules_are_exact_at_large_counts():
 # --------------------------------------------------------------------------------------------
 # 6. No-op guarantees.
 
+
+def _without_search_info(state):
+    """The state without a line search's ``info``: its ``decrease_error`` and
+    ``curvature_error`` are inf by design when no step is accepted (a zero direction)."""
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    return [x for path, x in flat if ".info." not in jax.tree_util.keystr(path)]
+
+
 # Entries whose params move with zero gradients, and why.
 MOVE_WITHOUT_GRADIENT = {
     "nadamw": "weight decay", "adamaxw": "weight decay", "adoptw": "weight decay",
@@ -171,11 +182,18 @@ MOVE_WITHOUT_GRADIENT = {
     "noisy_sgd": "gradient noise",
     "lion": "weight decay (lion's default weight_decay is 1e-3, as optax's)",
     "yogi": "its first moment starts at initial_accumulator_value = 1e-6, as optax's",
+    "sophia": "weight decay (sophia's default weight_decay is 1e-4, as optax's)",
+    "dpsgd": "Gaussian noise: the privacy mechanism adds N(0, (sigma C)^2) whatever the gradient",
 }
 # Entries without a learning rate that can be 0, and why.
 NO_ZERO_LEARNING_RATE = {
     "rprop": "the learning rate is the initial step size; steps grow back from min_step_size",
     "polyak_sgd": "the learning rate is max_learning_rate, which must be > 0",
+    "sam": "the transparent mode moves the params to the adversarial point (the ascent's own "
+           "step, of radius rho) on every other update and back on the next: the outer "
+           "optimizer's learning rate does not scale the ascent",
+    "madgrad": "lambda_k = (lr + eps) sqrt(k + 1), as the authors' code and optax: with lr = 0 "
+               "the dual-averaged step is (eps^(2/3) |g|^(1/3))-sized, not 0",
 }
 
 
@@ -187,7 +205,7 @@ def test_zero_gradients_leave_params_unchanged(entry):
     zeros = jax.tree.map(jnp.zeros_like, PARAMS)
     p, state = PARAMS, tx.init(PARAMS)
     for t in range(3):
-        u, state = tx.update(zeros, state, p, **_extra(entry, t))
+        u, state = tx.update(zeros, state, p, **_extra(entry, p, zeros, t))
         p = gx.apply_updates(p, u)
     for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(PARAMS)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=entry.name)
@@ -200,8 +218,9 @@ def test_learning_rate_zero_leaves_params_unchanged(entry):
     tx = entry.make(0.0)
     p, state = PARAMS, tx.init(PARAMS)
     for t in range(3):
-        u, state = tx.update(GRADS[t], state, p, **_extra(entry, t))
-        assert _finite((u, state)), f"{entry.name}: non-finite with learning rate 0"
+        u, state = tx.update(GRADS[t], state, p, **_extra(entry, p, GRADS[t], t))
+        assert _finite((u, _without_search_info(state))), \
+            f"{entry.name}: non-finite with learning rate 0"
         p = gx.apply_updates(p, u)
     for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(PARAMS)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=entry.name)

@@ -31,8 +31,10 @@ def one_update(tx, params, grads):
     lambda: gx.masked(gx.adamw(0.1, weight_decay=0.5), True),
     lambda: gx.masked(gx.adamw(0.1, weight_decay=0.5), lambda p: True),
     lambda: gx.partition({"a": gx.adamw(0.1, weight_decay=0.5), "b": gx.sgd(1.0)}, "a"),
-    lambda: gx.freeze(gx.adamw(0.1, weight_decay=0.5), False, on_empty="allow"),
-], ids=["masked", "masked_callable", "partition", "freeze"])
+    lambda: gx.selective_transform(gx.adamw(0.1, weight_decay=0.5), freeze_mask=False,
+                                   on_empty="allow"),
+    lambda: gx.chain(gx.freeze(False, on_empty="allow"), gx.adamw(0.1, weight_decay=0.5)),
+], ids=["masked", "masked_callable", "partition", "selective_transform", "freeze"])
 def test_a_bare_array_routed_to_a_transformation(make):
     grads = W * 0.5
     expected = one_update(gx.adamw(0.1, weight_decay=0.5), W, grads)
@@ -45,7 +47,9 @@ def test_a_bare_array_routed_away_from_a_transformation():
     grads = W * 0.5
     u = one_update(gx.masked(gx.adamw(0.1), False, on_empty="allow"), W, grads)
     assert_trees_close(u, grads, rtol=0)  # passed through, adamw did not run
-    u = one_update(gx.freeze(gx.adamw(0.1), True), W, grads)
+    u = one_update(gx.selective_transform(gx.adamw(0.1), freeze_mask=True), W, grads)
+    assert_trees_close(u, jnp.zeros_like(W), rtol=0)
+    u = one_update(gx.freeze(True), W, grads)
     assert_trees_close(u, jnp.zeros_like(W), rtol=0)
     u = one_update(gx.partition({"a": gx.adamw(0.1), "b": gx.sgd(1.0)}, "b"), W, grads)
     assert_trees_close(u, -grads, rtol=0)
@@ -104,9 +108,11 @@ def test_a_callable_pytree_mask_is_used_as_the_tree(mask_cls, params_cls):
         u = one_update(tx, params, grads)
         assert_trees_close(u.w, 1 + 0.5 * W, rtol=1e-6)
         assert_trees_close(u.b, jnp.ones_like(B), rtol=0)
-    u = one_update(gx.freeze(gx.sgd(1.0), mask_cls(False, True)), params, grads)
-    assert_trees_close(u.w, -jnp.ones_like(W), rtol=0)
-    assert_trees_close(u.b, jnp.zeros_like(B), rtol=0)
+    for tx in (gx.selective_transform(gx.sgd(1.0), freeze_mask=mask_cls(False, True)),
+               gx.chain(gx.freeze(mask_cls(False, True)), gx.sgd(1.0))):
+        u = one_update(tx, params, grads)
+        assert_trees_close(u.w, -jnp.ones_like(W), rtol=0)
+        assert_trees_close(u.b, jnp.zeros_like(B), rtol=0)
     grads = params_cls(jnp.zeros_like(W), jnp.zeros_like(B))
     labels = gx.partition({"decay": gx.add_decayed_weights(0.5), "none": gx.identity()},
                           _Labels("decay", "none"))
@@ -147,13 +153,14 @@ def test_a_callable_that_is_not_a_tree_of_bools_is_still_called():
     lambda: gx.masked(gx.adam(1e-3), True),
     lambda: gx.masked(gx.adam(1e-3), False),
     lambda: gx.masked(gx.adam(1e-3), "bias"),
-    lambda: gx.freeze(gx.adam(1e-3), True),
+    lambda: gx.selective_transform(gx.adam(1e-3), freeze_mask=True),
+    lambda: gx.freeze(True),
     lambda: gx.partition({"a": gx.adam(1e-3)}, "a"),
     lambda: gx.partition({"a": gx.adam(1e-3)}, gx.by_regex([("w", "a")], default="a")),
     lambda: gx.adamw(1e-3, mask=True),
     lambda: gx.muon(1e-3),
-], ids=["masked_true", "masked_false", "masked_regex", "freeze", "partition", "regex_labels",
-        "adamw_mask", "muon"])
+], ids=["masked_true", "masked_false", "masked_regex", "selective_transform", "freeze",
+        "partition", "regex_labels", "adamw_mask", "muon"])
 @pytest.mark.parametrize("empty", [{}, [], ()], ids=["dict", "list", "tuple"])
 def test_empty_params_give_the_empty_tree(make, empty):
     tx = make()
@@ -193,9 +200,13 @@ def test_weight_decay_mask_selecting_nothing_raises_naming_the_optimizer(kind, m
         tx.update(GRADS, state, PARAMS)
 
 
-def test_freeze_freezing_nothing_raises():
-    with pytest.raises(ValueError, match=r"freeze: frozen selects none of the 3 leaves"):
-        gx.freeze(gx.adam(1e-3), r"\['decoder'\]").init(PARAMS)
+def test_freezing_nothing_raises():
+    with pytest.raises(ValueError, match=r"selective_transform: freeze_mask selects none of "
+                                         r"the 3 leaves"):
+        gx.selective_transform(gx.adam(1e-3), freeze_mask=r"\['decoder'\]").init(PARAMS)
+    # freeze(mask) is the value masked(set_to_zero(), mask), as optax's: the error names it so
+    with pytest.raises(ValueError, match=r"masked: mask selects none of the 3 leaves"):
+        gx.freeze(r"\['decoder'\]").init(PARAMS)
 
 
 def test_partition_rule_labelling_nothing_raises():

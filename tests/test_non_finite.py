@@ -22,7 +22,7 @@ import pytest
 
 import gradxform as gx
 from helpers import assert_trees_close, gradient_stream, nested_params
-from registry import all_entries, update_arguments
+from registry import all_entries, step_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -32,8 +32,10 @@ BAD_SHAPE, BAD_INDEX = (4, 3), (1, 2)  # the entry of PARAMS["dense"]["w"] made 
 VALUES = {"+inf": np.inf, "-inf": -np.inf, "nan": np.nan}
 
 
-def _extra(entry):
-    return update_arguments(entry, value=2.5)
+def _extra(entry, params, grads):
+    """The update's extra arguments; a line search gets an objective whose gradient at
+    ``params`` is ``grads`` (:func:`registry.objective_at`)."""
+    return step_arguments(entry, params, grads, value=2.5)
 
 
 def _inject(grads, value):
@@ -70,24 +72,54 @@ def _assert_confined(tree_, what):
                               "non-finite entries outside the bad one"
 
 
+# Entries where part 1 of the rule (finite entries as with the bad entry zeroed) does not
+# apply, and why; part 2 (nothing else becomes non-finite) is checked for them.
+NOT_AS_ZEROED = {
+    "gradient_descent_linesearch": (
+        "the line search evaluates value_fn along the direction, one step size for every "
+        "entry: with a non-finite entry in the gradient no trial point is accepted and the step "
+        "is 0 (no finite entry moves; info.decrease_error is inf, the documented signal)"),
+}
+# Entries that break the rule (known, documented in docs/validation.md), and why.
+BREAKS_THE_RULE = {
+    name: (f"{name}'s direction couples every entry (inner products of the L-BFGS two-loop "
+           "recursion, the BFGS matrix, the Hessian solve) and reads the non-finite entry, "
+           "which spreads to other entries; wrap it in skip_non_finite")
+    for name in ("lbfgs", "bfgs", "newton")
+}
+
+
+def _without_search_info(state):
+    """The state without the line search's ``info`` (its ``decrease_error`` and
+    ``curvature_error`` are inf by design when no step is accepted)."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return [x for path, x in flat if ".info." not in jax.tree_util.keystr(path)]
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_a_non_finite_entry_stays_in_its_place(entry):
+    if entry.name in BREAKS_THE_RULE:
+        pytest.skip(BREAKS_THE_RULE[entry.name])
     tx = entry.make(target="quadratic")
-    extra = _extra(entry)
 
     def step(grads, state, params):  # eager: small trees, no compilation per optimizer
-        updates, state = tx.update(grads, state, params, **extra)
+        updates, state = tx.update(grads, state, params, **_extra(entry, params, grads))
         return updates, state, gx.apply_updates(params, updates)
 
     state0 = tx.init(PARAMS)
     ref_updates, ref_state, _ = step(_inject(GRADS[0], 0.0), state0, PARAMS)
     for name, value in VALUES.items():
         updates, state, params = step(_inject(GRADS[0], value), state0, PARAMS)
-        _assert_rest_equal(updates, ref_updates, f"{entry.name} {name}: updates")
-        _assert_rest_equal(state, ref_state, f"{entry.name} {name}: state")
+        if entry.name in NOT_AS_ZEROED:
+            _assert_confined((updates, _without_search_info(state)),
+                             f"{entry.name} {name}, step 1")
+        else:
+            _assert_rest_equal(updates, ref_updates, f"{entry.name} {name}: updates")
+            _assert_rest_equal(state, ref_state, f"{entry.name} {name}: state")
         for t in (1, 2, 3):
             updates, state, params = step(GRADS[t], state, params)
-            _assert_confined((updates, state, params), f"{entry.name} {name}, step {t + 1}")
+            _assert_confined((updates, _without_search_info(state), params),
+                             f"{entry.name} {name}, step {t + 1}")
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
@@ -97,21 +129,22 @@ def test_zero_gradients_and_zero_params_give_no_nan(entry):
         zeros = jax.tree.map(jnp.zeros_like, params)
         state = tx.init(params)
         for _ in range(2):
-            updates, state = tx.update(zeros, state, params, **_extra(entry))
-            for x in jax.tree.leaves((updates, state)):
+            updates, state = tx.update(zeros, state, params, **_extra(entry, params, zeros))
+            # a line search that accepts no step (no descent direction) reports it in its
+            # info by an inf error (documented); nothing else may be non-finite
+            for x in jax.tree.leaves((updates, _without_search_info(state))):
                 assert np.all(np.isfinite(np.asarray(x, np.float64))), entry.name
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_skip_non_finite_and_loss_scaling_recover(entry):
     """The wrapped run with an overflowing step in the middle equals the plain run without it."""
-    extra = _extra(entry)
     plain = entry.make(target="quadratic")
     bad = _inject(GRADS[1], np.inf)
     with jax.disable_jit():  # the wrappers' lax.cond runs one branch in Python: no compilation
         expected, p, s = [], PARAMS, plain.init(PARAMS)
         for g in (GRADS[0], GRADS[2]):
-            u, s = plain.update(g, s, p, **extra)
+            u, s = plain.update(g, s, p, **_extra(entry, p, g))
             p = gx.apply_updates(p, u)
             expected.append(u)
         scale = 4.0
@@ -120,6 +153,7 @@ def test_skip_non_finite_and_loss_scaling_recover(entry):
             p, s = PARAMS, wrapper.init(PARAMS)
             got = []
             for g in (GRADS[0], bad, GRADS[2]):
+                extra = _extra(entry, p, g)  # of the true (unscaled) gradient
                 if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
                     loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
                     g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)

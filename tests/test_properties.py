@@ -29,7 +29,7 @@ import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from registry import all_entries, update_arguments
+from registry import all_entries, step_arguments
 
 ENTRIES = all_entries()
 IDS = [e.name for e in ENTRIES]
@@ -96,8 +96,10 @@ def realise(description, salt):
 # --------------------------------------------------------------------------------------------
 
 
-def _extra(entry):
-    return update_arguments(entry, value=1.5, key=jax.random.key(3))
+def _extra(entry, params, grads):
+    """A line search gets an objective whose gradient at ``params`` is ``grads``
+    (:func:`registry.objective_at`)."""
+    return step_arguments(entry, params, grads, value=1.5, key=jax.random.key(3))
 
 
 def _check_close(a, b, what, rtol):
@@ -133,7 +135,7 @@ def check_optimizer(entry, description, transforms=("jit", "scan", "vmap")):
     tx = entry.make(target="quadratic")
     params = realise(description, 0)
     grads = realise(description, 1000)
-    extra = _extra(entry)
+    extra = _extra(entry, params, grads)
 
     rtol = max([RTOL[np.dtype(x.dtype)] for x in jax.tree.leaves(params)], default=2e-5)
     state = tx.init(params)

@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradxform._src import dtypes
+
 DEFAULT_LR = {"quadratic": 0.1, "rosenbrock": 1e-3, "gabor": 0.01}
 DEFAULT_STEPS = {"quadratic": 300, "rosenbrock": 3000, "gabor": 2000}
 DEFAULT_TOL = {"quadratic": 1e-3, "rosenbrock": 1e-2, "gabor": 1.01}
@@ -88,7 +90,7 @@ def all_entries() -> list[Entry]:
 def sum_of_squares(params: Any) -> jax.Array:
     """``sum |x|^2 / 2`` over every leaf, in float32 at least: the objective the extra
     arguments of :func:`update_arguments` refer to."""
-    return sum((0.5 * jnp.sum(jnp.abs(x.astype(jnp.promote_types(x.dtype, jnp.float32))) ** 2)
+    return sum((0.5 * jnp.sum(jnp.abs(x.astype(dtypes.wider(x.dtype, jnp.float32))) ** 2)
                 for x in jax.tree.leaves(params)), jnp.zeros([], jnp.float32))
 
 
@@ -117,3 +119,37 @@ def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
     if unknown:
         raise ValueError(f"{entry.name}: no sample for the update arguments {sorted(unknown)}")
     return out
+
+
+def objective_at(params: Any, grads: Any) -> Callable[[Any], Any]:
+    """A real objective whose gradient at ``params`` is ``grads`` and whose value there is 0:
+    ``f(x) = sum <g, x - p> + |x - p|^2 / 2`` over the leaves, in float32 at least (its
+    minimum is ``p - g``). For tests that give a line search arbitrary gradients: its
+    ``value_fn=``, ``value=`` and ``grad=`` must describe one function."""
+    def loss(x: Any) -> jax.Array:
+        total = jnp.zeros([], jnp.float32)
+        for xi, pi, gi in zip(jax.tree.leaves(x), jax.tree.leaves(params),
+                              jax.tree.leaves(grads)):
+            work = dtypes.wider(xi.dtype, jnp.float32)  # strict promotion: ask the lattice
+            d = xi.astype(work) - pi.astype(work)
+            total = total + jnp.sum(jnp.real(jnp.conj(gi.astype(work)) * d)
+                                    + 0.5 * jnp.abs(d) ** 2).astype(jnp.float32)
+        return total
+    return loss
+
+
+def step_arguments(entry: Entry, params: Any, grads: Any, *, value: Any = 1.5,
+                   key: Any = None, consistent: bool = False) -> dict[str, Any]:
+    """:func:`update_arguments` for one step at ``params`` with the gradients ``grads``: a
+    line search (``value_fn`` in ``entry.extra``) gets :func:`objective_at` ``(params,
+    grads)``, its value 0 and ``grad=grads``; every other entry gets
+    ``update_arguments(entry, value=value, key=key)``, and with ``consistent=True`` its
+    ``obj_fn=`` and ``grad_fn=`` (Sophia's curvature, SAM's gradient elsewhere) are those of
+    :func:`objective_at` too."""
+    if consistent and {"obj_fn", "grad_fn"} & set(entry.extra):
+        return update_arguments(entry, value=value, key=key,
+                                loss=objective_at(params, grads))
+    if "value_fn" in entry.extra:
+        return update_arguments(entry, value=0.0, key=key, loss=objective_at(params, grads),
+                                grads=grads)
+    return update_arguments(entry, value=value, key=key)

@@ -50,8 +50,12 @@ class differentially_private_aggregate(GradientTransformation):
 
     Conventions. optax takes a ``key`` (or ``seed``) when the transformation is built and keeps
     it in the state; here both are absent (pass the key to ``update``). Complex params are
-    rejected. The privacy accounting (the :math:`(\epsilon, \delta)` reached after some steps
-    at a sampling rate) is not part of the optimizer.
+    rejected. Non-finite entries: an example's norm leaves them out, so its finite entries are
+    clipped to norm :math:`C` as if they were 0 (each example's contribution to the finite
+    entries stays within :math:`C`, the sensitivity the noise is calibrated to) and a non-finite
+    entry stays non-finite in its own place; optax's norm is then inf, which zeroes the
+    example's finite entries. The privacy accounting (the :math:`(\epsilon, \delta)` reached
+    after some steps at a sampling rate) is not part of the optimizer.
 
     Args:
       l2_norm_clip: :math:`C` > 0, the largest norm of one example's gradient.

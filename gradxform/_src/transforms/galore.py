@@ -138,7 +138,10 @@ class scale_by_galore(GradientTransformation):
     Conventions. As optax, except for dtypes: the SVD and the projector are in the
     accumulator dtype (float32 for bfloat16/float16 params, float64 for float64 ones; optax
     always computes the SVD in float32 and keeps the projector in the params' dtype). Complex
-    matrices use the conjugate transpose.
+    matrices use the conjugate transpose. Non-finite gradient entries of a projected matrix are
+    read as 0 by the SVD and the projection (a projection mixes every entry of a column or row:
+    one inf would make the projector and the whole update NaN), and their own updates are NaN,
+    so that the overflow shows in its place (the non-finite rule of ``docs/validation.md``).
 
     Args:
       rank: :math:`r` >= 1, a whole number.
@@ -213,7 +216,7 @@ class scale_by_galore(GradientTransformation):
                 projectors.append(None)
                 continue
             to_m, _, r, left, _ = lay
-            mat = to_m(g).astype(proj.dtype)
+            mat = to_m(tree.finite_part(g)).astype(proj.dtype)
 
             def svd(mat=mat, r=r, left=left):
                 u, _, vh = jnp.linalg.svd(mat, full_matrices=False)
@@ -234,7 +237,8 @@ class scale_by_galore(GradientTransformation):
             _, from_m, _, left, _ = lay
             n_low = n_low.astype(proj.dtype)
             full = from_m(proj @ n_low if left else n_low @ _h(proj))
-            out.append((tree.scalar(alpha, full.dtype) * full).astype(g.dtype))
+            full = (tree.scalar(alpha, full.dtype) * full).astype(g.dtype)
+            out.append(jnp.where(jnp.isfinite(g), full, jnp.full_like(full, jnp.nan)))
         return treedef.unflatten(out), GaLoreState(base_state, treedef.unflatten(projectors))
 
     def links(self, state, step):

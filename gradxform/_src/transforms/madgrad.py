@@ -73,7 +73,7 @@ class scale_by_madgrad(GradientTransformation):
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
         lr, eps = step.value(self.learning_rate), step.value(self.eps)
-        keep, fresh = tree.complement(step.value(self.momentum))
+        _, fresh = tree.complement(step.value(self.momentum))
         first = step.count == 0
 
         def one(g, p, v, s, x0):
@@ -85,8 +85,9 @@ class scale_by_madgrad(GradientTransformation):
             v = v + lam * (g * g)
             s = s + lam * g
             z = x0 - s / (jnp.cbrt(v) + c(eps))
-            new_x = c(fresh) * z + c(keep) * x
-            return new_x - x, (v, s, x0)
+            # x_{k+1} - x_k = (1 - c)(z_{k+1} - x_k), written so: exactly 0 where z = x (zero
+            # gradients from x_0), where (1 - c) z + c x - x rounds to a few ulps of x
+            return c(fresh) * (z - x), (v, s, x0)
 
         treedef: TreeDef
         flat, treedef = jax.tree.flatten(updates)

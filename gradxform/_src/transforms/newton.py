@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from gradxform._src import tree
 from gradxform._src.base import GradientTransformation, Step, hyper
@@ -95,7 +94,7 @@ class scale_by_newton(GradientTransformation):
 
     def apply(self, updates, state, params, step):
         params = self.require_params(params)
-        if not jax.tree.leaves(updates):
+        if not any(np.size(x) for x in jax.tree.leaves(updates)):  # no entries (0-size)
             return updates, state
         value_fn = step.extra.get("value_fn")
         if value_fn is None:
@@ -117,9 +116,10 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     step = Step(count, {})
     work = state.params.dtype
     sg = jax.lax.stop_gradient
-    flat, unravel = ravel_pytree(sg(params))
-    x = flat.astype(work)
-    hessian = jax.hessian(lambda v: value_fn(unravel(v), **kwargs))(flat).astype(work)
+    # one vector in the working dtype (leaves of mixed dtypes are cast explicitly, which
+    # ravel_pytree's concatenation refuses under strict promotion)
+    x = flatten(sg(params), work)
+    hessian = jax.hessian(lambda v: value_fn(unflatten(v, params), **kwargs))(x).astype(work)
     mu, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2)
     g = flatten(updates, work)
 

@@ -74,8 +74,10 @@ def _clip_and_sum(grads: list, clip: Any) -> tuple[list, jax.Array]:
     work = jnp.float32
     for g in grads:
         work = dtypes.wider(work, _work(g.dtype))
-    squares = sum(jnp.sum(tree.abs_sq(g.astype(dtypes.wider(g.dtype, work))).astype(work),
-                          axis=tuple(range(1, g.ndim))) for g in grads)
+    # An example's norm leaves its non-finite entries out (the non-finite rule): its finite
+    # entries are clipped as if those were 0, and the bad entry alone stays non-finite.
+    squares = sum(jnp.sum(tree.abs_sq(tree.finite_part(g.astype(dtypes.wider(g.dtype, work))))
+                          .astype(work), axis=tuple(range(1, g.ndim))) for g in grads)
     norms = jnp.sqrt(squares)
     c = jnp.asarray(clip, work)
     over = norms > c
@@ -102,10 +104,13 @@ def per_example_global_norm_clip(grads: PyTree, l2_norm_clip: Any) -> tuple[PyTr
 
     Norms are accumulated in float32 at least; a zero gradient stays zero, ``C = inf`` clips
     nothing and ``C = 0`` gives zero. The sums come back in the gradients' dtype (float32 for
-    integer gradients).
+    integer gradients). An example's norm leaves out its non-finite entries (inf, NaN): its
+    finite entries are clipped as if those were 0, and each non-finite entry stays non-finite
+    in its own place of the sum (the non-finite rule of ``docs/validation.md``).
 
     Conventions. As ``optax.per_example_global_norm_clip``; :math:`n` counts the examples whose
-    factor is below 1 in the working precision.
+    factor is below 1 in the working precision. optax's norm of an example with an inf entry is
+    inf, which scales that example's finite entries to 0 (and its inf entry to NaN).
 
     Args:
       grads: a tree whose every leaf has a leading batch axis of the same size (one gradient
