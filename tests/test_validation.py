@@ -153,5 +153,5 @@ def test_mask_structure_mismatch_is_explained():
     params = {"w": jnp.ones(2), "b": jnp.ones(1)}
     state = tx.init(params)
     with pytest.raises(ValueError, match=re.escape(
-            "add_decayed_weights: the entry of the mask at ['extra'] is not in the params")):
+            "adamw: the entry of the mask at ['extra'] is not in the params")):
         tx.update(params, state, params)
