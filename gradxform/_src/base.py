@@ -481,12 +481,7 @@ class OptState(_OptStateFields, metaclass=_OptStateType):
     @staticmethod
     def for_spec(spec: ParamSpec) -> type[OptState]:
         """The subclass of :class:`OptState` holding ``spec`` (made once per spec)."""
-        found = OptState._by_spec.get(spec)
-        if found is None:
-            found = type("OptState", (OptState,), {"__slots__": (), "spec": spec,
-                                                     "__module__": OptState.__module__})
-            OptState._by_spec[spec] = found
-        return found
+        return _module.class_holding(OptState, "spec", spec, OptState._by_spec)
 
     def __repr__(self) -> str:
         return f"OptState(count={self.count!r}, inner={self.inner!r})"

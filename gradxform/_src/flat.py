@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from gradxform._src.module import class_holding
 from gradxform._src.routing import by_regex, mask_leaves, route
 
 __all__ = ["FlatParams", "Layout", "Group", "flat_params", "FlatUnsupportedError",
@@ -276,12 +277,7 @@ class FlatParams(_FlatFields):
     @staticmethod
     def for_layout(layout: Layout) -> type[FlatParams]:
         """The subclass of :class:`FlatParams` holding ``layout`` (made once per layout)."""
-        found = FlatParams._by_layout.get(layout)
-        if found is None:
-            found = type("FlatParams", (FlatParams,), {"__slots__": (), "layout": layout,
-                                                        "__module__": FlatParams.__module__})
-            FlatParams._by_layout[layout] = found
-        return found
+        return class_holding(FlatParams, "layout", layout, FlatParams._by_layout)
 
     def __reduce__(self):
         return FlatParams, (self.buffers, self.layout)

@@ -46,7 +46,7 @@ from gradxform._src.types import TreeDef
 
 __all__ = ["Module", "hyper", "static", "child", "field_of", "api", "renaming", "Origin",
            "Invalid", "argument_error", "renamed_error", "validate", "Interval", "freeze",
-           "thaw", "StableFunction", "stable_function", "describe_difference"]
+           "thaw", "StableFunction", "stable_function", "describe_difference", "class_holding"]
 
 _KIND = "gradxform.kind"
 _INTERVAL = "gradxform.interval"
@@ -409,6 +409,22 @@ class _Frozen:
 
     def __repr__(self) -> str:
         return repr(thaw(self))
+
+
+def class_holding(base: type, attribute: str, value: Any, cache: dict) -> type:
+    """The subclass of ``base`` whose class attribute ``attribute`` is ``value``, made once per
+    value and kept in ``cache``.
+
+    Static metadata of a NamedTuple pytree (the param spec of ``OptState``, the layout of
+    ``FlatParams``) lives on such a subclass: JAX compares node types, so it is part of the tree
+    structure without being a leaf, and rebuilding the tuple from its fields keeps it.
+    """
+    found = cache.get(value)
+    if found is None:
+        found = type(base.__name__, (base,), {"__slots__": (), attribute: value,
+                                               "__module__": base.__module__})
+        cache[value] = found
+    return found
 
 
 def freeze(tree: Any) -> Any:

@@ -46,6 +46,11 @@ def _start(step, state_x0: Any, params: Any) -> tuple[Any, Any]:
     return x0, x
 
 
+def _sq_dist(x0: Any, x: Any, dtype: Any) -> jax.Array:
+    """``||x - x0||^2`` over the whole tree, accumulated in the real ``dtype``."""
+    return _sq_norm(jax.tree.leaves(jax.tree.map(jnp.subtract, x0, x)), dtype)
+
+
 def _scaled(updates: Any, factor: jax.Array) -> Any:
     return jax.tree.map(lambda g: tree.scale_by(g, factor), updates)
 
@@ -141,7 +146,7 @@ class scale_by_dog(GradientTransformation):
         sd = state.max_dist.dtype
         first = step.count == 0
         x0, x = _start(step, state.init_params, params)
-        dist = tree.safe_sqrt(_sq_norm(jax.tree.leaves(jax.tree.map(jnp.subtract, x0, x)), sd))
+        dist = tree.safe_sqrt(_sq_dist(x0, x, sd))
         kind, value = self.init_step.kind, tree.scalar(step.value(self.init_step.value), sd)
         if kind == "distance":
             r_eps = value
@@ -212,7 +217,7 @@ class scale_by_dowg(GradientTransformation):
         eps = tree.scalar(step.value(self.eps), sd)
         guess = step.value(self.init_estim_sq_dist)
         r0 = eps if guess is None else tree.scalar(guess, sd)
-        sq_dist = _sq_norm(jax.tree.leaves(jax.tree.map(jnp.subtract, x0, x)), sd)
+        sq_dist = _sq_dist(x0, x, sd)
         estim = jnp.maximum(jnp.where(step.count == 0, r0, state.estim_sq_dist), sq_dist)
         weighted = estim * _sq_norm(jax.tree.leaves(updates), sd) + state.weighted_sq_norm_grads
         lr = estim / (tree.safe_sqrt(weighted) + eps)
