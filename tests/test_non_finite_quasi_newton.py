@@ -120,3 +120,16 @@ def test_the_first_update_is_non_finite_in_the_bad_entry_alone(method):
     b[KINK] = ref_b[KINK] = 0.0
     np.testing.assert_array_equal(b, ref_b)
     assert np.any(b), "a step was taken"
+
+
+def test_minimize_reports_a_non_finite_gradient_and_keeps_the_last_finite_point():
+    """``gx.minimize`` stops on a non-finite loss or gradient (status 2) and returns the last
+    point where both were finite: here the start, after no step. A loop of
+    :class:`gx.Solver` steps (above) goes on with the finite entries instead."""
+    result = gx.minimize(OBJECTIVES["nan"], X0, method="lbfgs", maxiter=20)
+    assert int(result.status) == 2 and not bool(result.success), result.message
+    assert "NaN or infinite" in result.message
+    assert int(result.num_steps) == 0
+    for got, start in zip(jax.tree.leaves(result.x), jax.tree.leaves(X0)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(start))
+    assert np.isnan(float(result.grad["b"][KINK]))

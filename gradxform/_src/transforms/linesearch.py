@@ -24,6 +24,19 @@ may be accepted).
 **No step uphill.** A search that finds no point satisfying its condition within its budget
 returns a zero update (``info.decrease_error`` is then ``inf``) rather than an arbitrary one.
 
+**Non-finite entries** (the non-finite rule, ``docs/validation.md``). The search moves along
+the finite part of the direction (inf and NaN entries read as 0) and reads the finite parts of
+the gradients in its slopes :math:`\langle \nabla f, d\rangle`; the update it returns is the
+accepted step times the whole direction, so a non-finite entry of the direction (L-BFGS, BFGS
+and Newton give one where the gradient has one) stays non-finite, in its place only. An
+objective that is itself NaN or infinite along that direction gets no step.
+
+**Compilation.** The search is compiled once per objective and shapes. An objective that is a
+pytree of arrays (a ``jax.tree_util.Partial`` holding its data, a class registered as a
+pytree) keys the cache by its structure, its arrays being data: a new objective of the same
+structure, with new data, reuses the compiled search. Any other function keys it by itself
+(define it once, outside the loop).
+
 **Differentiation.** The search itself runs in ``lax.while_loop`` on stopped gradients: the
 step size is a constant for ``jax.grad`` (derivatives with respect to hyperparameters flow
 through the direction ``d``, not through the choice of :math:`\eta`).
