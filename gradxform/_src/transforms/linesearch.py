@@ -32,8 +32,8 @@ and Newton give one where the gradient has one) stays non-finite, in its place o
 objective that is itself NaN or infinite along that direction gets no step.
 
 **Compilation.** The search is compiled once per objective and shapes. An objective that is a
-pytree of arrays (a ``jax.tree_util.Partial`` holding its data, a class registered as a
-pytree) keys the cache by its structure, its arrays being data: a new objective of the same
+pytree of JAX arrays (a ``jax.tree_util.Partial`` holding its data, a class registered as a
+pytree) keys the cache by its structure, its arrays being traced data: a new objective of the same
 structure, with new data, reuses the compiled search. Any other function keys it by itself
 (define it once, outside the loop).
 
@@ -310,14 +310,16 @@ def _run_search(search, updates, state, params, value, grad, kwargs, count, *, v
 
 
 def _is_array(x: Any) -> bool:
-    return isinstance(x, (jax.Array, np.ndarray, np.generic, float, int, complex))
+    # JAX arrays only: a Python number or a NumPy array may be used as a constant (a shape, a
+    # flag, NumPy code), which a traced value cannot be
+    return isinstance(x, jax.Array)
 
 
 def jit_with_objective(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn(*args, value_fn=f)`` compiled once per objective and shapes.
 
-    A ``value_fn`` that is a pytree of arrays (a ``jax.tree_util.Partial`` holding data, an
-    object registered as a pytree) keys the cache by its structure and passes its arrays as
+    A ``value_fn`` that is a pytree of JAX arrays (a ``jax.tree_util.Partial`` holding data,
+    an object registered as a pytree) keys the cache by its structure and passes its arrays as
     data, so a new objective of the same structure (new data) reuses the compiled search; any
     other hashable function keys the cache itself (the same function object reuses it); an
     unhashable one is traced at every call.
