@@ -121,21 +121,27 @@ def update_arguments(entry: Entry, *, value: Any = 1.5, key: Any = None,
     return out
 
 
+def _objective(params: Any, grads: Any, x: Any) -> jax.Array:
+    """``sum <g, x - p> + |x - p|^2 / 2`` over the leaves (:func:`objective_at`)."""
+    total = jnp.zeros([], jnp.float32)
+    for xi, pi, gi in zip(jax.tree.leaves(x), jax.tree.leaves(params), jax.tree.leaves(grads)):
+        work = dtypes.wider(xi.dtype, jnp.float32)  # strict promotion: ask the lattice
+        d = xi.astype(work) - pi.astype(work)
+        total = total + jnp.sum(jnp.real(jnp.conj(gi.astype(work)) * d)
+                                + 0.5 * jnp.abs(d) ** 2).astype(jnp.float32)
+    return total
+
+
 def objective_at(params: Any, grads: Any) -> Callable[[Any], Any]:
     """A real objective whose gradient at ``params`` is ``grads`` and whose value there is 0:
     ``f(x) = sum <g, x - p> + |x - p|^2 / 2`` over the leaves, in float32 at least (its
     minimum is ``p - g``). For tests that give a line search arbitrary gradients: its
-    ``value_fn=``, ``value=`` and ``grad=`` must describe one function."""
-    def loss(x: Any) -> jax.Array:
-        total = jnp.zeros([], jnp.float32)
-        for xi, pi, gi in zip(jax.tree.leaves(x), jax.tree.leaves(params),
-                              jax.tree.leaves(grads)):
-            work = dtypes.wider(xi.dtype, jnp.float32)  # strict promotion: ask the lattice
-            d = xi.astype(work) - pi.astype(work)
-            total = total + jnp.sum(jnp.real(jnp.conj(gi.astype(work)) * d)
-                                    + 0.5 * jnp.abs(d) ** 2).astype(jnp.float32)
-        return total
-    return loss
+    ``value_fn=``, ``value=`` and ``grad=`` must describe one function.
+
+    It is a ``jax.tree_util.Partial`` of one module-level function holding ``params`` and
+    ``grads`` as data: the library's compiled line searches and Newton directions key their
+    cache by its structure, so a new objective of the same shapes does not compile again."""
+    return jax.tree_util.Partial(_objective, params, grads)
 
 
 def step_arguments(entry: Entry, params: Any, grads: Any, *, value: Any = 1.5,

@@ -62,6 +62,12 @@ class scale_by_bfgs(GradientTransformation):
     concatenated, in the float32 or float64 accumulator dtype): for small problems;
     :class:`scale_by_lbfgs` keeps :math:`2mn` numbers instead.
 
+    Non-finite gradients. As for :class:`scale_by_lbfgs`: :math:`H`, the pair :math:`(s, y)`
+    and the stored gradient are computed from the finite part of the gradient (inf and NaN
+    entries read as 0), so they are those of a run whose non-finite entries were 0, and a
+    non-finite gradient entry gives that entry alone a non-finite output. A param that has
+    become non-finite keeps its last finite value in the state (no contribution to :math:`s`).
+
     Args:
       scale_init_precond: scale the initial estimate by :math:`y^\top s / y^\top y` (else
         :math:`H_0 = I` and the first output is :math:`g_0`).
@@ -89,7 +95,11 @@ class scale_by_bfgs(GradientTransformation):
         if not jax.tree.leaves(updates):
             return updates, state
         work = state.inv_hessian.dtype
-        g, x = flatten(updates, work), flatten(params, work)
+        raw = flatten(updates, work)
+        g = tree.finite_part(raw)
+        # a param made non-finite by an earlier non-finite update keeps its last finite value
+        x = flatten(params, work)
+        x = jnp.where(jnp.isfinite(x), x, state.params)
         first, second = step.count == 0, step.count == 1
         s, y = x - state.params, g - state.updates
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
@@ -111,4 +121,6 @@ class scale_by_bfgs(GradientTransformation):
             norm = tree.global_norm(jax.lax.stop_gradient(g)).astype(work)
             capped = jnp.minimum(jnp.ones([], work), 1 / norm)
             direction = jnp.where(first, capped * g, direction)
+        # the gradient's non-finite entries stay in their places (and only there)
+        direction = jnp.where(jnp.isfinite(raw), direction, raw)
         return unflatten(direction, updates), ScaleByBfgsState(h, x, g)

@@ -57,6 +57,13 @@ def two_loop(grad: Any, s_memory: Any, y_memory: Any, rho: jax.Array, gamma: jax
     return r
 
 
+def _keep_non_finite(direction: jax.Array, grad: jax.Array, like: jax.Array) -> jax.Array:
+    """``direction`` in ``like``'s dtype, with the gradient's non-finite entries in their
+    places: the direction is computed from the finite part of the gradient, and a non-finite
+    gradient entry gives a non-finite update of that entry alone (as elementwise methods do)."""
+    return jnp.where(jnp.isfinite(grad), direction, grad).astype(like.dtype)
+
+
 class scale_by_lbfgs(GradientTransformation):
     r"""Multiply the gradient by the L-BFGS estimate of the inverse Hessian (the direction only).
 
@@ -82,6 +89,15 @@ class scale_by_lbfgs(GradientTransformation):
     without a Wolfe line search) is left out of the estimate, with :math:`\gamma` kept from the
     previous step, so that :math:`H_k` stays positive definite; optax keeps it. The memory is
     kept in float32 for bfloat16/float16 params.
+
+    Non-finite gradients. The direction is computed from the finite part of the gradient (inf
+    and NaN entries read as 0), and the gradient kept for the next pair is that finite part, so
+    the pairs, :math:`\rho` and :math:`\gamma` are exactly those of a run whose non-finite
+    entries were 0. A non-finite gradient entry gives that entry alone a non-finite output (the
+    gradient's inf or NaN, as an elementwise method would), so the caller sees it; a line
+    search chained after it moves along the finite entries only (see :class:`zoom_linesearch`).
+    A param that has become non-finite keeps its last finite value in the state, so it adds
+    nothing to :math:`s`.
 
     Args:
       memory_size: :math:`m` >= 1, the number of pairs kept.
@@ -118,8 +134,12 @@ class scale_by_lbfgs(GradientTransformation):
             return updates, state
         m, k = self.memory_size, step.count
         work = state.weights_memory.dtype
-        g = _accumulators(updates, params)
-        x = _accumulators(params, params)
+        raw = _accumulators(updates, params)
+        g = jax.tree.map(tree.finite_part, raw)
+        # a param made non-finite by an earlier non-finite update keeps its last finite value
+        # here, so that it contributes nothing to s
+        x = jax.tree.map(lambda p, old: jnp.where(jnp.isfinite(p), p, old),
+                         _accumulators(params, params), state.params)
         first = k == 0
 
         # 1. the newest pair (s, y), from the previous update to this one
@@ -146,5 +166,5 @@ class scale_by_lbfgs(GradientTransformation):
 
         # 3. the direction
         direction = two_loop(g, s_mem, y_mem, weights, gamma, slot)
-        out = jax.tree.map(lambda d, u: d.astype(u.dtype), direction, updates)
+        out = jax.tree.map(_keep_non_finite, direction, raw, updates)
         return out, ScaleByLbfgsState(x, g, s_mem, y_mem, weights, gamma)

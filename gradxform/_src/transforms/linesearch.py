@@ -24,6 +24,19 @@ may be accepted).
 **No step uphill.** A search that finds no point satisfying its condition within its budget
 returns a zero update (``info.decrease_error`` is then ``inf``) rather than an arbitrary one.
 
+**Non-finite entries** (the non-finite rule, ``docs/validation.md``). The search moves along
+the finite part of the direction (inf and NaN entries read as 0) and reads the finite parts of
+the gradients in its slopes :math:`\langle \nabla f, d\rangle`; the update it returns is the
+accepted step times the whole direction, so a non-finite entry of the direction (L-BFGS, BFGS
+and Newton give one where the gradient has one) stays non-finite, in its place only. An
+objective that is itself NaN or infinite along that direction gets no step.
+
+**Compilation.** The search is compiled once per objective and shapes. An objective that is a
+pytree of JAX arrays (a ``jax.tree_util.Partial`` holding its data, a class registered as a
+pytree) keys the cache by its structure, its arrays being traced data: a new objective of the same
+structure, with new data, reuses the compiled search. Any other function keys it by itself
+(define it once, outside the loop).
+
 **Differentiation.** The search itself runs in ``lax.while_loop`` on stopped gradients: the
 step size is a constant for ``jax.grad`` (derivatives with respect to hyperparameters flow
 through the direction ``d``, not through the choice of :math:`\eta`).
@@ -124,6 +137,12 @@ def _vdot(a: PyTree, b: PyTree, work: Any) -> jax.Array:
     return total
 
 
+def _finite_vdot(a: PyTree, b: PyTree, work: Any) -> jax.Array:
+    """``<a, b>`` of the finite parts (the non-finite rule: an inf or NaN entry of one
+    gradient does not make the slope non-finite)."""
+    return _vdot(jax.tree.map(tree.finite_part, a), jax.tree.map(tree.finite_part, b), work)
+
+
 def _along(params: PyTree, step_size: jax.Array, direction: PyTree) -> PyTree:
     """``params + step_size * direction``, formed in the wider dtype, in the params' dtypes."""
 
@@ -169,10 +188,11 @@ class _Ray(NamedTuple):
         return _along(self.params, step_size, self.direction)
 
     def value_and_grad(self, step_size):
-        """``(phi(eta), grad f(x + eta d), phi'(eta))``: one evaluation."""
+        """``(phi(eta), grad f(x + eta d), phi'(eta))``: one evaluation (the slope from the
+        gradient's finite part)."""
         value, grad = jax.value_and_grad(self.fn)(self.point(step_size))
         grad = _accumulators(grad, self.params)
-        return self._real(value), grad, _vdot(grad, self.direction, self.work)
+        return self._real(value), grad, _finite_vdot(grad, self.direction, self.work)
 
     def value_and_linearization(self, step_size):
         """``phi(eta)`` and a function forming the gradient there (a transpose, no new
@@ -263,13 +283,8 @@ class _Linesearch(GradientTransformation):
         if not jax.tree.leaves(updates):
             return updates, state
         value_fn, kwargs, value, grad = self._inputs(step, params)
-        run: Callable[..., Any] = _run_search_jit
-        try:
-            hash(value_fn)
-        except TypeError:  # an unhashable objective cannot key the cache: trace every call
-            run = _run_search
-        return run(self, updates, state, params, value, grad, kwargs, step.count,
-                   value_fn=value_fn)
+        return _run_search_jit(self, updates, state, params, value, grad, kwargs, step.count,
+                               value_fn=value_fn)
 
     def _search(self, updates, state, ray, step):
         raise NotImplementedError
@@ -280,18 +295,61 @@ def _run_search(search, updates, state, params, value, grad, kwargs, count, *, v
     it instead of tracing the while loop again at every step."""
     work = tree.real_accumulator_dtype(params)
     sg = jax.lax.stop_gradient
-    params_, direction = sg(params), sg(updates)
+    # the non-finite rule: the search moves along the finite part of the direction, and its
+    # slopes read finite parts; the update returned is the step times the whole direction, so
+    # a non-finite entry of the direction stays in its place
+    params_, direction = sg(params), jax.tree.map(tree.finite_part, sg(updates))
     grad = _accumulators(sg(grad), params_)
 
     def fn(p):
         return value_fn(p, **kwargs)
 
     ray = _Ray(fn, params_, direction, sg(value).astype(work), grad,
-               _vdot(grad, direction, work), work)
+               _finite_vdot(grad, direction, work), work)
     return search._search(updates, state, ray, Step(count, {}))
 
 
-_run_search_jit = jax.jit(_run_search, static_argnames=("value_fn",))
+def _is_array(x: Any) -> bool:
+    # JAX arrays only: a Python number or a NumPy array may be used as a constant (a shape, a
+    # flag, NumPy code), which a traced value cannot be
+    return isinstance(x, jax.Array)
+
+
+def jit_with_objective(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(*args, value_fn=f)`` compiled once per objective and shapes.
+
+    A ``value_fn`` that is a pytree of JAX arrays (a ``jax.tree_util.Partial`` holding data,
+    an object registered as a pytree) keys the cache by its structure and passes its arrays as
+    data, so a new objective of the same structure (new data) reuses the compiled search; any
+    other hashable function keys the cache itself (the same function object reuses it); an
+    unhashable one is traced at every call.
+    """
+    by_function = jax.jit(fn, static_argnames=("value_fn",))
+
+    def unflattened(leaves, *args, structure):
+        return fn(*args, value_fn=jax.tree.unflatten(structure, leaves))
+
+    by_structure = jax.jit(unflattened, static_argnames=("structure",))
+
+    def call(*args: Any, value_fn: Callable[..., Any]) -> Any:
+        leaves, structure = jax.tree.flatten(value_fn)
+        if not jax.tree_util.treedef_is_leaf(structure) and all(map(_is_array, leaves)):
+            try:
+                hash(structure)
+            except TypeError:
+                pass
+            else:
+                return by_structure(leaves, *args, structure=structure)
+        try:
+            hash(value_fn)
+        except TypeError:  # an unhashable objective cannot key the cache: trace every call
+            return fn(*args, value_fn=value_fn)
+        return by_function(*args, value_fn=value_fn)
+
+    return call
+
+
+_run_search_jit = jit_with_objective(_run_search)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,7 @@ r"""Newton's direction from the exact Hessian, shifted where it is not positive 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,7 @@ import numpy as np
 from gradxform._src import tree
 from gradxform._src.base import GradientTransformation, Step, hyper
 from gradxform._src.transforms.bfgs import flatten, unflatten
-from gradxform._src.transforms.linesearch import _fn_kwargs, _no_complex
+from gradxform._src.transforms.linesearch import _fn_kwargs, _no_complex, jit_with_objective
 from gradxform._src.types import Hyper
 
 __all__ = ["scale_by_newton", "ScaleByNewtonState"]
@@ -59,6 +58,15 @@ class scale_by_newton(GradientTransformation):
     Chain it with ``scale(-1.0)`` and a line search starting at the unit step (that is
     :func:`newton`), which keeps every step downhill.
 
+    Non-finite gradients. The solve reads the finite parts of the gradient and of the Hessian
+    (inf and NaN entries read as 0), so the finite entries of the direction are those of a run
+    whose non-finite entries were 0, and a non-finite gradient entry gives that entry alone a
+    non-finite output (the gradient's inf or NaN, as an elementwise method would). Where the
+    objective has a kink (``sqrt`` at 0, a ``jnp.where`` with a NaN branch) the Hessian's row
+    of that entry is NaN: it reads as zero curvature, so :math:`H` counts as singular and the
+    step is shifted, at most :math:`r_k` long. A param that has become non-finite keeps its
+    last finite value in the state, so it does not count in the length of the step taken.
+
     ``update`` needs the objective: ``value_fn=`` (and the other line-search arguments when
     chained with one), as for the line searches; its extra named arguments are passed on.
 
@@ -102,12 +110,8 @@ class scale_by_newton(GradientTransformation):
                              "call update(grad, state, params, value_fn=f) (with value= and "
                              "grad= too when chained with a line search)", "value_fn")
         kwargs = _fn_kwargs(value_fn, dict(step.extra))
-        run: Callable[..., Any] = _newton_direction_jit
-        try:
-            hash(value_fn)
-        except TypeError:  # an unhashable objective cannot key the cache: trace every call
-            run = _newton_direction
-        return run(self, updates, state, params, kwargs, step.count, value_fn=value_fn)
+        return _newton_direction_jit(self, updates, state, params, kwargs, step.count,
+                                     value_fn=value_fn)
 
 
 def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
@@ -118,10 +122,16 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     sg = jax.lax.stop_gradient
     # one vector in the working dtype (leaves of mixed dtypes are cast explicitly, which
     # ravel_pytree's concatenation refuses under strict promotion)
-    x = flatten(sg(params), work)
-    hessian = jax.hessian(lambda v: value_fn(unflatten(v, params), **kwargs))(x).astype(work)
+    at = flatten(sg(params), work)
+    hessian = jax.hessian(lambda v: value_fn(unflatten(v, params), **kwargs))(at).astype(work)
+    # the non-finite rule: the solve reads finite parts only (a non-finite Hessian entry, as
+    # the second derivative of a kink gives, reads as 0)
+    hessian = tree.finite_part(hessian)
     mu, vectors = jnp.linalg.eigh((hessian + hessian.T) / 2)
-    g = flatten(updates, work)
+    raw = flatten(updates, work)
+    g = tree.finite_part(raw)
+    # a param made non-finite by an earlier non-finite update keeps its last finite value
+    x = jnp.where(jnp.isfinite(at), at, state.params)
 
     # the radius, from how the line search treated the previous step
     taken = jnp.linalg.norm(x - state.params)
@@ -144,7 +154,9 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     shifted = jnp.where(shifted > 0, shifted, jnp.ones_like(shifted))
     direction = vectors @ ((vectors.T @ g) / shifted)
     shifted_norm = jnp.where(definite, jnp.zeros_like(g_norm), jnp.linalg.norm(sg(direction)))
+    # the gradient's non-finite entries stay in their places (and only there)
+    direction = jnp.where(jnp.isfinite(raw), direction, raw)
     return unflatten(direction, updates), ScaleByNewtonState(sg(radius), x, shifted_norm)
 
 
-_newton_direction_jit = jax.jit(_newton_direction, static_argnames=("value_fn",))
+_newton_direction_jit = jit_with_objective(_newton_direction)
