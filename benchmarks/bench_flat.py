@@ -213,6 +213,8 @@ def fmt_row(cells: list, widths: list[int]) -> str:
 
 def section_steps(args) -> None:
     for tree_name, make_tree in trees(args.quick).items():
+        if args.trees and tree_name.split()[0] not in args.trees:
+            continue
         tree = make_tree()
         n, leaves = size_of(tree), len(jax.tree.leaves(tree))
         print(f"\n### {tree_name}: {leaves} leaves, {n / 1e6:.2f}M float32 params\n", flush=True)
@@ -504,6 +506,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS),
                         default=list(OPTIMIZERS))
+    parser.add_argument("--trees", nargs="+", choices=["1", "100", "1988", "200"],
+                        default=None, help="the step section's trees, by leaf count")
     parser.add_argument("--reps", type=int, default=None, help="interleaved rounds (median)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round")
     args = parser.parse_args()

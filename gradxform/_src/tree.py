@@ -30,7 +30,7 @@ __all__ = [
     "bias_correction", "global_norm", "safe_sqrt", "safe_increment", "abs_sq", "scalar",
     "unzip", "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
-    "fill_params_copy", "real_accumulator_dtype", "per_dtype", "finite_part",
+    "fill_params_copy", "real_accumulator_dtype", "per_dtype", "finite_part", "finite_sums",
 ]
 
 
@@ -190,6 +190,28 @@ def finite_part(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 
 
+def finite_sums(leaves: list, term: Any) -> list:
+    """``[sum(term(finite_part(x))) for x in leaves]``, at the cost of the plain sums.
+
+    ``term`` maps a leaf to the array to sum (``abs_sq``, ``abs``, a cast of either). A sum
+    is finite exactly when each of its terms is (an inf or NaN term makes it inf or NaN; an
+    overflow of finite terms is inf either way), so the plain sums are taken first and the
+    sums over the finite parts are computed only if the plain total is not finite, in one
+    ``lax.cond``. On XLA:CPU a select inside a reduction runs about 4x slower than the plain
+    reduction, and the norm of a global-norm clip is a whole pass over the gradients.
+    """
+    if not leaves:
+        return []
+    plain = [jnp.sum(term(x)) for x in leaves]
+    common = dtypes.wider(jnp.float32, *[s.dtype for s in plain])
+    finite = jnp.isfinite(functools.reduce(operator.add, [s.astype(common) for s in plain]))
+
+    def recompute() -> list:
+        return [jnp.sum(term(finite_part(x))) for x in leaves]
+
+    return list(lax.cond(finite, lambda: plain, recompute))
+
+
 def global_norm(updates: PyTree, *, axis_name: Any = None,
                 ignore_non_finite: bool = False) -> jax.Array:
     """The l2 norm of all leaves together, accumulated in float32 (float64 if any leaf is).
@@ -206,10 +228,12 @@ def global_norm(updates: PyTree, *, axis_name: Any = None,
     work = jnp.float32
     for x in leaves:
         work = dtypes.wider(work, dtypes.real_dtype(x.dtype))
-    if ignore_non_finite:
-        leaves = [finite_part(x) for x in leaves]
-    squares = [jnp.sum(dtypes.cast(abs_sq(dtypes.cast(x, dtypes.wider(x.dtype, work))), work))
-               for x in leaves]
+
+    def term(x: jax.Array) -> jax.Array:
+        return dtypes.cast(abs_sq(dtypes.cast(x, dtypes.wider(x.dtype, work))), work)
+
+    squares = (finite_sums(leaves, term) if ignore_non_finite
+               else [jnp.sum(term(x)) for x in leaves])
     if axis_name is None:
         total: jax.Array = functools.reduce(operator.add, squares)
     else:
@@ -218,10 +242,13 @@ def global_norm(updates: PyTree, *, axis_name: Any = None,
 
 
 def safe_sqrt(x: jax.Array) -> jax.Array:
-    """``sqrt(x)`` whose derivative at 0 is 0 instead of inf (so meta-gradients stay finite)."""
+    """``sqrt(x)`` whose derivative at 0 is 0 instead of inf (so meta-gradients stay finite).
+
+    NaN stays NaN (a norm of gradients that hold a NaN must say so); a negative ``x`` gives 0.
+    """
     positive = x > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x))),
-                     jnp.zeros_like(x))
+                     jnp.where(jnp.isnan(x), x, jnp.zeros_like(x)))
 
 
 def safe_increment(count: Any) -> jax.Array:

@@ -70,8 +70,8 @@ def sum_sq(x: jax.Array, axis_name: Any = None) -> jax.Array:
     not zero a whole layer's step through its norm.
     """
     work = work_dtype(x.dtype)
-    x = tree.finite_part(x)
-    total = jnp.sum(tree.abs_sq(x.astype(dtypes.wider(x.dtype, work))).astype(work))
+    [total] = tree.finite_sums(
+        [x], lambda v: tree.abs_sq(v.astype(dtypes.wider(v.dtype, work))).astype(work))
     return _psum_if(total, is_split(x, axis_name), axis_name)
 
 
