@@ -4,7 +4,8 @@ For each problem (Branin 2-D, Hartmann 6-D, Rosenbrock 4-D, Ackley 5-D, each on 
 with its known optimum) and each method, run ``--seeds`` independent searches of ``--budget``
 evaluations and print the median simple regret (best value found minus the optimum) after 20,
 50 and 100 evaluations (at 50 also the number of seeds that end above the anchor), then the
-time each method spends per suggestion at 20 and 100 observations (Bayes after compilation; its one-time compilation is printed apart).
+time each method spends per suggestion at 20 and 100 observations (Bayes after compilation;
+its one-time compilation is printed apart).
 
 Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (``ask(4)``), and
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
