@@ -249,7 +249,7 @@ def main():
     for problem in problems:
         _, _, optimum, anchor = PROBLEMS[problem]
         print(f"\n## {problem} (optimum {optimum:.6g}; anchor at 50 evaluations: {anchor:g})")
-        header = f"{'method':<12}" + "".join(f"{'@' + str(c):>11}" for c in checkpoints)
+        header = f"{'method':<15}" + "".join(f"{'@' + str(c):>11}" for c in checkpoints)
         if 50 in checkpoints:
             header += f"{'@50/anchor':>12}{'misses':>8}"
         print(header + f"{'seconds':>9}")
@@ -267,7 +267,7 @@ def main():
                 print(f"  [{problem} {name} seed {seed}: regret@{args.budget} "
                       f"{fmt(best[-1] - optimum)}]", file=sys.stderr, flush=True)
             med = {c: float(np.median(regrets[c])) for c in checkpoints}
-            row = f"{name:<12}" + "".join(f"{fmt(med[c]):>11}" for c in checkpoints)
+            row = f"{name:<15}" + "".join(f"{fmt(med[c]):>11}" for c in checkpoints)
             if 50 in checkpoints:  # and how many seeds end above the anchor
                 misses = sum(r > anchor for r in regrets[50])
                 row += f"{fmt(med[50] / anchor):>12}{f'{misses}/{args.seeds}':>8}"
@@ -275,13 +275,13 @@ def main():
 
     print("\n## milliseconds per suggestion (median over seeds; Bayes after compilation)")
     ns = sorted({n for (_, _, n) in timing})
-    print(f"{'method':<12}{'problem':<13}" + "".join(f"{'@' + str(n):>10}" for n in ns))
+    print(f"{'method':<15}{'problem':<13}" + "".join(f"{'@' + str(n):>10}" for n in ns))
     for name in methods:
         for problem in problems:
             cells = [timing.get((name, problem, n)) for n in ns]
             if all(c is None for c in cells):
                 continue
-            print(f"{name:<12}{problem:<13}" + "".join(
+            print(f"{name:<15}{problem:<13}" + "".join(
                 f"{1e3 * float(np.median(c)):>10.1f}" if c else f"{'-':>10}" for c in cells))
     for name, total in compile_total.items():
         if total > 0:

@@ -64,14 +64,17 @@ def length(values: np.ndarray, start: int, rounds: np.ndarray | None = None) -> 
     best = float(np.min(head)) if head.size else math.inf
     side, wins, losses = INITIAL, 0, 0
     tail, tail_rounds = values[start:], rounds[start:]
-    for r in np.unique(tail_rounds):  # sorted; rounds are told in increasing order
-        batch = tail[tail_rounds == r]
-        batch = batch[np.isfinite(batch)]
-        low = float(np.min(batch)) if batch.size else math.inf
+    if tail.size == 0:
+        return side
+    # One (lowest value, size) per round, in the order told; a failed trial has value inf.
+    starts = np.flatnonzero(np.r_[True, tail_rounds[1:] != tail_rounds[:-1]])
+    lows = np.minimum.reduceat(np.where(np.isfinite(tail), tail, math.inf), starts)
+    sizes = np.diff(np.r_[starts, tail.size])
+    for low, size in zip(lows.tolist(), sizes.tolist(), strict=True):
         if low < math.inf and (best == math.inf or low < best - RELATIVE * abs(best)):
             wins, losses = wins + 1, 0
         else:
-            wins, losses = 0, losses + int(np.sum(tail_rounds == r))
+            wins, losses = 0, losses + size
         best = min(best, low)
         if wins >= SUCCESSES:
             side, wins = min(2.0 * side, MAXIMUM), 0
