@@ -36,8 +36,10 @@ finite, smooth and strictly increasing in :math:`z` for every finite :math:`z`.
 **Maximisation** (:func:`maximize`): score a set of quasi-random candidates (scrambled Sobol
 points and perturbations of the best observations, drawn by the caller), take the best few as
 starts, and run gradient ascent on all of them at once with :func:`gradxform.adam` (cosine
-decaying step), projecting onto the cube after every step; only the coordinates marked ``free``
-move (integer and categorical coordinates stay at the values their candidate had).
+decaying step, scaled by the sides of the box the ascent is confined to: the cube, or the
+Bayes tuner's trust region), projecting onto the box after every step; only the coordinates
+marked ``free`` move (integer and categorical coordinates stay at the values their candidate
+had).
 
 References:
   S. Ament, S. Daulton, D. Eriksson, M. Balandat & E. Bakshy, *Unexpected Improvements to
@@ -152,7 +154,8 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
       beta: the UCB exploration weight.
       starts: number of ascent starts (<= m).
       steps: Adam steps per start (the step decays by cosine to 1% of ``learning_rate``).
-      learning_rate: the initial Adam step, in unit-cube units.
+      learning_rate: the initial Adam step, as a fraction of each side of the box a start
+        ascends in (of the unit cube by default).
       lower, upper: [pools, d] the box each pool's starts ascend in (the candidates of a pool
         should lie in its box); default the unit cube.
 
@@ -197,6 +200,9 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         best_v = jnp.where(improved, v, best_v)
         g = jnp.where(jnp.isfinite(g), g, 0.0) * free_f
         u, state = opt.update(g, state, x)
+        # Steps in units of the box: a step of 2% of the cube would cross a small trust
+        # region from face to face.
+        u = jax.tree.map(lambda a: a * (box_hi - box_lo), u)
         return (jnp.clip(apply_updates(x, u), box_lo, box_hi), state, best_x, best_v), None
 
     carry = (x0, opt.init(x0), x0, top_values)

@@ -154,9 +154,10 @@ class Bayes(Tuner):
     doubles (up to 1.6) after three improving rounds in a row and halves after three trials
     without improvement, and restarts at 0.8 below :math:`2^{-7}`. Global log EI spends many of
     a few tens of trials where the uncertainty is largest, in the corners of the cube; inside
-    the region it refines the incumbent, which on the benchmark functions lowered the regret
-    after 50 trials by one to two orders of magnitude (Branin, Hartmann6, Rosenbrock4; see
-    ``benchmarks/bench_search_regret.py``). ``trust_region=False`` maximises over the whole
+    the region it refines the incumbent, which on the benchmark functions lowered the median
+    regret after 50 trials by one to three orders of magnitude (Branin, Hartmann6, Rosenbrock4;
+    ``benchmarks/bench_search_regret.py``). The ascent's steps are fractions of the region's
+    sides. ``trust_region=False`` maximises over the whole
     cube.
     A batch of ``k`` points (``ask(k)``) is chosen greedily, each chosen point entering the GP
     with its posterior mean as a fantasy value (Kriging believer, Ginsbourger et al. 2010);
