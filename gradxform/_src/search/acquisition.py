@@ -36,8 +36,10 @@ finite, smooth and strictly increasing in :math:`z` for every finite :math:`z`.
 **Maximisation** (:func:`maximize`): score a set of quasi-random candidates (scrambled Sobol
 points and perturbations of the best observations, drawn by the caller), take the best few as
 starts, and run gradient ascent on all of them at once with :func:`gradxform.adam` (cosine
-decaying step), projecting onto the cube after every step; only the coordinates marked ``free``
-move (integer and categorical coordinates stay at the values their candidate had).
+decaying step, scaled by the sides of the box the ascent is confined to: the cube, or the
+Bayes tuner's trust region), projecting onto the box after every step; only the coordinates
+marked ``free`` move (integer and categorical coordinates stay at the values their candidate
+had).
 
 References:
   S. Ament, S. Daulton, D. Eriksson, M. Balandat & E. Bakshy, *Unexpected Improvements to
@@ -137,7 +139,8 @@ def acquisition(post: gp.Posterior, x: jax.Array, best: jax.Array, *, kind: str 
 
 def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: jax.Array, *,
              kind: str = "logei", beta: jax.Array | float = 2.0, starts: int = 8,
-             steps: int = 50, learning_rate: float = 0.02):
+             steps: int = 50, learning_rate: float = 0.02, lower: jax.Array | None = None,
+             upper: jax.Array | None = None):
     """Maximise the acquisition: candidate scoring, then multi-start projected gradient ascent.
 
     Args:
@@ -151,7 +154,10 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
       beta: the UCB exploration weight.
       starts: number of ascent starts (<= m).
       steps: Adam steps per start (the step decays by cosine to 1% of ``learning_rate``).
-      learning_rate: the initial Adam step, in unit-cube units.
+      learning_rate: the initial Adam step, as a fraction of each side of the box a start
+        ascends in (of the unit cube by default).
+      lower, upper: [pools, d] the box each pool's starts ascend in (the candidates of a pool
+        should lie in its box); default the unit cube.
 
     Returns:
       ``(x, value, mean)``: the best point found by each start [starts, d], sorted by decreasing
@@ -163,14 +169,21 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
     pools = candidates if isinstance(candidates, (tuple, list)) else (candidates,)
     x0_parts: list[jax.Array] = []
     top_parts: list[jax.Array] = []
+    lo_parts: list[jax.Array] = []
+    hi_parts: list[jax.Array] = []
     for i, pool in enumerate(pools):
         share = starts // len(pools) + (i < starts % len(pools))
+        lo = jnp.zeros(pool.shape[-1], pool.dtype) if lower is None else lower[i]
+        hi = jnp.ones(pool.shape[-1], pool.dtype) if upper is None else upper[i]
+        lo_parts.append(jnp.broadcast_to(lo, (share, pool.shape[-1])))
+        hi_parts.append(jnp.broadcast_to(hi, (share, pool.shape[-1])))
         values = score(pool)
         values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
         v, top = lax.top_k(values, share)
         x0_parts.append(pool[top])
         top_parts.append(v)
     x0, top_values = jnp.concatenate(x0_parts), jnp.concatenate(top_parts)
+    box_lo, box_hi = jnp.concatenate(lo_parts), jnp.concatenate(hi_parts)
     free_f = free.astype(x0.dtype)[None, :]
     opt = adam(learning_rate=cosine_decay_schedule(init_value=learning_rate,
                                                    decay_steps=steps, alpha=0.01))
@@ -187,7 +200,10 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         best_v = jnp.where(improved, v, best_v)
         g = jnp.where(jnp.isfinite(g), g, 0.0) * free_f
         u, state = opt.update(g, state, x)
-        return (jnp.clip(apply_updates(x, u), 0.0, 1.0), state, best_x, best_v), None
+        # Steps in units of the box: a step of 2% of the cube would cross a small trust
+        # region from face to face.
+        u = jax.tree.map(lambda a: a * (box_hi - box_lo), u)
+        return (jnp.clip(apply_updates(x, u), box_lo, box_hi), state, best_x, best_v), None
 
     carry = (x0, opt.init(x0), x0, top_values)
     (x, _, best_x, best_v), _ = lax.scan(body, carry, None, length=steps)

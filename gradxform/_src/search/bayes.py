@@ -4,14 +4,16 @@ r"""Bayesian optimisation: a Gaussian-process surrogate and log expected improve
 first, then, each round,
 
 1. the values are imputed where trials failed (with the worst value seen), warped by a
-   Yeo-Johnson power transform whose exponent the data choose (heavy-tailed losses become
-   nearly Gaussian, :mod:`warping`), standardised and negated (the surrogate maximises), and
-   put into a padded buffer (:mod:`gp`);
+   Yeo-Johnson or Box-Cox power transform whose exponent the data choose (heavy-tailed losses
+   become nearly Gaussian, :mod:`warping`), standardised and negated (the surrogate
+   maximises), and put into a padded buffer (:mod:`gp`);
 2. the GP hyperparameters are fitted by maximum a posteriori with :func:`gradxform.rprop`,
    four vmapped starts (the last fit and draws from the prior) when the buffer is new and every
    few rounds, else one short run warm-started from the last fit;
-3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised over scrambled Sobol
-   candidates and perturbations of the best points, refined by projected gradient ascent;
+3. the acquisition (log EI or UCB, :mod:`acquisition`) is maximised inside a trust region
+   around the best point (:mod:`trust_region`; its size replayed from the told values) over
+   scrambled Sobol candidates of the region and perturbations of the best points, refined by
+   gradient ascent projected onto the region;
 4. for a batch of ``k`` points, each chosen point is added to the data with the posterior mean
    as its value (the *Kriging believer*) and the acquisition is maximised again, without
    refitting; configurations already evaluated, pending or chosen are never proposed twice.
@@ -36,7 +38,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from gradxform._src.search import acquisition as acq
-from gradxform._src.search import gp, warping
+from gradxform._src.search import gp, trust_region, warping
 from gradxform._src.search.space import Categorical, Int, Space
 from gradxform._src.search.tuner import Tuner, check_count
 
@@ -68,10 +70,11 @@ def _fit(data, starts, steps, learning_rate):
     return jax.vmap(one)(data.y, starts)
 
 
-def _acquire(params, x, y, real, rows, candidates, free, beta, kind, starts, steps,
-             learning_rate):
+def _acquire(params, x, y, real, rows, candidates, lower, upper, free, beta, kind, starts,
+             steps, learning_rate):
     """One proposal: fantasise the rows that are not ``real`` (Kriging believer), then
-    maximise the acquisition. Returns the ascent's points sorted by value."""
+    maximise the acquisition, each pool of ``candidates`` in its box ``lower``, ``upper``.
+    Returns the ascent's points sorted by value."""
     TRACE_COUNTS["acquire"] += 1
     post = gp.condition(params, gp.Data(x, y, real))
     # A fantasy takes the posterior mean as its value, which leaves the mean unchanged
@@ -80,7 +83,7 @@ def _acquire(params, x, y, real, rows, candidates, free, beta, kind, starts, ste
     post = gp.condition(params, gp.Data(x, y, rows))
     best = jnp.max(jnp.where(rows, y, -jnp.inf))
     return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
-                        steps=steps, learning_rate=learning_rate)
+                        steps=steps, learning_rate=learning_rate, lower=lower, upper=upper)
 
 
 _fit_jit = jax.jit(_fit)
@@ -139,6 +142,23 @@ class Bayes(Tuner):
     with :math:`\log h` evaluated on three numerically stable branches, so that the acquisition
     keeps a useful gradient far from the incumbent where EI itself underflows to 0; or the
     **upper confidence bound** :math:`\mu(x) + \sqrt{\beta}\,\sigma(x)` (Srinivas et al. 2010).
+
+    The acquisition is maximised in a **trust region** (TuRBO, Eriksson et al. 2019,
+    :mod:`trust_region`): the box around the best observation :math:`x^*` with sides
+
+    .. math::
+
+        L_j = L\, \ell_j \Big/ \Big(\prod_k \ell_k\Big)^{1/d}
+
+    (:math:`\ell` the fitted length scales), clipped to the cube; :math:`L` starts at 0.8,
+    doubles (up to 1.6) after three improving rounds in a row and halves after three trials
+    without improvement, and restarts at 0.8 below :math:`2^{-7}`. Global log EI spends many of
+    a few tens of trials where the uncertainty is largest, in the corners of the cube; inside
+    the region it refines the incumbent, which on the benchmark functions lowered the median
+    regret after 50 trials by one to three orders of magnitude (Branin, Hartmann6, Rosenbrock4;
+    ``benchmarks/bench_search_regret.py``). The ascent's steps are fractions of the region's
+    sides. ``trust_region=False`` maximises over the whole
+    cube.
     A batch of ``k`` points (``ask(k)``) is chosen greedily, each chosen point entering the GP
     with its posterior mean as a fantasy value (Kriging believer, Ginsbourger et al. 2010);
     configurations asked for but not yet told are fantasised the same way.
@@ -164,12 +184,15 @@ class Bayes(Tuner):
       candidates: the number of scrambled Sobol candidates scored per proposal (a power of
         two), besides ``candidates // 4`` perturbations of the best observations.
       restarts: the number of best candidates refined by gradient ascent.
-      warp: the output warping (:mod:`warping`): ``"power"`` (default, Yeo-Johnson of the
-        standardised losses), ``"box-cox"`` (also Box-Cox of positive losses, when likelier:
-        for losses spanning orders of magnitude), ``"auto"`` (per fit, the warping among the
-        standardised losses, Yeo-Johnson and two shifted logs (:func:`warping.candidates`)
-        whose GP marginal likelihood plus the warping's log Jacobian is the largest: one fit
-        per candidate, vmapped) or ``None`` (standardised only).
+      warp: the output warping (:mod:`warping`): ``"box-cox"`` (default: Yeo-Johnson of the
+        standardised losses, or Box-Cox of positive losses when likelier, which can take the
+        logarithm of losses spanning orders of magnitude), ``"power"`` (Yeo-Johnson only),
+        ``"auto"`` (per fit, the warping among the standardised losses, Yeo-Johnson and two
+        shifted logs (:func:`warping.candidates`) whose GP marginal likelihood plus the
+        warping's log Jacobian is the largest: one fit per candidate, vmapped) or ``None``
+        (standardised only).
+      trust_region: maximise the acquisition in the trust region around the best point
+        (default) rather than over the whole cube.
 
     Example::
 
@@ -181,6 +204,8 @@ class Bayes(Tuner):
     References:
       S. Ament, S. Daulton, D. Eriksson, M. Balandat & E. Bakshy, *Unexpected Improvements to
       Expected Improvement for Bayesian Optimization*, NeurIPS 2023.
+      D. Eriksson, M. Pearce, J. R. Gardner, R. Turner & M. Poloczek, *Scalable Global
+      Optimization via Local Bayesian Optimization*, NeurIPS 2019.
       C. Hvarfner, E. O. Hellsten & L. Nardi, *Vanilla Bayesian Optimization Performs Great in
       High Dimensions*, ICML 2024.
       D. Ginsbourger, R. Le Riche & L. Carraro, *Kriging is well-suited to parallelize
@@ -201,7 +226,7 @@ class Bayes(Tuner):
     def __init__(self, space: Space | Mapping[str, Any], *, seed: int = 0,
                  acquisition: str = "logei", batch: str = "believer",
                  initial: int | None = None, beta: float = 2.0, candidates: int = 512,
-                 restarts: int = 8, warp: str | None = "power"):
+                 restarts: int = 8, warp: str | None = "box-cox", trust_region: bool = True):
         super().__init__(space, seed=seed)
         if acquisition not in acq.KINDS:
             raise ValueError(f"Bayes: acquisition must be one of {', '.join(acq.KINDS)}, got "
@@ -228,6 +253,9 @@ class Bayes(Tuner):
             raise ValueError(f"Bayes: warp must be one of {', '.join(map(str, _WARPS))}, got "
                              f"{warp!r}")
         self.warp = warp
+        if not isinstance(trust_region, bool):
+            raise ValueError(f"Bayes: trust_region must be True or False, got {trust_region!r}")
+        self.trust_region = trust_region
         self._encoded: list[np.ndarray] = []
         self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
         self._fit_capacity = 0
@@ -353,7 +381,11 @@ class Bayes(Tuner):
         y_dev = jnp.asarray(data_fs[w])
         free = jnp.asarray(self._free)
         beta = jnp.asarray(self.beta, jnp.float64)
-        candidates = tuple(jnp.asarray(c) for c in self._candidates(x, f))
+        lo, hi = (self._region(x, y, ok, f, np.asarray(params.log_lengthscale))
+                  if self.trust_region else (np.zeros(dim), np.ones(dim)))
+        candidates = tuple(jnp.asarray(c) for c in self._candidates(x, f, lo, hi))
+        # Both pools (Sobol points, perturbations of the best points) ascend in the region.
+        lower_dev, upper_dev = jnp.asarray(np.stack([lo, lo])), jnp.asarray(np.stack([hi, hi]))
         taken = self._keys(x)
         rows = n
         chosen: list[np.ndarray] = []
@@ -367,8 +399,8 @@ class Bayes(Tuner):
             mask[:rows] = True
             xs, _, _ = _acquire_jit(
                 params, jnp.asarray(data_x), y_dev, real_dev, jnp.asarray(mask), candidates,
-                free, beta, kind=self.acquisition, starts=self.restarts, steps=steps,
-                learning_rate=lr)
+                lower_dev, upper_dev, free, beta, kind=self.acquisition, starts=self.restarts,
+                steps=steps, learning_rate=lr)
             point = self._pick(np.asarray(xs), taken)
             chosen.append(point)
             taken |= self._keys(point[None])
@@ -388,19 +420,35 @@ class Bayes(Tuner):
                 return point
         return point
 
-    def _candidates(self, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scrambled Sobol points, and Gaussian perturbations of the best observations."""
-        dim = self.space.dim
+    def _sobol(self, m: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """``m`` scrambled Sobol points of the box ``[lower, upper]``, canonical."""
         # A fresh generator seeded from self.rng: qmc reads more than the state of a generator
         # it is given (its seed sequence), which a restored state does not reproduce.
-        engine = qmc.Sobol(dim, scramble=True,
+        engine = qmc.Sobol(self.space.dim, scramble=True,
                            rng=np.random.default_rng(self.rng.integers(2 ** 63)))
-        sobol = engine.random(self.candidates)
+        return self._canonical(lower + (upper - lower) * engine.random(m))
+
+    def _region(self, x: np.ndarray, y: np.ndarray, ok: np.ndarray, f: np.ndarray,
+                log_lengthscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The trust region (:mod:`trust_region`) around the best observation ``x[argmax f]``,
+        its side replayed from the told values ``y``. Only the float and integer coordinates
+        are bounded: a categorical block keeps the whole cube."""
+        rounds = np.array([t.round for t in self._trials])
+        side = trust_region.length(np.where(ok, y, np.nan), self.initial, rounds)
+        lo, hi = trust_region.box(x[int(np.argmax(f))], log_lengthscale, side)
+        return np.where(self._free, lo, 0.0), np.where(self._free, hi, 1.0)
+
+    def _candidates(self, x: np.ndarray, f: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scrambled Sobol points of the box ``[lower, upper]``, and Gaussian perturbations of
+        the best observations clipped to it."""
+        dim = self.space.dim
+        sobol = self._sobol(self.candidates, lower, upper)
         top = np.argsort(-f)[:max(1, min(10, len(f) // 4))]
         centres = x[top[self.rng.integers(len(top), size=self._local)]]
         scales = np.exp(self.rng.uniform(np.log(1e-4), np.log(0.2), size=(self._local, 1)))
         local = centres + scales * self.rng.standard_normal((self._local, dim)) * self._free
-        return self._canonical(sobol), self._canonical(local)
+        return sobol, self._canonical(np.clip(local, lower, upper))
 
     def _fit(self, data: gp.Data, capacity: int) -> tuple[gp.Params, jax.Array]:
         """The GP fitted to each row of ``data.y`` (one per warping): ``(fits, log

@@ -31,8 +31,10 @@ mean and variance profiled out) plus the log Jacobian of the warping,
 and standardises the result again. When every loss is positive, the Box-Cox transformation
 (Box & Cox 1964) of the losses themselves, :math:`(y^\lambda - 1)/\lambda` (:math:`\log y` at
 :math:`\lambda = 0`), competes with it: both give a density of the losses (Yeo-Johnson's with
-the standardisation's Jacobian :math:`-n \log s`), and the likelier one is used (an option:
-``Bayes(warp="box-cox")``; it helped on Rosenbrock's function and hurt on Branin's). Box-Cox can
+the standardisation's Jacobian :math:`-n \log s`), and the likelier one is used (the Bayes
+tuner's default, ``warp="box-cox"``; with the acquisition over the whole cube it helped on
+Rosenbrock's function and hurt on Branin's, inside the trust region it does not hurt Branin's).
+Box-Cox can
 take a logarithm of losses that span several orders of magnitude (Rosenbrock's), which
 Yeo-Johnson of standardised values, :math:`\log(1 + z)`, cannot. This is the output
 transformation of HEBO (Cowen-Rivers et al. 2022), which found it the component that helped
