@@ -31,6 +31,7 @@ __all__ = [
     "unzip", "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
     "fill_params_copy", "real_accumulator_dtype", "per_dtype", "finite_part", "finite_sums",
+    "where_finite", "with_non_finite",
 ]
 
 
@@ -187,7 +188,20 @@ def finite_part(x: jax.Array) -> jax.Array:
     statistics, orthogonalisation) reads its input through this, so that a non-finite entry
     cannot spread to the finite ones (the non-finite rule, ``docs/validation.md``).
     """
-    return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
+    return where_finite(x, jnp.zeros_like(x))
+
+
+def where_finite(x: jax.Array, fallback: jax.Array) -> jax.Array:
+    """``x`` where it is finite, ``fallback`` at its inf and NaN entries (a param kept at its
+    last finite value, say)."""
+    return jnp.where(jnp.isfinite(x), x, fallback)
+
+
+def with_non_finite(out: jax.Array, raw: jax.Array) -> jax.Array:
+    """``out`` with the non-finite entries of ``raw`` in their places: a direction computed
+    from the finite part of a gradient ``raw`` still shows that gradient's inf and NaN entries,
+    each in its own place only (the non-finite rule)."""
+    return jnp.where(jnp.isfinite(raw), out, raw)
 
 
 def finite_sums(leaves: list, term: Any) -> list:

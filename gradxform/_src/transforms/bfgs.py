@@ -98,8 +98,7 @@ class scale_by_bfgs(GradientTransformation):
         raw = flatten(updates, work)
         g = tree.finite_part(raw)
         # a param made non-finite by an earlier non-finite update keeps its last finite value
-        x = flatten(params, work)
-        x = jnp.where(jnp.isfinite(x), x, state.params)
+        x = tree.where_finite(flatten(params, work), state.params)
         first, second = step.count == 0, step.count == 1
         s, y = x - state.params, g - state.updates
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
@@ -122,5 +121,5 @@ class scale_by_bfgs(GradientTransformation):
             capped = jnp.minimum(jnp.ones([], work), 1 / norm)
             direction = jnp.where(first, capped * g, direction)
         # the gradient's non-finite entries stay in their places (and only there)
-        direction = jnp.where(jnp.isfinite(raw), direction, raw)
+        direction = tree.with_non_finite(direction, raw)
         return unflatten(direction, updates), ScaleByBfgsState(h, x, g)

@@ -29,11 +29,13 @@ INIT_STEP_KINDS = ("distance", "learning_rate", "heuristic")
 
 def _sq_norm(leaves: list, dtype: Any) -> jax.Array:
     """``sum |x|^2`` over the leaves, accumulated in the real ``dtype``."""
+    def term(x):
+        return tree.abs_sq(x.astype(dtypes.wider(
+            x.dtype, jnp.complex64 if jnp.iscomplexobj(x) else dtype)))
+
     total = jnp.zeros([], dtype)
-    for x in leaves:
-        work = dtypes.wider(x.dtype, jnp.complex64 if jnp.iscomplexobj(x) else dtype)
-        # the non-finite rule: an inf or NaN entry is left out of the norms
-        total = total + jnp.sum(tree.abs_sq(tree.finite_part(x.astype(work)))).astype(dtype)
+    for s in tree.finite_sums(leaves, term):  # the non-finite rule: inf and NaN left out
+        total = total + s.astype(dtype)
     return total
 
 

@@ -57,13 +57,6 @@ def two_loop(grad: Any, s_memory: Any, y_memory: Any, rho: jax.Array, gamma: jax
     return r
 
 
-def _keep_non_finite(direction: jax.Array, grad: jax.Array, like: jax.Array) -> jax.Array:
-    """``direction`` in ``like``'s dtype, with the gradient's non-finite entries in their
-    places: the direction is computed from the finite part of the gradient, and a non-finite
-    gradient entry gives a non-finite update of that entry alone (as elementwise methods do)."""
-    return jnp.where(jnp.isfinite(grad), direction, grad).astype(like.dtype)
-
-
 class scale_by_lbfgs(GradientTransformation):
     r"""Multiply the gradient by the L-BFGS estimate of the inverse Hessian (the direction only).
 
@@ -138,8 +131,7 @@ class scale_by_lbfgs(GradientTransformation):
         g = jax.tree.map(tree.finite_part, raw)
         # a param made non-finite by an earlier non-finite update keeps its last finite value
         # here, so that it contributes nothing to s
-        x = jax.tree.map(lambda p, old: jnp.where(jnp.isfinite(p), p, old),
-                         _accumulators(params, params), state.params)
+        x = jax.tree.map(tree.where_finite, _accumulators(params, params), state.params)
         first = k == 0
 
         # 1. the newest pair (s, y), from the previous update to this one
@@ -166,5 +158,6 @@ class scale_by_lbfgs(GradientTransformation):
 
         # 3. the direction
         direction = two_loop(g, s_mem, y_mem, weights, gamma, slot)
-        out = jax.tree.map(_keep_non_finite, direction, raw, updates)
+        out = jax.tree.map(lambda d, r, u: tree.with_non_finite(d, r).astype(u.dtype),
+                           direction, raw, updates)
         return out, ScaleByLbfgsState(x, g, s_mem, y_mem, weights, gamma)

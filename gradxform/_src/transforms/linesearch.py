@@ -137,10 +137,11 @@ def _vdot(a: PyTree, b: PyTree, work: Any) -> jax.Array:
     return total
 
 
-def _finite_vdot(a: PyTree, b: PyTree, work: Any) -> jax.Array:
-    """``<a, b>`` of the finite parts (the non-finite rule: an inf or NaN entry of one
-    gradient does not make the slope non-finite)."""
-    return _vdot(jax.tree.map(tree.finite_part, a), jax.tree.map(tree.finite_part, b), work)
+def _finite_vdot(grad: PyTree, direction: PyTree, work: Any) -> jax.Array:
+    """``<grad, direction>`` over the gradient's finite part (the non-finite rule: an inf or NaN
+    entry of the gradient does not make the slope non-finite); ``direction`` is the search's,
+    finite already (``_run_search``)."""
+    return _vdot(jax.tree.map(tree.finite_part, grad), direction, work)
 
 
 def _along(params: PyTree, step_size: jax.Array, direction: PyTree) -> PyTree:

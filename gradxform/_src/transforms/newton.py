@@ -131,7 +131,7 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     raw = flatten(updates, work)
     g = tree.finite_part(raw)
     # a param made non-finite by an earlier non-finite update keeps its last finite value
-    x = jnp.where(jnp.isfinite(at), at, state.params)
+    x = tree.where_finite(at, state.params)
 
     # the radius, from how the line search treated the previous step
     taken = jnp.linalg.norm(x - state.params)
@@ -155,7 +155,7 @@ def _newton_direction(tx, updates, state, params, kwargs, count, *, value_fn):
     direction = vectors @ ((vectors.T @ g) / shifted)
     shifted_norm = jnp.where(definite, jnp.zeros_like(g_norm), jnp.linalg.norm(sg(direction)))
     # the gradient's non-finite entries stay in their places (and only there)
-    direction = jnp.where(jnp.isfinite(raw), direction, raw)
+    direction = tree.with_non_finite(direction, raw)
     return unflatten(direction, updates), ScaleByNewtonState(sg(radius), x, shifted_norm)
 
 

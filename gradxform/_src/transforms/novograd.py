@@ -87,7 +87,8 @@ class scale_by_novograd(GradientTransformation):
         def one(g, p, m, v):
             work = dtypes.wider(g.dtype, m.dtype)
             g_w = g.astype(work)
-            n = jnp.sum(tree.abs_sq(tree.finite_part(g_w))).astype(v.dtype)
+            [n] = tree.finite_sums([g_w], tree.abs_sq)  # inf and NaN left out
+            n = n.astype(v.dtype)
             v = jnp.where(first, n, tree.scalar(fresh, v.dtype) * n
                           + tree.scalar(keep, v.dtype) * v)
             denom = tree.safe_sqrt(v + tree.scalar(eps_root, v.dtype))
