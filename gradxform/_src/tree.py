@@ -235,7 +235,7 @@ def finite_total(leaves: list, term: Any) -> jax.Array:
     compiles to a few operations instead of a few per leaf: it stacks the leaves of each
     (shape, dtype) and takes one reduction per stack. That branch is part of the compiled
     program whether it runs or not; with one reduction per leaf it was a fifth of the compile
-    time of a clipped Adam step on a tree of two thousand leaves. When it runs (a non-finite
+    time of a clipped Adam step on a tree of five hundred leaves. When it runs (a non-finite
     gradient) it copies the leaves once into the stacks (a stack along a new leading axis keeps
     each leaf's sharding); the ``optimization_barrier`` keeps the stack from being fused into
     its reduction, which XLA:CPU compiles slowly for many operands.
