@@ -31,6 +31,7 @@ __all__ = [
     "unzip", "unzip2", "unzip3", "scale_by", "complement", "varying_axes", "sum_over_shards",
     "all_finite", "nesterov_moment", "divide_by_root", "is_abstract", "params_copy",
     "fill_params_copy", "real_accumulator_dtype", "per_dtype", "finite_part", "finite_sums",
+    "finite_total",
     "where_finite", "with_non_finite",
 ]
 
@@ -212,7 +213,8 @@ def finite_sums(leaves: list, term: Any) -> list:
     overflow of finite terms is inf either way), so the plain sums are taken first and the
     sums over the finite parts are computed only if the plain total is not finite, in one
     ``lax.cond``. On XLA:CPU a select inside a reduction runs about 4x slower than the plain
-    reduction, and the norm of a global-norm clip is a whole pass over the gradients.
+    reduction, and the norm of a global-norm clip is a whole pass over the gradients. When
+    only the total is needed, :func:`finite_total` compiles to less.
     """
     if not leaves:
         return []
@@ -224,6 +226,37 @@ def finite_sums(leaves: list, term: Any) -> list:
         return [jnp.sum(term(finite_part(x))) for x in leaves]
 
     return list(lax.cond(finite, lambda: plain, recompute))
+
+
+def finite_total(leaves: list, term: Any) -> jax.Array:
+    """``sum(finite_sums(leaves, term))``, in the widest dtype of the sums (float32 at least).
+
+    The same fast path, with one scalar through the ``lax.cond`` and a recomputing branch that
+    compiles to a few operations instead of a few per leaf: it stacks the leaves of each
+    (shape, dtype) and takes one reduction per stack. That branch is part of the compiled
+    program whether it runs or not; with one reduction per leaf it was a fifth of the compile
+    time of a clipped Adam step on a tree of five hundred leaves. When it runs (a non-finite
+    gradient) it copies the leaves once into the stacks (a stack along a new leading axis keeps
+    each leaf's sharding); the ``optimization_barrier`` keeps the stack from being fused into
+    its reduction, which XLA:CPU compiles slowly for many operands.
+    """
+    if not leaves:
+        return jnp.zeros([], jnp.float32)
+    plain = [jnp.sum(term(x)) for x in leaves]
+    common = dtypes.wider(jnp.float32, *[s.dtype for s in plain])
+    total = functools.reduce(operator.add, [s.astype(common) for s in plain])
+
+    def recompute() -> jax.Array:
+        alike: dict[tuple, list] = {}
+        for x in leaves:
+            alike.setdefault((jnp.shape(x), jnp.result_type(x)), []).append(x)
+        sums = []
+        for same in alike.values():
+            stacked = same[0] if len(same) == 1 else lax.optimization_barrier(jnp.stack(same))
+            sums.append(jnp.sum(term(finite_part(stacked))).astype(common))
+        return functools.reduce(operator.add, sums)
+
+    return lax.cond(jnp.isfinite(total), lambda: total, recompute)
 
 
 def global_norm(updates: PyTree, *, axis_name: Any = None,
@@ -246,11 +279,12 @@ def global_norm(updates: PyTree, *, axis_name: Any = None,
     def term(x: jax.Array) -> jax.Array:
         return dtypes.cast(abs_sq(dtypes.cast(x, dtypes.wider(x.dtype, work))), work)
 
-    squares = (finite_sums(leaves, term) if ignore_non_finite
-               else [jnp.sum(term(x)) for x in leaves])
-    if axis_name is None:
-        total: jax.Array = functools.reduce(operator.add, squares)
-    else:
+    if axis_name is None:  # the total alone
+        total = (finite_total(leaves, term) if ignore_non_finite
+                 else functools.reduce(operator.add, [jnp.sum(term(x)) for x in leaves]))
+    else:  # replicated leaves counted once: the sum of each leaf
+        squares = (finite_sums(leaves, term) if ignore_non_finite
+                   else [jnp.sum(term(x)) for x in leaves])
         total = sum_over_shards(squares, axis_name)
     return safe_sqrt(total)
 

@@ -73,8 +73,8 @@ class scale_by_polyak(GradientTransformation):
         work = jnp.float32
         for g in leaves:
             work = dtypes.wider(work, dtypes.real_dtype(g.dtype))
-        sq = sum(tree.finite_sums(
-            leaves, lambda g: tree.abs_sq(g.astype(dtypes.wider(g.dtype, work))).astype(work)))
+        sq = tree.finite_total(
+            leaves, lambda g: tree.abs_sq(g.astype(dtypes.wider(g.dtype, work))).astype(work))
         gap = jnp.asarray(value).astype(work) - tree.scalar(step.value(self.f_min), work)
         if self.variant == "sps+":
             gap = jnp.maximum(gap, jnp.zeros_like(gap))
