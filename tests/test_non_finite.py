@@ -106,7 +106,8 @@ def _without_search_info(state):
 def test_a_non_finite_entry_stays_in_its_place(entry):
     tx = entry.make(target="quadratic")
 
-    def step(grads, state, params):  # eager: small trees, no compilation per optimizer
+    @jax.jit  # one compilation for the 13 steps below (eager, a per-leaf optimizer
+    def step(grads, state, params):  # dispatches thousands of small ops)
         updates, state = tx.update(grads, state, params, **_extra(entry, params, grads))
         return updates, state, gx.apply_updates(params, updates)
 
@@ -134,11 +135,12 @@ def test_a_non_finite_entry_stays_in_its_place(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_zero_gradients_and_zero_params_give_no_nan(entry):
     tx = entry.make(target="quadratic")
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **_extra(entry, p, g)))
     for params in (PARAMS, jax.tree.map(jnp.zeros_like, PARAMS)):
         zeros = jax.tree.map(jnp.zeros_like, params)
         state = tx.init(params)
         for _ in range(2):
-            updates, state = tx.update(zeros, state, params, **_extra(entry, params, zeros))
+            updates, state = update(zeros, state, params)
             # a line search that accepts no step (no descent direction) reports it in its
             # info by an inf error (documented); nothing else may be non-finite
             for x in jax.tree.leaves((updates, _without_search_info(state))):
@@ -150,35 +152,40 @@ def test_skip_non_finite_and_loss_scaling_recover(entry):
     """The wrapped run with an overflowing step in the middle equals the plain run without it."""
     plain = entry.make(target="quadratic")
     bad = _inject(GRADS[1], np.inf)
-    with jax.disable_jit():  # the wrappers' lax.cond runs one branch in Python: no compilation
-        expected, p, s = [], PARAMS, plain.init(PARAMS)
-        for g in (GRADS[0], GRADS[2]):
-            u, s = plain.update(g, s, p, **_extra(entry, p, g))
+
+    def compiled(tx):  # the extra arguments are those of the true (unscaled) gradient
+        return jax.jit(lambda true, g, s, p: tx.update(g, s, p, **_extra(entry, p, true)))
+
+    update = compiled(plain)
+    expected, p, s = [], PARAMS, plain.init(PARAMS)
+    for g in (GRADS[0], GRADS[2]):
+        u, s = update(g, g, s, p)
+        p = gx.apply_updates(p, u)
+        expected.append(u)
+    scale = 4.0
+    for wrapper in (gx.skip_non_finite(plain),
+                    gx.dynamic_loss_scale(plain, initial_scale=scale, min_scale=1.0)):
+        update = compiled(wrapper)
+        p, s = PARAMS, wrapper.init(PARAMS)
+        got = []
+        for g in (GRADS[0], bad, GRADS[2]):
+            true = g
+            if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
+                loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
+                g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)
+            inner_before = s.inner.inner
+            u, s = update(true, g, s, p)
             p = gx.apply_updates(p, u)
-            expected.append(u)
-        scale = 4.0
-        for wrapper in (gx.skip_non_finite(plain),
-                        gx.dynamic_loss_scale(plain, initial_scale=scale, min_scale=1.0)):
-            p, s = PARAMS, wrapper.init(PARAMS)
-            got = []
-            for g in (GRADS[0], bad, GRADS[2]):
-                extra = _extra(entry, p, g)  # of the true (unscaled) gradient
-                if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
-                    loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
-                    g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)
-                inner_before = s.inner.inner
-                u, s = wrapper.update(g, s, p, **extra)
-                p = gx.apply_updates(p, u)
-                got.append(u)
-                if g is bad:
-                    assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(u))
-                    assert_trees_close(s.inner.inner, inner_before, rtol=0,
-                                       what=f"{entry.name}: inner state after a skipped step")
-            assert int(s.inner.skipped) == 1
-            what = f"{entry.name} in {type(wrapper).__name__}"
-            assert_trees_close(got[0], expected[0], rtol=1e-6, what=what)
-            assert_trees_close(got[2], expected[1], rtol=1e-5, atol=1e-7, leaf_scale=True,
-                               what=what)
+            got.append(u)
+            if true is bad:
+                assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(u))
+                assert_trees_close(s.inner.inner, inner_before, rtol=0,
+                                   what=f"{entry.name}: inner state after a skipped step")
+        assert int(s.inner.skipped) == 1
+        what = f"{entry.name} in {type(wrapper).__name__}"
+        assert_trees_close(got[0], expected[0], rtol=1e-6, what=what)
+        assert_trees_close(got[2], expected[1], rtol=1e-5, atol=1e-7, leaf_scale=True,
+                           what=what)
 
 
 def test_clip_by_global_norm_with_an_inf_entry():
