@@ -195,6 +195,16 @@ def methods_available(requested):
         # the output warping chosen per fit by GP likelihood (Bayes(warp="auto")), batches of 1
         "bayes1_auto": lambda p, b, s: run_tuner(
             lambda sp, sd: Bayes(sp, seed=sd, warp="auto"), p, b, s, 1),
+        # Thompson sampling in the trust region (Bayes(acquisition="ts")), batches of 1 and 4
+        "bayes1_ts": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 1),
+        "bayes4_ts": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 4),
+        # GP-Hedge over log EI, log PI and UCB (Bayes(acquisition="hedge")), batches of 1 and 4
+        "bayes1_hedge": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 1),
+        "bayes4_hedge": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 4),
     }
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
@@ -233,6 +243,7 @@ def main():
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
+                             "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
                              "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]

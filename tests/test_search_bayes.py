@@ -110,7 +110,7 @@ def test_ucb_and_initial_design():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"acquisition": "ei"}, "acquisition must be one of logei, ucb, got 'ei'"),
+    ({"acquisition": "ei"}, "acquisition must be one of logei, ucb, logpi, ts, hedge, got 'ei'"),
     ({"batch": "kb"}, "batch must be one of believer, got 'kb'"),
     ({"initial": 0}, "initial must be >= 1, got 0"),
     ({"candidates": 100}, "candidates must be a power of two"),

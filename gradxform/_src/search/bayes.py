@@ -38,7 +38,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from gradxform._src.search import acquisition as acq
-from gradxform._src.search import gp, trust_region, warping
+from gradxform._src.search import gp, thompson, trust_region, warping
 from gradxform._src.search.space import Categorical, Int, Space
 from gradxform._src.search.tuner import Tuner, check_count
 
@@ -47,6 +47,7 @@ __all__ = ["TRACE_COUNTS", "Bayes"]
 #: How many times each compiled function of this module was traced (tests read it).
 TRACE_COUNTS = {"fit": 0, "acquire": 0}
 
+_ACQUISITIONS = (*acq.KINDS, "ts", "hedge")
 _BATCH_KINDS = ("believer",)
 _WARPS = ("auto", "power", "box-cox", None)
 #: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
@@ -70,11 +71,12 @@ def _fit(data, starts, steps, learning_rate):
     return jax.vmap(one)(data.y, starts)
 
 
-def _acquire(params, x, y, real, rows, candidates, lower, upper, free, beta, kind, starts,
+def _acquire(params, x, y, real, rows, candidates, lower, upper, free, beta, key, kind, starts,
              steps, learning_rate):
     """One proposal: fantasise the rows that are not ``real`` (Kriging believer), then
-    maximise the acquisition, each pool of ``candidates`` in its box ``lower``, ``upper``.
-    Returns the ascent's points sorted by value."""
+    maximise the acquisition (with ``kind="ts"``, a posterior sample drawn with ``key``), each
+    pool of ``candidates`` in its box ``lower``, ``upper``. Returns the ascent's points sorted
+    by value."""
     TRACE_COUNTS["acquire"] += 1
     post = gp.condition(params, gp.Data(x, y, real))
     # A fantasy takes the posterior mean as its value, which leaves the mean unchanged
@@ -82,12 +84,34 @@ def _acquire(params, x, y, real, rows, candidates, lower, upper, free, beta, kin
     y = jnp.where(real, y, jnp.where(rows, gp.predict_mean(post, x), 0.0))
     post = gp.condition(params, gp.Data(x, y, rows))
     best = jnp.max(jnp.where(rows, y, -jnp.inf))
-    return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
-                        steps=steps, learning_rate=learning_rate, lower=lower, upper=upper)
+    def maximize(kind, score=None):
+        return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
+                            steps=steps, learning_rate=learning_rate, lower=lower, upper=upper,
+                            score=score)
+
+    if kind == "ts":
+        path = thompson.sample(key, post)
+        return maximize("logei", lambda q: thompson.evaluate(path, post, q))
+    if kind == "hedge":  # every nominee of the portfolio: one program vmapped over the kinds
+        def one(i):
+            def score(q):
+                mean, var = gp.predict(post, q)
+                values = [acq.acquisition_of(k, mean, var, best, beta) for k in acq.PORTFOLIO]
+                return jnp.stack(values)[i]
+            return maximize("logei", score)
+        return jax.vmap(one)(jnp.arange(len(acq.PORTFOLIO)))
+    return maximize(kind)
+
+
+def _posterior_mean(params, x, y, real, q):
+    """The posterior mean given the ``real`` rows at the points ``q``."""
+    TRACE_COUNTS["acquire"] += 1
+    return gp.predict_mean(gp.condition(params, gp.Data(x, y, real)), q)
 
 
 _fit_jit = jax.jit(_fit)
 _acquire_jit = jax.jit(_acquire, static_argnames=("kind", "starts", "steps"))
+_posterior_mean_jit = jax.jit(_posterior_mean)
 
 
 class _SingleThreadedBlas:
@@ -222,14 +246,16 @@ class Bayes(Tuner):
     refit_every = 8
     #: Gradient-ascent steps and initial step of the acquisition maximisation.
     ascent = (50, 0.02)
+    #: GP-Hedge's learning rate :math:`\eta` (gains are in standardised, warped units).
+    hedge_eta = 1.0
 
     def __init__(self, space: Space | Mapping[str, Any], *, seed: int = 0,
                  acquisition: str = "logei", batch: str = "believer",
-                 initial: int | None = None, beta: float = 2.0, candidates: int = 512,
+                 initial: int | None = None, beta: float = 2.0, candidates: int | None = None,
                  restarts: int = 8, warp: str | None = "box-cox", trust_region: bool = True):
         super().__init__(space, seed=seed)
-        if acquisition not in acq.KINDS:
-            raise ValueError(f"Bayes: acquisition must be one of {', '.join(acq.KINDS)}, got "
+        if acquisition not in _ACQUISITIONS:
+            raise ValueError(f"Bayes: acquisition must be one of {', '.join(_ACQUISITIONS)}, got "
                              f"{acquisition!r}")
         if batch not in _BATCH_KINDS:
             raise ValueError(f"Bayes: batch must be one of {', '.join(_BATCH_KINDS)}, got "
@@ -239,6 +265,8 @@ class Bayes(Tuner):
                         else check_count(initial, "initial", "Bayes"))
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ValueError(f"Bayes: beta must be a number >= 0, got {beta!r}")
+        if candidates is None:
+            candidates = 1024 if acquisition == "ts" else 512
         candidates = check_count(candidates, "candidates", "Bayes", minimum=16)
         if candidates & (candidates - 1):
             raise ValueError(f"Bayes: candidates must be a power of two (Sobol points are "
@@ -257,6 +285,9 @@ class Bayes(Tuner):
             raise ValueError(f"Bayes: trust_region must be True or False, got {trust_region!r}")
         self.trust_region = trust_region
         self._encoded: list[np.ndarray] = []
+        # GP-Hedge: the gains of the portfolio and the nominees of the last proposal.
+        self._hedge_gains = np.zeros(len(acq.PORTFOLIO))
+        self._hedge_nominees: list[np.ndarray] = []
         self._params: gp.Params | None = None  # the last fit (float64 NumPy arrays)
         self._fit_capacity = 0
         self._fits = 0
@@ -386,6 +417,8 @@ class Bayes(Tuner):
         candidates = tuple(jnp.asarray(c) for c in self._candidates(x, f, lo, hi))
         # Both pools (Sobol points, perturbations of the best points) ascend in the region.
         lower_dev, upper_dev = jnp.asarray(np.stack([lo, lo])), jnp.asarray(np.stack([hi, hi]))
+        if self.acquisition == "hedge":
+            self._hedge_gain(params, data_x, y_dev, real_dev)
         taken = self._keys(x)
         rows = n
         chosen: list[np.ndarray] = []
@@ -397,17 +430,36 @@ class Bayes(Tuner):
         for _ in range(k):
             mask = np.zeros(capacity, bool)
             mask[:rows] = True
+            key = (self.rng.integers(2 ** 32, size=2, dtype=np.uint32) if self.acquisition == "ts"
+                   else np.zeros(2, np.uint32))
             xs, _, _ = _acquire_jit(
                 params, jnp.asarray(data_x), y_dev, real_dev, jnp.asarray(mask), candidates,
-                lower_dev, upper_dev, free, beta, kind=self.acquisition, starts=self.restarts,
-                steps=steps, learning_rate=lr)
-            point = self._pick(np.asarray(xs), taken)
+                lower_dev, upper_dev, free, beta, jnp.asarray(key), kind=self.acquisition,
+                starts=self.restarts, steps=steps, learning_rate=lr)
+            if self.acquisition == "hedge":
+                nominees = np.stack([self._pick(a, taken) for a in np.asarray(xs)])
+                self._hedge_nominees.append(nominees)
+                p = acq.hedge_probabilities(self._hedge_gains, self.hedge_eta)
+                point = nominees[min(int(np.searchsorted(np.cumsum(p), self.rng.random())),
+                                     len(p) - 1)]
+            else:
+                point = self._pick(np.asarray(xs), taken)
             chosen.append(point)
             taken |= self._keys(point[None])
             if rows < capacity:
                 data_x[rows] = point
                 rows += 1
         return chosen
+
+    def _hedge_gain(self, params, data_x, y_dev, real_dev) -> None:
+        """GP-Hedge: add to each acquisition's gain the posterior mean (given every value told)
+        at its nominees of the last proposal, and forget them."""
+        if self._hedge_nominees:
+            nominees = np.concatenate(self._hedge_nominees)  # [k * portfolio, d]
+            means = np.asarray(_posterior_mean_jit(params, jnp.asarray(data_x), y_dev, real_dev,
+                                                   jnp.asarray(nominees)))
+            self._hedge_gains = self._hedge_gains + means.reshape(-1, len(acq.PORTFOLIO)).sum(0)
+        self._hedge_nominees = []
 
     def _pick(self, xs: np.ndarray, taken: set) -> np.ndarray:
         """The first of the ranked points that decodes to a configuration not yet taken."""
@@ -482,7 +534,9 @@ class Bayes(Tuner):
         params = None if self._params is None else {
             k: np.asarray(v).tolist() for k, v in self._params._asdict().items()}
         return {**super().state_dict(), "design_drawn": self._design_drawn,
-                "gp_params": params, "fit_capacity": self._fit_capacity, "fits": self._fits}
+                "gp_params": params, "fit_capacity": self._fit_capacity, "fits": self._fits,
+                "hedge_gains": self._hedge_gains.tolist(),
+                "hedge_nominees": [a.tolist() for a in self._hedge_nominees]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -494,3 +548,7 @@ class Bayes(Tuner):
             **{k: cast(Any, np.asarray(v, np.float64)) for k, v in params.items()})
         self._fit_capacity = int(state.get("fit_capacity", 0))
         self._fits = int(state.get("fits", 0))
+        self._hedge_gains = np.asarray(state.get("hedge_gains", np.zeros(len(acq.PORTFOLIO))),
+                                       np.float64)
+        self._hedge_nominees = [np.asarray(a, np.float64).reshape(len(acq.PORTFOLIO), -1)
+                                for a in state.get("hedge_nominees", [])]
