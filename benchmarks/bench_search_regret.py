@@ -205,6 +205,12 @@ def methods_available(requested):
             lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 1),
         "bayes4_hedge": lambda p, b, s: run_tuner(
             lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 4),
+        # length scales of at least 0.4 times the trust region's side
+        # (Bayes(lengthscale_floor=0.4)), batches of 1 and 4
+        "bayes1_floor": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 1),
+        "bayes4_floor": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 4),
     }
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
@@ -238,12 +244,15 @@ def fmt(x):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed .. first-seed + seeds - 1 (held-out seeds)")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
                              "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
+                             "bayes1_floor, bayes4_floor, "
                              "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
@@ -267,7 +276,7 @@ def main():
         for name, run in methods.items():
             regrets = {c: [] for c in checkpoints}
             t0 = time.perf_counter()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 values, times, compile_s = run(problem, args.budget, seed)
                 best = np.minimum.accumulate(np.asarray(values))
                 for c in checkpoints:
