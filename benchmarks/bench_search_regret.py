@@ -9,7 +9,8 @@ its one-time compilation is printed apart).
 
 Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (``ask(4)``), and
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
-``_global``);
+``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
+``acquisition="hedge"`` (GP-Hedge, ``_hedge``) and ``lengthscale_floor=0.4`` (``_floor``);
 optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
 (``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
 printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
@@ -21,6 +22,7 @@ Usage::
     python benchmarks/bench_search_regret.py                     # 10 seeds x 100 evaluations
     python benchmarks/bench_search_regret.py --seeds 3 --budget 50 --problems branin,ackley5
     python benchmarks/bench_search_regret.py --methods bayes1,bayes4,random
+    python benchmarks/bench_search_regret.py --methods bayes1 --seeds 10 --first-seed 10
 """
 
 from __future__ import annotations

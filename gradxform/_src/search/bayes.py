@@ -179,10 +179,10 @@ class Bayes(Tuner):
     :math:`i` with probability :math:`\propto e^{\eta g_i}`, where the gain :math:`g_i` adds up
     the posterior mean at :math:`i`'s nominees once their round's values are told. On the
     benchmark functions both did worse than log EI after 50 trials (Thompson sampling:
-    Rosenbrock4 26 and Ackley5 7.4 against 4.7 and 3.2; GP-Hedge gives log PI, whose nominee
-    sits next to the incumbent and always has a high mean, nearly every round after the first
-    ten, and stalls; ``benchmarks/bench_search_regret.py``, ``docs/search.md``), so log EI stays
-    the default.
+    Rosenbrock4 10.4 and Ackley5 4.7 against 4.7 and 3.2; GP-Hedge comes to give log PI,
+    whose nominee sits next to the incumbent where the mean is high, nearly every round, and
+    stalls; ``benchmarks/bench_search_regret.py``, ``docs/search.md``), so log EI stays the
+    default.
 
     The acquisition is maximised in a **trust region** (TuRBO, Eriksson et al. 2019,
     :mod:`trust_region`): the box around the best observation :math:`x^*` with sides
@@ -225,8 +225,7 @@ class Bayes(Tuner):
         succeeded.
       beta: the UCB exploration weight :math:`\beta`.
       candidates: the number of scrambled Sobol candidates scored per proposal (a power of
-        two; default 512, and 1024 for Thompson sampling, whose sample is cheaper to evaluate
-        than log EI), besides ``candidates // 4`` perturbations of the best observations.
+        two, default 512), besides ``candidates // 4`` perturbations of the best observations.
       restarts: the number of best candidates refined by gradient ascent.
       warp: the output warping (:mod:`warping`): ``"box-cox"`` (default: Yeo-Johnson of the
         standardised losses, or Box-Cox of positive losses when likelier, which can take the
@@ -283,7 +282,7 @@ class Bayes(Tuner):
 
     def __init__(self, space: Space | Mapping[str, Any], *, seed: int = 0,
                  acquisition: str = "logei", batch: str = "believer",
-                 initial: int | None = None, beta: float = 2.0, candidates: int | None = None,
+                 initial: int | None = None, beta: float = 2.0, candidates: int = 512,
                  restarts: int = 8, warp: str | None = "box-cox", trust_region: bool = True,
                  lengthscale_floor: float = 0.0):
         super().__init__(space, seed=seed)
@@ -298,8 +297,6 @@ class Bayes(Tuner):
                         else check_count(initial, "initial", "Bayes"))
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ValueError(f"Bayes: beta must be a number >= 0, got {beta!r}")
-        if candidates is None:
-            candidates = 1024 if acquisition == "ts" else 512
         candidates = check_count(candidates, "candidates", "Bayes", minimum=16)
         if candidates & (candidates - 1):
             raise ValueError(f"Bayes: candidates must be a power of two (Sobol points are "
