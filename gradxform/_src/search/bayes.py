@@ -489,13 +489,14 @@ class Bayes(Tuner):
 
     def _hedge_gain(self, params, data_x, y_dev, real_dev) -> None:
         """GP-Hedge: add to each acquisition's gain the posterior mean (given every value told)
-        at its nominees of the last proposal, and forget them."""
-        if self._hedge_nominees:
+        at its nominees of the proposals since the last credit, and forget them. While some
+        proposals are still pending, the credit waits for their values."""
+        if self._hedge_nominees and not self.pending:
             nominees = np.concatenate(self._hedge_nominees)  # [k * portfolio, d]
             means = np.asarray(_posterior_mean_jit(params, jnp.asarray(data_x), y_dev, real_dev,
                                                    jnp.asarray(nominees)))
             self._hedge_gains = self._hedge_gains + means.reshape(-1, len(acq.PORTFOLIO)).sum(0)
-        self._hedge_nominees = []
+            self._hedge_nominees = []
 
     def _pick(self, xs: np.ndarray, taken: set) -> np.ndarray:
         """The first of the ranked points that decodes to a configuration not yet taken."""
