@@ -9,7 +9,8 @@ its one-time compilation is printed apart).
 
 Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (``ask(4)``), and
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
-``_global``);
+``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
+``acquisition="hedge"`` (GP-Hedge, ``_hedge``) and ``lengthscale_floor=0.4`` (``_floor``);
 optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
 (``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
 printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
@@ -21,6 +22,7 @@ Usage::
     python benchmarks/bench_search_regret.py                     # 10 seeds x 100 evaluations
     python benchmarks/bench_search_regret.py --seeds 3 --budget 50 --problems branin,ackley5
     python benchmarks/bench_search_regret.py --methods bayes1,bayes4,random
+    python benchmarks/bench_search_regret.py --methods bayes1 --seeds 10 --first-seed 10
 """
 
 from __future__ import annotations
@@ -195,6 +197,22 @@ def methods_available(requested):
         # the output warping chosen per fit by GP likelihood (Bayes(warp="auto")), batches of 1
         "bayes1_auto": lambda p, b, s: run_tuner(
             lambda sp, sd: Bayes(sp, seed=sd, warp="auto"), p, b, s, 1),
+        # Thompson sampling in the trust region (Bayes(acquisition="ts")), batches of 1 and 4
+        "bayes1_ts": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 1),
+        "bayes4_ts": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 4),
+        # GP-Hedge over log EI, log PI and UCB (Bayes(acquisition="hedge")), batches of 1 and 4
+        "bayes1_hedge": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 1),
+        "bayes4_hedge": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 4),
+        # length scales of at least 0.4 times the trust region's side
+        # (Bayes(lengthscale_floor=0.4)), batches of 1 and 4
+        "bayes1_floor": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 1),
+        "bayes4_floor": lambda p, b, s: run_tuner(
+            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 4),
     }
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
@@ -228,11 +246,15 @@ def fmt(x):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed .. first-seed + seeds - 1 (held-out seeds)")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
+                             "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
+                             "bayes1_floor, bayes4_floor, "
                              "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
@@ -256,7 +278,7 @@ def main():
         for name, run in methods.items():
             regrets = {c: [] for c in checkpoints}
             t0 = time.perf_counter()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 values, times, compile_s = run(problem, args.budget, seed)
                 best = np.minimum.accumulate(np.asarray(values))
                 for c in checkpoints:

@@ -110,7 +110,7 @@ def test_ucb_and_initial_design():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"acquisition": "ei"}, "acquisition must be one of logei, ucb, got 'ei'"),
+    ({"acquisition": "ei"}, "acquisition must be one of logei, ucb, logpi, ts, hedge, got 'ei'"),
     ({"batch": "kb"}, "batch must be one of believer, got 'kb'"),
     ({"initial": 0}, "initial must be >= 1, got 0"),
     ({"candidates": 100}, "candidates must be a power of two"),
@@ -127,3 +127,13 @@ def test_initial_design_of_a_discrete_space_does_not_repeat_itself():
     tuner = Bayes(space, seed=0, initial=6)
     configs = tuner.ask(6)
     assert len({tuner.space.key(c) for c in configs}) == 6
+
+
+def test_lengthscale_floor_follows_the_trust_region():
+    # The fitted length scales stay above floor x the region's base side (0.8 at first).
+    tuner = run(Bayes(BRANIN, seed=7, lengthscale_floor=0.5), branin, 9)
+    assert np.all(np.exp(tuner._params.log_lengthscale) >= 0.5 * 0.8 * (1 - 1e-12))
+    free = run(Bayes(BRANIN, seed=7), branin, 9)
+    assert np.min(np.exp(free._params.log_lengthscale)) < 0.4
+    with pytest.raises(ValueError, match="Bayes: lengthscale_floor must be a number in"):
+        Bayes(BRANIN, lengthscale_floor=-1.0)

@@ -33,6 +33,22 @@ finite, smooth and strictly increasing in :math:`z` for every finite :math:`z`.
 **Upper confidence bound** (``"ucb"``): :math:`\mu + \sqrt{\beta}\,\sigma` (Srinivas et al.
 2010), :math:`\beta` trading exploration for exploitation.
 
+**Log probability of improvement** (``"logpi"``): :math:`\log\Phi((\mu - f^* - \xi)/\sigma)`
+(Kushner 1964) with a margin :math:`\xi` = :data:`PI_MARGIN`, the most exploitative of the
+three; with log EI and UCB it makes the portfolio of GP-Hedge.
+
+**GP-Hedge** (Hoffman et al. 2011) chooses among the nominees of a portfolio of acquisitions
+(each one's maximiser) at random, acquisition :math:`i` with probability
+
+.. math::
+
+    p_i = \frac{e^{\eta g_i}}{\sum_j e^{\eta g_j}}, \qquad
+    g_i \leftarrow g_i + \mu_t(x_i^{t})
+
+where the gain :math:`g_i` sums, over past rounds, the posterior mean (after that round's
+observation) at acquisition :math:`i`'s nominee :math:`x_i^t`, whether or not it was the one
+evaluated (:func:`hedge_probabilities`).
+
 **Maximisation** (:func:`maximize`): score a set of quasi-random candidates (scrambled Sobol
 points and perturbations of the best observations, drawn by the caller), take the best few as
 starts, and run gradient ascent on all of them at once with :func:`gradxform.adam` (cosine
@@ -48,14 +64,20 @@ References:
   Black-Box Functions*, J. Global Optim. 1998 (expected improvement).
   N. Srinivas, A. Krause, S. Kakade & M. Seeger, *Gaussian Process Optimization in the Bandit
   Setting*, ICML 2010 (GP-UCB).
+  M. Hoffman, E. Brochu & N. de Freitas, *Portfolio Allocation for Bayesian Optimization*,
+  UAI 2011 (GP-Hedge).
+  H. J. Kushner, *A New Method of Locating the Maximum Point of an Arbitrary Multipeak Curve in
+  the Presence of Noise*, J. Basic Eng. 1964 (probability of improvement).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import erfcx, log_ndtr, ndtr
 
@@ -66,14 +88,24 @@ from gradxform._src.search import gp
 
 __all__ = [
     "KINDS",
+    "PI_MARGIN",
+    "PORTFOLIO",
     "acquisition",
+    "acquisition_of",
+    "hedge_probabilities",
     "log_expected_improvement",
     "log_h",
+    "log_probability_of_improvement",
     "maximize",
     "upper_confidence_bound",
 ]
 
-KINDS = ("logei", "ucb")
+KINDS = ("logei", "ucb", "logpi")
+#: The improvement log PI asks for (standardised units): without one, PI's maximiser is a
+#: point next to the incumbent, improving on it by next to nothing with probability 1/2.
+PI_MARGIN = 0.01
+#: The portfolio of GP-Hedge, in the order of its gains.
+PORTFOLIO = ("logei", "logpi", "ucb")
 _C1 = 0.5 * math.log(2.0 * math.pi)
 _C2 = 0.5 * math.log(math.pi / 2.0)
 _LOG2 = math.log(2.0)
@@ -126,21 +158,44 @@ def upper_confidence_bound(mean: jax.Array, var: jax.Array, beta: jax.Array) -> 
     return mean + jnp.sqrt(beta * var)
 
 
+def log_probability_of_improvement(mean: jax.Array, var: jax.Array, best: jax.Array,
+                                   margin: float = 0.0) -> jax.Array:
+    """``log PI = log Phi((mean - best - margin) / sigma)`` of a maximisation over the
+    incumbent ``best``: the probability of improving on it by at least ``margin``."""
+    return log_ndtr((mean - best - margin) / jnp.sqrt(var))
+
+
+def hedge_probabilities(gains: np.ndarray, eta: float) -> np.ndarray:
+    """GP-Hedge's probabilities of choosing each acquisition: the softmax of ``eta * gains``."""
+    a = eta * np.asarray(gains, np.float64)
+    w = np.exp(a - np.max(a))
+    return w / np.sum(w)
+
+
 def acquisition(post: gp.Posterior, x: jax.Array, best: jax.Array, *, kind: str = "logei",
                 beta: jax.Array | float = 2.0) -> jax.Array:
     """The acquisition value at each row of ``x`` [m, d] under the posterior ``post``."""
     mean, var = gp.predict(post, x)
+    return acquisition_of(kind, mean, var, best, beta)
+
+
+def acquisition_of(kind: str, mean: jax.Array, var: jax.Array, best: jax.Array,
+                   beta: jax.Array | float = 2.0) -> jax.Array:
+    """The acquisition ``kind`` given the posterior ``mean`` and ``var``."""
     if kind == "logei":
         return log_expected_improvement(mean, var, best)
     if kind == "ucb":
         return upper_confidence_bound(mean, var, jnp.asarray(beta, mean.dtype))
+    if kind == "logpi":
+        return log_probability_of_improvement(mean, var, best, PI_MARGIN)
     raise ValueError(f"acquisition must be one of {KINDS}, got {kind!r}")
 
 
 def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: jax.Array, *,
              kind: str = "logei", beta: jax.Array | float = 2.0, starts: int = 8,
              steps: int = 50, learning_rate: float = 0.02, lower: jax.Array | None = None,
-             upper: jax.Array | None = None):
+             upper: jax.Array | None = None,
+             score: Callable[[jax.Array], jax.Array] | None = None):
     """Maximise the acquisition: candidate scoring, then multi-start projected gradient ascent.
 
     Args:
@@ -150,7 +205,7 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         local one): the best of each pool, an equal share of ``starts`` per pool, start the
         ascent, so that a crowded region cannot take every start.
       free: [d] bool, the coordinates the ascent may move.
-      kind: ``"logei"`` or ``"ucb"``.
+      kind: ``"logei"``, ``"ucb"`` or ``"logpi"``.
       beta: the UCB exploration weight.
       starts: number of ascent starts (<= m).
       steps: Adam steps per start (the step decays by cosine to 1% of ``learning_rate``).
@@ -158,13 +213,17 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         ascends in (of the unit cube by default).
       lower, upper: [pools, d] the box each pool's starts ascend in (the candidates of a pool
         should lie in its box); default the unit cube.
+      score: a differentiable function of points [m, d] to maximise in place of the
+        acquisition ``kind`` (a Thompson sample, :mod:`thompson`).
 
     Returns:
       ``(x, value, mean)``: the best point found by each start [starts, d], sorted by decreasing
       acquisition value, its value [starts] and its posterior mean [starts].
     """
-    def score(x):
+    def by_kind(x):
         return acquisition(post, x, best, kind=kind, beta=beta)
+
+    score = by_kind if score is None else score
 
     pools = candidates if isinstance(candidates, (tuple, list)) else (candidates,)
     x0_parts: list[jax.Array] = []

@@ -365,7 +365,8 @@ def _objective_and_grad(params: Params, data: Data,
 
 
 def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
-        learning_rate: float = 0.1, optimizer: Any = None) -> tuple[Params, jax.Array]:
+        learning_rate: float = 0.1, optimizer: Any = None,
+        min_log_lengthscale: float | jax.Array | None = None) -> tuple[Params, jax.Array]:
     """Maximise the log marginal likelihood plus log prior from each start; keep the best.
 
     Args:
@@ -374,6 +375,8 @@ def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
       steps: optimizer steps per start: a Python int, or an integer array (then a short
         warm-started fit and a long fit from scratch run the same compiled program).
       learning_rate: the initial step size of the default optimizer, in log units.
+      min_log_lengthscale: a lower bound of the log length scales, besides
+        :data:`LOG_LENGTHSCALE_RANGE`'s (may be traced).
       optimizer: a gradxform transformation that minimises (default
         ``gradxform.rprop(learning_rate=learning_rate, max_step_size=1.0)``). Being a value,
         it can be passed through ``jax.jit`` as an argument: a new step size is new data, not
@@ -390,7 +393,14 @@ def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
 
     sqdiff = squared_differences(data.x)
 
+    def clip(p: Params) -> Params:
+        p = _clip(p)
+        if min_log_lengthscale is None:
+            return p
+        return p._replace(log_lengthscale=jnp.maximum(p.log_lengthscale, min_log_lengthscale))
+
     def run(p0: Params):
+        p0 = clip(p0)
         def body(_, carry):
             p, state = carry
             v, g = _objective_and_grad(p, data, sqdiff)
@@ -399,7 +409,7 @@ def fit(data: Data, starts: Params, *, steps: int | jax.Array = 60,
                 [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(g)]))
             g = jax.tree.map(lambda a: jnp.where(ok, a, 0.0), g)
             u, state = opt.update(g, state, p)
-            return _clip(apply_updates(p, u)), state
+            return clip(apply_updates(p, u)), state
 
         p, _ = lax.fori_loop(0, steps, body, (p0, opt.init(p0)))
         v, _ = _objective_and_grad(p, data, sqdiff)
