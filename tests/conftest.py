@@ -1,4 +1,4 @@
-"""Test configuration: 8 simulated CPU devices, JAX's strictest promotion rules, quick compiles.
+"""Test configuration: 8 simulated CPU devices and JAX's strictest promotion rules.
 
 Strict dtype promotion makes any hyperparameter that would silently promote an update fail
 loudly; rank promotion "raise" does the same for accidental broadcasting.
@@ -14,12 +14,6 @@ import os
 import sys
 
 os.environ.setdefault("PJRT_NPROC", "32")
-# Most tests compile many small programs and run each a few times: LLVM's optimisation passes are
-# most of XLA:CPU's compile time (about a quarter of the suite's CPU time). Without them the
-# arithmetic is the same (no fast-math either way); only the machine code is slower.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = " ".join(
-        [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
 
 import jax  # noqa: E402
 

@@ -65,10 +65,9 @@ def test_counters_saturate_in_every_optimizer(entry):
     if state.count is None:
         pytest.skip(f"{entry.name} keeps no step count")
     state = _near_the_top(state)
-    update = jax.jit(lambda g, s, p, t: tx.update(g, s, p, **_extra(entry, p, g, t)))
     p = PARAMS
     for t in range(4):  # TOP - 2 -> TOP - 1 -> TOP -> TOP -> TOP
-        u, state = update(GRADS[t % 3], state, p, t)
+        u, state = tx.update(GRADS[t % 3], state, p, **_extra(entry, p, GRADS[t % 3], t))
         assert _finite((u, state)), f"{entry.name}: non-finite at count {int(state.count)}"
         p = gx.apply_updates(p, u)
     assert int(state.count) == TOP
@@ -78,10 +77,9 @@ def test_counters_saturate_in_every_optimizer(entry):
 def test_counters_saturate_in_every_wrapper(name):
     tx = WRAPPERS[name]
     state = _near_the_top(tx.init(PARAMS))
-    update = jax.jit(lambda g, s, p, t: tx.update(g, s, p, value=jnp.float32(1.0) + t))
     p = PARAMS
     for t in range(4):
-        u, state = update(GRADS[t % 3], state, p, t)
+        u, state = tx.update(GRADS[t % 3], state, p, value=jnp.float32(1.0 + t))
         assert _finite((u, state)), f"{name}: non-finite at count {int(state.count)}"
         p = gx.apply_updates(p, u)
     assert int(state.count) == TOP

@@ -152,40 +152,35 @@ def test_skip_non_finite_and_loss_scaling_recover(entry):
     """The wrapped run with an overflowing step in the middle equals the plain run without it."""
     plain = entry.make(target="quadratic")
     bad = _inject(GRADS[1], np.inf)
-
-    def compiled(tx):  # the extra arguments are those of the true (unscaled) gradient
-        return jax.jit(lambda true, g, s, p: tx.update(g, s, p, **_extra(entry, p, true)))
-
-    update = compiled(plain)
-    expected, p, s = [], PARAMS, plain.init(PARAMS)
-    for g in (GRADS[0], GRADS[2]):
-        u, s = update(g, g, s, p)
-        p = gx.apply_updates(p, u)
-        expected.append(u)
-    scale = 4.0
-    for wrapper in (gx.skip_non_finite(plain),
-                    gx.dynamic_loss_scale(plain, initial_scale=scale, min_scale=1.0)):
-        update = compiled(wrapper)
-        p, s = PARAMS, wrapper.init(PARAMS)
-        got = []
-        for g in (GRADS[0], bad, GRADS[2]):
-            true = g
-            if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
-                loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
-                g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)
-            inner_before = s.inner.inner
-            u, s = update(true, g, s, p)
+    with jax.disable_jit():  # the wrappers' lax.cond runs one branch in Python: no compilation
+        expected, p, s = [], PARAMS, plain.init(PARAMS)
+        for g in (GRADS[0], GRADS[2]):
+            u, s = plain.update(g, s, p, **_extra(entry, p, g))
             p = gx.apply_updates(p, u)
-            got.append(u)
-            if true is bad:
-                assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(u))
-                assert_trees_close(s.inner.inner, inner_before, rtol=0,
-                                   what=f"{entry.name}: inner state after a skipped step")
-        assert int(s.inner.skipped) == 1
-        what = f"{entry.name} in {type(wrapper).__name__}"
-        assert_trees_close(got[0], expected[0], rtol=1e-6, what=what)
-        assert_trees_close(got[2], expected[1], rtol=1e-5, atol=1e-7, leaf_scale=True,
-                           what=what)
+            expected.append(u)
+        scale = 4.0
+        for wrapper in (gx.skip_non_finite(plain),
+                        gx.dynamic_loss_scale(plain, initial_scale=scale, min_scale=1.0)):
+            p, s = PARAMS, wrapper.init(PARAMS)
+            got = []
+            for g in (GRADS[0], bad, GRADS[2]):
+                extra = _extra(entry, p, g)  # of the true (unscaled) gradient
+                if isinstance(wrapper, gx.dynamic_loss_scale):  # the user scales the loss
+                    loss_scale = gx.hyperparams(wrapper, s)["loss_scale"]
+                    g = jax.tree.map(lambda x, c=loss_scale: x * c.astype(x.dtype), g)
+                inner_before = s.inner.inner
+                u, s = wrapper.update(g, s, p, **extra)
+                p = gx.apply_updates(p, u)
+                got.append(u)
+                if g is bad:
+                    assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(u))
+                    assert_trees_close(s.inner.inner, inner_before, rtol=0,
+                                       what=f"{entry.name}: inner state after a skipped step")
+            assert int(s.inner.skipped) == 1
+            what = f"{entry.name} in {type(wrapper).__name__}"
+            assert_trees_close(got[0], expected[0], rtol=1e-6, what=what)
+            assert_trees_close(got[2], expected[1], rtol=1e-5, atol=1e-7, leaf_scale=True,
+                               what=what)
 
 
 def test_clip_by_global_norm_with_an_inf_entry():
