@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import os
@@ -176,6 +177,24 @@ def run_skopt(problem, budget, seed):
     return list(map(float, res.func_vals)), times, 0.0
 
 
+#: Bayes's options measured, by method suffix: (constructor options, batch sizes).
+BAYES_VARIANTS = {
+    "": ({}, (1, 4)),  # the default
+    # the acquisition over the whole cube and Yeo-Johnson warping (the defaults before the
+    # trust region)
+    "_global": ({"warp": "power", "trust_region": False}, (1, 4)),
+    "_power": ({"warp": "power"}, (1,)),  # Yeo-Johnson output warping only
+    "_auto": ({"warp": "auto"}, (1,)),  # the output warping chosen per fit by GP likelihood
+    "_ts": ({"acquisition": "ts"}, (1, 4)),  # Thompson sampling in the trust region
+    "_hedge": ({"acquisition": "hedge"}, (1, 4)),  # GP-Hedge over log EI, log PI and UCB
+    "_floor": ({"lengthscale_floor": 0.4}, (1, 4)),  # length scales >= 0.4 x the region's side
+}
+
+
+def run_bayes(problem, budget, seed, *, options, batch):
+    return run_tuner(lambda sp, sd: Bayes(sp, seed=sd, **options), problem, budget, seed, batch)
+
+
 def methods_available(requested):
     have_optuna = importlib.util.find_spec("optuna") is not None
     have_torch = importlib.util.find_spec("torch") is not None
@@ -183,37 +202,11 @@ def methods_available(requested):
     table = {
         "random": lambda p, b, s: run_tuner(lambda sp, sd: search.Random(sp, seed=sd), p, b, s),
         "sobol": lambda p, b, s: run_tuner(lambda sp, sd: search.Sobol(sp, seed=sd), p, b, s),
-        "bayes1": lambda p, b, s: run_tuner(lambda sp, sd: Bayes(sp, seed=sd), p, b, s, 1),
-        "bayes4": lambda p, b, s: run_tuner(lambda sp, sd: Bayes(sp, seed=sd), p, b, s, 4),
-        # the acquisition over the whole cube and Yeo-Johnson warping (the defaults before
-        # the trust region), batches of 1 and of 4
-        "bayes1_global": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, warp="power", trust_region=False), p, b, s, 1),
-        "bayes4_global": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, warp="power", trust_region=False), p, b, s, 4),
-        # Yeo-Johnson output warping only (Bayes(warp="power")), batches of 1
-        "bayes1_power": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, warp="power"), p, b, s, 1),
-        # the output warping chosen per fit by GP likelihood (Bayes(warp="auto")), batches of 1
-        "bayes1_auto": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, warp="auto"), p, b, s, 1),
-        # Thompson sampling in the trust region (Bayes(acquisition="ts")), batches of 1 and 4
-        "bayes1_ts": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 1),
-        "bayes4_ts": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, acquisition="ts"), p, b, s, 4),
-        # GP-Hedge over log EI, log PI and UCB (Bayes(acquisition="hedge")), batches of 1 and 4
-        "bayes1_hedge": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 1),
-        "bayes4_hedge": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, acquisition="hedge"), p, b, s, 4),
-        # length scales of at least 0.4 times the trust region's side
-        # (Bayes(lengthscale_floor=0.4)), batches of 1 and 4
-        "bayes1_floor": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 1),
-        "bayes4_floor": lambda p, b, s: run_tuner(
-            lambda sp, sd: Bayes(sp, seed=sd, lengthscale_floor=0.4), p, b, s, 4),
     }
+    for suffix, (options, batches) in BAYES_VARIANTS.items():
+        for batch in batches:
+            table[f"bayes{batch}{suffix}"] = functools.partial(run_bayes, options=options,
+                                                                batch=batch)
     if have_optuna:
         table["optuna_tpe"] = lambda p, b, s: run_optuna("tpe", p, b, s)
         if have_torch:
