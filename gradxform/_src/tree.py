@@ -218,14 +218,20 @@ def finite_sums(leaves: list, term: Any) -> list:
     """
     if not leaves:
         return []
-    plain = [jnp.sum(term(x)) for x in leaves]
-    common = dtypes.wider(jnp.float32, *[s.dtype for s in plain])
-    finite = jnp.isfinite(functools.reduce(operator.add, [s.astype(common) for s in plain]))
+    plain, _, total = _plain_sums(leaves, term)
 
     def recompute() -> list:
         return [jnp.sum(term(finite_part(x))) for x in leaves]
 
-    return list(lax.cond(finite, lambda: plain, recompute))
+    return list(lax.cond(jnp.isfinite(total), lambda: plain, recompute))
+
+
+def _plain_sums(leaves: list, term: Any) -> tuple[list, Any, jax.Array]:
+    """``(sums, dtype, total)``: each leaf's plain sum of ``term``, the widest dtype of the sums
+    (float32 at least) and their total in it."""
+    plain = [jnp.sum(term(x)) for x in leaves]
+    common = dtypes.wider(jnp.float32, *[s.dtype for s in plain])
+    return plain, common, functools.reduce(operator.add, [s.astype(common) for s in plain])
 
 
 def finite_total(leaves: list, term: Any) -> jax.Array:
@@ -242,9 +248,7 @@ def finite_total(leaves: list, term: Any) -> jax.Array:
     """
     if not leaves:
         return jnp.zeros([], jnp.float32)
-    plain = [jnp.sum(term(x)) for x in leaves]
-    common = dtypes.wider(jnp.float32, *[s.dtype for s in plain])
-    total = functools.reduce(operator.add, [s.astype(common) for s in plain])
+    _, common, total = _plain_sums(leaves, term)
 
     def recompute() -> jax.Array:
         alike: dict[tuple, list] = {}

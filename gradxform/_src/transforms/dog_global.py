@@ -33,10 +33,9 @@ def _sq_norm(leaves: list, dtype: Any) -> jax.Array:
         return tree.abs_sq(x.astype(dtypes.wider(
             x.dtype, jnp.complex64 if jnp.iscomplexobj(x) else dtype)))
 
-    total = jnp.zeros([], dtype)
-    for s in tree.finite_sums(leaves, term):  # the non-finite rule: inf and NaN left out
-        total = total + s.astype(dtype)
-    return total
+    if not leaves:
+        return jnp.zeros([], dtype)
+    return tree.finite_total(leaves, term).astype(dtype)  # the non-finite rule: inf, NaN out
 
 
 def _start(step, state_x0: Any, params: Any) -> tuple[Any, Any]:

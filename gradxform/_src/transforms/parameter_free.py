@@ -57,10 +57,10 @@ def _vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
 
 
 def _l1(a: Any, dtype: Any) -> jax.Array:
-    total = jnp.zeros([], dtype)
-    for s in tree.finite_sums(jax.tree.leaves(a), jnp.abs):  # inf and NaN left out
-        total = total + s.astype(dtype)
-    return total
+    leaves = jax.tree.leaves(a)
+    if not leaves:
+        return jnp.zeros([], dtype)
+    return tree.finite_total(leaves, jnp.abs).astype(dtype)  # inf and NaN left out
 
 
 def _bias_correction(b1, b2, number, dtype, enabled):
