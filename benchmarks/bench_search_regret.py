@@ -10,7 +10,9 @@ its one-time compilation is printed apart).
 Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (``ask(4)``), and
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
 ``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
-``acquisition="hedge"`` (GP-Hedge, ``_hedge``) and ``lengthscale_floor=0.4`` (``_floor``);
+``acquisition="hedge"`` (GP-Hedge, ``_hedge``), ``lengthscale_floor=0.4`` (``_floor``), the
+annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``) and the same with the local
+phase ``local_side=0.1`` (``_local``);
 optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
 (``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
 printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
