@@ -10,7 +10,9 @@ its one-time compilation is printed apart).
 Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (``ask(4)``), and
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
 ``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
-``acquisition="hedge"`` (GP-Hedge, ``_hedge``) and ``lengthscale_floor=0.4`` (``_floor``);
+``acquisition="hedge"`` (GP-Hedge, ``_hedge``), ``lengthscale_floor=0.4`` (``_floor``), the
+annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``) and the same with the local
+phase ``local_side=0.1`` (``_local``);
 optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
 (``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
 printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
@@ -188,6 +190,10 @@ BAYES_VARIANTS = {
     "_ts": ({"acquisition": "ts"}, (1, 4)),  # Thompson sampling in the trust region
     "_hedge": ({"acquisition": "hedge"}, (1, 4)),  # GP-Hedge over log EI, log PI and UCB
     "_floor": ({"lengthscale_floor": 0.4}, (1, 4)),  # length scales >= 0.4 x the region's side
+    # the floor 1.0 x (L / 0.8) x L, fading as the region's side L shrinks
+    "_anneal": ({"lengthscale_floor": 1.0, "floor_decay": 1.0}, (1, 4)),
+    # the annealed floor, and a GP of the observations near the incumbent once L <= 0.1
+    "_local": ({"lengthscale_floor": 1.0, "floor_decay": 1.0, "local_side": 0.1}, (1, 4)),
 }
 
 
@@ -247,7 +253,8 @@ def main():
                         help="comma-separated subset of random, sobol, bayes1, bayes4, "
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
                              "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
-                             "bayes1_floor, bayes4_floor, "
+                             "bayes1_floor, bayes4_floor, bayes1_anneal, bayes4_anneal, "
+                             "bayes1_local, bayes4_local, "
                              "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]

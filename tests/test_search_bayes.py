@@ -3,12 +3,14 @@ trials, resuming, and a bounded number of compilations."""
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from gradxform import search
 from gradxform._src.search import bayes as bayes_module
+from gradxform._src.search import trust_region as tr
 from gradxform._src.search.bayes import Bayes
 
 BRANIN_MIN = 0.397887357729738
@@ -116,9 +118,11 @@ def test_ucb_and_initial_design():
     ({"candidates": 100}, "candidates must be a power of two"),
     ({"beta": -1.0}, "beta must be a number >= 0, got -1.0"),
     ({"warp": "log"}, "warp must be one of auto, power, box-cox, None, got 'log'"),
+    ({"floor_decay": -1.0}, "floor_decay must be a number in [0, 10], got -1.0"),
+    ({"local_side": 2.0}, "local_side must be a number in [0, 1.6], got 2.0"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, message):
-    with pytest.raises(ValueError, match="Bayes: " + message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match="Bayes: " + re.escape(message)):
         Bayes(BRANIN, **kwargs)
 
 
@@ -137,3 +141,40 @@ def test_lengthscale_floor_follows_the_trust_region():
     assert np.min(np.exp(free._params.log_lengthscale)) < 0.4
     with pytest.raises(ValueError, match="Bayes: lengthscale_floor must be a number in"):
         Bayes(BRANIN, lengthscale_floor=-1.0)
+
+
+def test_annealed_floor_fades_with_the_region():
+    # floor_decay=1: length scales >= 0.5 (L / 0.8) L, with L replayed from the told values.
+    tuner = run(Bayes(BRANIN, seed=7, lengthscale_floor=0.5, floor_decay=1.0), branin, 14)
+    _, y, _ = tuner.observations()
+    side = tr.length(y, tuner.initial)
+    assert side < 0.8  # the region has shrunk: the floor is below its fixed-fraction value
+    tuner.ask(1)
+    ell = np.exp(tuner._params.log_lengthscale)
+    assert np.all(ell >= 0.5 * (side / 0.8) * side * (1 - 1e-12)), (ell, side)
+
+
+def test_local_phase_proposes_in_the_region_reuses_the_programs_and_resumes():
+    def make():
+        return Bayes(BRANIN, seed=4, local_side=1.6)  # local as soon as the box holds 4 points
+
+    tuner = run(make(), branin, 12)
+    before = dict(bayes_module.TRACE_COUNTS)
+    run(tuner, branin, 16)
+    assert bayes_module.TRACE_COUNTS == before  # the local fit is the full fit's program
+    x, y, _ = tuner.observations()
+    side = tr.length(y, tuner.initial)
+    state = json.loads(json.dumps(tuner.state_dict()))
+    proposal = tuner.ask(1)[0]
+    log_ell = np.asarray(tuner._params.log_lengthscale)[0]  # the fit of all the data
+    assert tuner._local_box(x, -y, log_ell, side) is not None  # the local phase is on
+    lo, hi = tr.box(x[np.argmin(y)], log_ell, side)
+    u = tuner.space.encode(proposal)
+    assert np.all((u >= lo - 1e-9) & (u <= hi + 1e-9)), (u, lo, hi)
+    # The same proposal after a restore, and another one without the local phase.
+    default = Bayes(BRANIN, seed=4)
+    default.load_state_dict(state)
+    assert default.ask(1) != [proposal]
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert resumed.ask(1) == [proposal]

@@ -73,6 +73,18 @@ def test_a_round_counts_as_one_success_or_its_size_in_failures():
     assert tr.length([10.0, 11.0, 12.0, 11.0, 12.0], 1, [0, 1, 1, 2, 2]) == 0.4
 
 
+def test_annealed_floor_against_a_hand_computed_sequence():
+    # Two initial values, then failures: the side halves after every third one.
+    values = [5.0, 4.0] + [10.0] * 9
+    got = [tr.floor(s, 1.0, 1.0) for s in sides(values, 2)]
+    assert got == pytest.approx([0.8] * 3 + [0.2] * 3 + [0.05] * 3 + [0.0125])
+    got = [tr.floor(s, 0.5, 2.0) for s in sides(values, 2)]
+    assert got == pytest.approx([0.4] * 3 + [0.05] * 3 + [0.00625] * 3 + [0.00078125])
+    # Without decay the floor is a fixed fraction of the side (the lengthscale_floor rule).
+    assert [tr.floor(s, 0.4) for s in sides(values, 2)] == pytest.approx(
+        [0.32] * 3 + [0.16] * 3 + [0.08] * 3 + [0.04])
+
+
 def test_box_follows_the_length_scales_and_stays_in_the_cube():
     lo, hi = tr.box(np.array([0.5, 0.5]), np.log([math.e, 1 / math.e]), 0.2)
     np.testing.assert_allclose(hi - lo, [0.2 * math.e, 0.2 / math.e], rtol=1e-12)

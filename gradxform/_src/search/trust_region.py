@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 __all__ = ["FAILURES", "INITIAL", "MAXIMUM", "MINIMUM", "RELATIVE", "SUCCESSES", "box",
-           "length"]
+           "floor", "length"]
 
 #: The base side of a new region (in unit-cube units), its largest and its smallest.
 INITIAL = 0.8
@@ -92,3 +92,19 @@ def box(centre: np.ndarray, log_lengthscale: np.ndarray, side: float) -> tuple[n
     log_ell = np.asarray(log_lengthscale, np.float64)
     half = 0.5 * side * np.exp(log_ell - np.mean(log_ell))
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def floor(side: float, multiple: float, decay: float = 0.0) -> float:
+    r"""The smallest length scale the surrogate may fit in a region of base side ``side``:
+
+    .. math::
+
+        \ell_{\min} = c \left(\frac{L}{L_0}\right)^{p} L
+
+    (:math:`c` the ``multiple``, :math:`p` the ``decay``, :math:`L_0` = :data:`INITIAL`).
+    With :math:`p = 0` the floor is a fixed fraction of the side; with :math:`p > 0` that
+    fraction fades as the region shrinks, so that a floor that smooths ripples away while the
+    region is large lets the surrogate resolve them once the region has closed in. A function
+    of :func:`length`'s result only: of the trials told, like the region itself.
+    """
+    return multiple * (side / INITIAL) ** decay * side
