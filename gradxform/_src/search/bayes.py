@@ -41,17 +41,17 @@ import numpy as np
 from scipy.stats import qmc
 
 from gradxform._src.search import acquisition as acq
-from gradxform._src.search import gp, thompson, trust_region, warping
+from gradxform._src.search import gp, qlogei, thompson, trust_region, warping
 from gradxform._src.search.space import Categorical, Int, Space
 from gradxform._src.search.tuner import Tuner, check_count
 
 __all__ = ["TRACE_COUNTS", "Bayes"]
 
 #: How many times each compiled function of this module was traced (tests read it).
-TRACE_COUNTS = {"fit": 0, "acquire": 0}
+TRACE_COUNTS = {"fit": 0, "acquire": 0, "qlogei": 0}
 
 _ACQUISITIONS = (*acq.KINDS, "ts", "hedge")
-_BATCH_KINDS = ("believer",)
+_BATCH_KINDS = ("believer", "qlogei")
 _WARPS = ("auto", "power", "box-cox", None)
 #: The smallest observation buffer. Below 64 rows the padded GP costs next to nothing, and
 #: one capacity for the first 64 trials means that a search of up to 64 trials compiles three
@@ -114,7 +114,16 @@ def _posterior_mean(params, x, y, real, q):
     return gp.predict_mean(gp.condition(params, gp.Data(x, y, real)), q)
 
 
+def _joint_batch(params, x, y, real, rows, batches, base, lower, upper, free, steps,
+                 learning_rate):
+    """A batch maximising qLogEI jointly (:func:`qlogei.maximize_batch`)."""
+    TRACE_COUNTS["qlogei"] += 1
+    return qlogei.maximize_batch(params, x, y, real, rows, batches, base, lower, upper, free,
+                                 steps=steps, learning_rate=learning_rate)
+
+
 _fit_jit = jax.jit(_fit)
+_joint_batch_jit = jax.jit(_joint_batch, static_argnames=("steps",))
 _acquire_jit = jax.jit(_acquire, static_argnames=("kind", "starts", "steps"))
 _posterior_mean_jit = jax.jit(_posterior_mean)
 
@@ -320,6 +329,9 @@ class Bayes(Tuner):
         if batch not in _BATCH_KINDS:
             raise ValueError(f"Bayes: batch must be one of {', '.join(_BATCH_KINDS)}, got "
                              f"{batch!r}")
+        if batch == "qlogei" and acquisition != "logei":
+            raise ValueError(f"Bayes: batch='qlogei' needs acquisition='logei', got "
+                             f"{acquisition!r}")
         dim = self.space.dim
         self.initial = (min(max(dim + 1, 5), 10) if initial is None
                         else check_count(initial, "initial", "Bayes"))
@@ -510,6 +522,7 @@ class Bayes(Tuner):
             data_x[rows] = point
             rows += 1
         taken |= self._keys(np.reshape(pending, (-1, dim)))
+        before, found = set(taken), []
         for _ in range(k):
             mask = real.copy()  # the observations the GP has, and the pending or chosen rows
             mask[n:rows] = True
@@ -529,11 +542,26 @@ class Bayes(Tuner):
                                      len(p) - 1)]
             else:
                 point = self._pick(xs, taken)
+                found.append(xs)
             chosen.append(point)
             taken |= self._keys(point[None])
             if rows < capacity:
                 data_x[rows] = point
                 rows += 1
+        if self.batch == "qlogei" and k > 1:
+            mask = real.copy()  # the observations the GP has, and the pending rows
+            mask[n:n + len(pending)] = True
+            batches = qlogei.starts(self.rng, np.clip((np.stack(chosen) - shift) / scale, lo, hi),
+                                    (np.concatenate(found) - shift) / scale, self.restarts)
+            base = qlogei.base_samples(self.rng, k)
+            xs, _ = _joint_batch_jit(params, jnp.asarray((data_x - shift) / scale), y_dev,
+                                     real_dev, jnp.asarray(mask), jnp.asarray(batches),
+                                     jnp.asarray(base), jnp.asarray(lo), jnp.asarray(hi), free,
+                                     steps, lr)
+            believer, chosen, taken = chosen, [], before
+            for point, fallback in zip(np.asarray(xs)[0] * scale + shift, believer, strict=True):
+                chosen.append(self._pick(np.stack([point, fallback]), taken))
+                taken |= self._keys(chosen[-1][None])
         return chosen
 
     def _hedge_gain(self, params, data_x, y_dev, real_dev) -> None:
