@@ -100,13 +100,13 @@ def test_one_point_is_log_expected_improvement():
 
 def test_fatplus_is_relu_in_the_limit_and_has_a_fat_tail():
     z = jnp.asarray([-1.0, -1e-3, 1e-3, 0.5])
-    v = np.exp(np.asarray(qlogei.log_fatplus(z)))
+    v = np.exp(np.asarray(jax.jit(qlogei.log_fatplus)(z)))
     np.testing.assert_allclose(v[2:], [1e-3, 0.5], rtol=1e-6)
     # Below the incumbent the Cauchy tail: FAT tau^3 / z^2, finite in log space.
     tau = qlogei.TAU_RELU
     np.testing.assert_allclose(v[:2], qlogei.FAT * tau ** 3 / np.asarray([1.0, 1e-6]),
                                rtol=1e-5)
-    g = jax.grad(lambda a: qlogei.log_fatplus(a))(jnp.asarray(-3.0))
+    g = jax.jit(jax.grad(qlogei.log_fatplus))(jnp.asarray(-3.0))
     np.testing.assert_allclose(g, 2.0 / 3.0, rtol=1e-6)  # d/dz of -2 log|z|
 
 
@@ -115,17 +115,21 @@ def test_joint_ascent_with_one_point_finds_the_log_ei_maximiser():
     best = jnp.asarray(float(np.max(y)))
     free = jnp.ones(3, bool)
     lo, hi = jnp.zeros(3), jnp.ones(3)
-    cands = jnp.asarray(qmc.Sobol(3, rng=np.random.default_rng(1)).random(256))
-    ei_x, ei_v, _ = jax.jit(lambda c: acq.maximize(post, best, c, free, starts=8))(cands)
-    starts = jnp.asarray(np.asarray(cands)[:8, None, :])
+    # Log EI's maximum (from below) on a dense quasi-random grid of the cube.
+    grid = jnp.asarray(qmc.Sobol(3, rng=np.random.default_rng(1)).random(1 << 14))
+    log_ei = jax.jit(lambda p: acq.acquisition(post, p, best))
+    ei_grid = log_ei(grid)
+    ei_x, ei_v = grid[jnp.argmax(ei_grid)], jnp.max(ei_grid)
+    starts = grid[:8, None, :]
     base = jnp.asarray(qlogei.base_samples(np.random.default_rng(2), 1, 1024))
     q_x, q_v = jax.jit(lambda s: qlogei.maximize_batch(
         post.params, post.data.x, post.data.y, post.data.mask, post.data.mask, s, base, lo,
         hi, free))(starts)
-    # The point qLogEI chose is (nearly) as good by log EI as log EI's own choice.
-    ei_at_q = acq.acquisition(post, q_x[0], best)[0]
-    assert ei_at_q >= ei_v[0] - 0.02, (ei_at_q, ei_v[0])
-    q_at_ei = q_log_ei(post, ei_x[:1], best, base)
+    # The point qLogEI chose is as good by log EI as log EI's best grid point (to 2%), and
+    # the grid's best point no better by qLogEI than qLogEI's choice.
+    ei_at_q = log_ei(q_x[0])[0]
+    assert ei_at_q >= ei_v - 0.02, (ei_at_q, ei_v)
+    q_at_ei = q_log_ei(post, ei_x[None], best, base)
     assert q_at_ei <= q_v[0] + 0.02, (q_at_ei, q_v[0])
     # The ascent only improves on its starts.
     start_values = jax.vmap(lambda s: q_log_ei(post, s, best, base))(starts)
