@@ -154,7 +154,7 @@ def test_batch_is_in_the_trust_region_distinct_and_compiled_once():
     more = tuner.ask(4)
     assert not {tuner.space.key(c) for c in more} & keys
     tuner.tell(configs + more, [branin(c) for c in configs + more])
-    run(tuner, 25)
+    run(tuner, 21)
     assert bayes_module.TRACE_COUNTS == traced  # one program per (capacity, q)
 
 
