@@ -17,8 +17,8 @@ covariance of the batch. It has no closed form for :math:`q > 1`; it is estimate
 :math:`N` = :data:`SAMPLES` fixed base samples :math:`\varepsilon^{(i)}` (scrambled Sobol
 points mapped through the normal quantile, drawn once per proposal, so that the estimate is a
 deterministic, differentiable function of the batch). Like EI, the plain estimate underflows
-to 0, with a zero gradient, wherever no sample improves; Ament et al. (2023, section 4.2)
-smooth both maxima and take the logarithm. Here, per sample :math:`i` and point :math:`j`,
+to 0, with a zero gradient, wherever no sample improves; Ament et al. (2023) smooth both
+maxima and take the logarithm. Here, per sample :math:`i` and point :math:`j`,
 
 .. math::
 
@@ -41,9 +41,9 @@ improvement of the best point of the batch; smoothing the maximum of the *logs* 
 error relative (at most a factor :math:`q^{\tau_{\max}}`, 1.4% for :math:`q = 4`) rather than
 an absolute :math:`\tau_{\max} \log q` added to improvements that may be far smaller.
 :math:`\tau_0` = :data:`TAU_RELU`, :math:`\tau_{\max}` = :data:`TAU_MAX`, :math:`\alpha` =
-:data:`FAT` (the values of the paper's experiments). For :math:`q = 1` the estimate tends to
-log EI (:func:`acquisition.log_expected_improvement`) as :math:`N \to \infty` and
-:math:`\tau_0 \to 0`.
+:data:`FAT` (small temperatures: the smoothing errs by less than the Monte-Carlo noise). For
+:math:`q = 1` the estimate tends to log EI (:func:`acquisition.log_expected_improvement`) as
+:math:`N \to \infty` and :math:`\tau_0 \to 0`.
 
 **Maximisation** (:func:`maximize_batch`): projected gradient ascent
 (:func:`acquisition.ascend`) on all :math:`q \times d` coordinates of several starting
@@ -52,8 +52,8 @@ found), inside the trust region; the batch with the largest qLogEI wins.
 
 References:
   S. Ament, S. Daulton, D. Eriksson, M. Balandat & E. Bakshy, *Unexpected Improvements to
-  Expected Improvement for Bayesian Optimization*, NeurIPS 2023 (section 4.2 and appendix:
-  qLogEI, the fat-tailed softplus).
+  Expected Improvement for Bayesian Optimization*, NeurIPS 2023 (the parallel, Monte-Carlo
+  case: qLogEI and the fat-tailed softplus).
   J. T. Wilson, F. Hutter & M. P. Deisenroth, *Maximizing Acquisition Functions for Bayesian
   Optimization*, NeurIPS 2018 (Monte-Carlo acquisitions with fixed base samples, optimised
   jointly by gradient ascent).
