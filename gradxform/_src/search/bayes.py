@@ -231,9 +231,9 @@ class Bayes(Tuner):
     the believer's batch and random subsets of the points its rounds found; the batch of
     largest qLogEI is proposed. ``ask(1)`` is the same under both rules (qLogEI of one
     point is log EI, which has a closed form). On the benchmark functions in batches of 4
-    it ended lower than the believer on Branin and with as many or fewer seeds above the
-    anchors, but higher on Rosenbrock4 and Ackley5 (``docs/search.md``), so the believer
-    stays the default; a batch costs about twice the believer's time.
+    it ended lower than the believer on Branin but higher on Hartmann6, Rosenbrock4 and
+    Ackley5 (seeds 0-9 and 10-19, ``docs/search.md``), so the believer stays the default; a
+    batch costs about twice the believer's time.
 
     Integer and categorical parameters: candidates are rounded to valid encodings (an integer's
     cell centre, a one-hot block) before they are scored, gradient ascent moves only the float
