@@ -11,8 +11,9 @@ Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (
 ``Bayes(warp="power", trust_region=False)`` (the defaults before the trust region, suffix
 ``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
 ``acquisition="hedge"`` (GP-Hedge, ``_hedge``), ``lengthscale_floor=0.4`` (``_floor``), the
-annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``) and the same with the local
-phase ``local_side=0.1`` (``_local``);
+annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``), the same with the local
+phase ``local_side=0.1`` (``_local``) and ``batch="qlogei"`` (batches of 4 maximising
+Monte-Carlo qLogEI jointly, ``_qlogei``);
 optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
 (``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
 printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
@@ -194,6 +195,7 @@ BAYES_VARIANTS = {
     "_anneal": ({"lengthscale_floor": 1.0, "floor_decay": 1.0}, (1, 4)),
     # the annealed floor, and a GP of the observations near the incumbent once L <= 0.1
     "_local": ({"lengthscale_floor": 1.0, "floor_decay": 1.0, "local_side": 0.1}, (1, 4)),
+    "_qlogei": ({"batch": "qlogei"}, (4,)),  # batches maximising qLogEI jointly
 }
 
 
@@ -254,7 +256,7 @@ def main():
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
                              "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
                              "bayes1_floor, bayes4_floor, bayes1_anneal, bayes4_anneal, "
-                             "bayes1_local, bayes4_local, "
+                             "bayes1_local, bayes4_local, bayes4_qlogei, "
                              "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]

@@ -113,7 +113,7 @@ def test_ucb_and_initial_design():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"acquisition": "ei"}, "acquisition must be one of logei, ucb, logpi, ts, hedge, got 'ei'"),
-    ({"batch": "kb"}, "batch must be one of believer, got 'kb'"),
+    ({"batch": "kb"}, "batch must be one of believer, qlogei, got 'kb'"),
     ({"initial": 0}, "initial must be >= 1, got 0"),
     ({"candidates": 100}, "candidates must be a power of two"),
     ({"beta": -1.0}, "beta must be a number >= 0, got -1.0"),

@@ -92,6 +92,7 @@ __all__ = [
     "PORTFOLIO",
     "acquisition",
     "acquisition_of",
+    "ascend",
     "hedge_probabilities",
     "log_expected_improvement",
     "log_h",
@@ -243,7 +244,32 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         top_parts.append(v)
     x0, top_values = jnp.concatenate(x0_parts), jnp.concatenate(top_parts)
     box_lo, box_hi = jnp.concatenate(lo_parts), jnp.concatenate(hi_parts)
-    free_f = free.astype(x0.dtype)[None, :]
+    best_x, best_v = ascend(score, x0, top_values, box_lo, box_hi, free, steps=steps,
+                            learning_rate=learning_rate)
+    mean, _ = gp.predict(post, best_x)
+    return best_x, best_v, mean
+
+
+def ascend(score: Callable[[jax.Array], jax.Array], x0: jax.Array, values: jax.Array,
+           lower: jax.Array, upper: jax.Array, free: jax.Array, *, steps: int = 50,
+           learning_rate: float = 0.02) -> tuple[jax.Array, jax.Array]:
+    """Projected gradient ascent of ``score`` from each start, independently.
+
+    Args:
+      score: a differentiable function of the starts [m, ...] to their values [m].
+      x0: the starts [m, ...]; ``values`` [m] their scores.
+      lower, upper: the box each start ascends in (broadcast against ``x0``).
+      free: the coordinates the ascent may move (broadcast against ``x0``).
+      steps, learning_rate: Adam steps, and the initial step as a fraction of each side of
+        the box (decaying by cosine to 1% of it).
+
+    Returns:
+      ``(x, value)``: the best point each start visited [m, ...], sorted by decreasing value,
+      and its value [m].
+    """
+    free_f = jnp.broadcast_to(free, x0.shape[1:]).astype(x0.dtype)[None]
+    box_lo, box_hi = jnp.broadcast_to(lower, x0.shape), jnp.broadcast_to(upper, x0.shape)
+    extra = (1,) * (x0.ndim - 1)
     opt = adam(learning_rate=cosine_decay_schedule(init_value=learning_rate,
                                                    decay_steps=steps, alpha=0.01))
 
@@ -251,12 +277,15 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         v = score(x)
         return -jnp.sum(jnp.where(jnp.isfinite(v), v, 0.0)), v
 
+    def keep(x, v, best_x, best_v):
+        improved = jnp.isfinite(v) & (v > best_v)
+        return (jnp.where(improved.reshape(-1, *extra), x, best_x),
+                jnp.where(improved, v, best_v))
+
     def body(carry, _):
         x, state, best_x, best_v = carry
         (_, v), g = jax.value_and_grad(loss, has_aux=True)(x)
-        improved = jnp.isfinite(v) & (v > best_v)
-        best_x = jnp.where(improved[:, None], x, best_x)
-        best_v = jnp.where(improved, v, best_v)
+        best_x, best_v = keep(x, v, best_x, best_v)
         g = jnp.where(jnp.isfinite(g), g, 0.0) * free_f
         u, state = opt.update(g, state, x)
         # Steps in units of the box: a step of 2% of the cube would cross a small trust
@@ -264,13 +293,8 @@ def maximize(post: gp.Posterior, best: jax.Array, candidates: jax.Array, free: j
         u = jax.tree.map(lambda a: a * (box_hi - box_lo), u)
         return (jnp.clip(apply_updates(x, u), box_lo, box_hi), state, best_x, best_v), None
 
-    carry = (x0, opt.init(x0), x0, top_values)
+    carry = (x0, opt.init(x0), x0, values)
     (x, _, best_x, best_v), _ = lax.scan(body, carry, None, length=steps)
-    v = score(x)
-    improved = jnp.isfinite(v) & (v > best_v)
-    best_x = jnp.where(improved[:, None], x, best_x)
-    best_v = jnp.where(improved, v, best_v)
+    best_x, best_v = keep(x, score(x), best_x, best_v)
     order = jnp.argsort(-best_v)
-    best_x, best_v = best_x[order], best_v[order]
-    mean, _ = gp.predict(post, best_x)
-    return best_x, best_v, mean
+    return best_x[order], best_v[order]
