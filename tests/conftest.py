@@ -10,8 +10,11 @@ deadlocks in XLA's rendezvous. A larger pool avoids it. Child processes (noteboo
 multi-process tests) inherit the setting.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("PJRT_NPROC", "32")
 
@@ -22,6 +25,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One persistent compilation cache per test run, shared by the pytest-xdist workers. About a
+# third of the programs the suite compiles are identical to one compiled before in the run (an
+# op on the same shapes dispatched eagerly in another worker, the same step of an entry in two
+# tables), and reading one back costs less than compiling it again: 9% less CPU over the five
+# largest test files. The first process to load this file (pytest itself, before it starts the
+# workers) makes the directory and removes it when it exits; the workers inherit its name.
+_CACHE = "GRADXFORM_TEST_COMPILATION_CACHE"
+if _CACHE not in os.environ:
+    os.environ[_CACHE] = tempfile.mkdtemp(prefix="gradxform-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ[_CACHE], ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # Hypothesis profiles (tests/test_properties.py): "fast" by default, deterministic for CI;
 # "long" with --hypothesis-profile=long or GRADXFORM_HYPOTHESIS_PROFILE=long.
