@@ -9,6 +9,8 @@ Sections (``--only`` picks some; all run by default):
                 of the triad, trace / lower / compile seconds measured apart, ratios.
 ``model``       an end-to-end training step (forward, backward, update) of a 16-block unrolled
                 model, per leaf (optax, gradxform) and flat.
+``assembly``    the update alone on that model's tree, the flat gradient given or assembled in
+                the step from the per-leaf gradients: what the assembly costs.
 ``population``  32 small MLP trainings in one ``vmap`` against one after another.
 ``memory``      bytes of optimizer state per optimizer for the transformer-like tree.
 ``profile``     where the per-leaf path spends its trace time (cProfile, gradxform's frames).
@@ -33,7 +35,9 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -132,7 +136,7 @@ class Path:
     """One way to run a step: its compiled executable, its arguments, its timings."""
 
     def __init__(self, name: str, fn: Callable, args: tuple, donate: tuple = (0, 1)):
-        self.name, self.times = name, []
+        self.name, self.times, self.faults = name, [], []
         # keep_unused: the triad's donated output buffer is an argument it does not read
         jitted = jax.jit(fn, donate_argnums=donate, keep_unused=True)
         start = time.perf_counter()
@@ -151,7 +155,9 @@ class Path:
         return self.trace + self.lower + self.compile
 
     def run(self, steps: int) -> None:
-        """``steps`` steps, outputs fed back as the donated inputs; appends the time per step."""
+        """``steps`` steps, outputs fed back as the donated inputs; appends the time and the
+        minor page faults per step."""
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(steps):
             out = self.compiled(*self.args)
@@ -160,6 +166,7 @@ class Path:
                 self.args[i] = value
         jax.block_until_ready(self.args)
         self.times.append((time.perf_counter() - start) / steps)
+        self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps)
 
     @property
     def median(self) -> float:
@@ -170,6 +177,7 @@ def interleave(paths: list[Path], reps: int, steps: int) -> None:
     for path in paths:  # warm-up
         path.run(2)
         path.times.clear()
+        path.faults.clear()
     for _ in range(reps):
         for path in paths:
             path.run(steps)
@@ -320,18 +328,53 @@ def section_model(args) -> None:
                   (copy_tree(params), gtx.init(params), tokens)),
              Path("gradxform flat", flat_step, (copy_tree(fp), gtx.init(fp), tokens))]
     interleave(paths, args.reps, args.steps)
-    widths = [15, 9, 8, 8, 8, 8, 10, 11]
+    widths = [15, 9, 8, 8, 8, 8, 10, 11, 12]
     print(fmt_row(["path", "step ms", "trace s", "lower s", "compile", "build s", "step/optax",
-                   "build/optax"], widths))
+                   "build/optax", "faults/step"], widths))
     for path in paths:
         print(fmt_row([path.name, f"{1e3 * path.median:.2f}", f"{path.trace:.2f}",
                        f"{path.lower:.2f}", f"{path.compile:.2f}", f"{path.build:.2f}",
                        f"{path.median / paths[0].median:.2f}",
-                       f"{path.build / paths[0].build:.3f}"], widths))
+                       f"{path.build / paths[0].build:.3f}",
+                       f"{statistics.median(path.faults):.0f}"], widths))
     flat = gx.flat_params(params)
     loss_tree = float(model_loss(params, tokens))
     loss_flat = float(jax.jit(lambda fp: model_loss(fp.unflatten(), tokens))(flat))
     print(f"(same loss through the flat params: {loss_tree:.6f} vs {loss_flat:.6f})", flush=True)
+
+
+def section_assembly(args) -> None:
+    """The update alone on the model's tree, with the flat gradient given or assembled from the
+    per-leaf gradients in the step (the concatenate ``jax.grad`` of ``unflatten`` makes)."""
+    d, blocks = (32, 4) if args.quick else (256, 16)
+    params = model_params(blocks, d, 512)
+    grads = jax.tree.map(lambda p: p * 0.5 + 1e-3, params)
+    n, leaves = size_of(params), len(jax.tree.leaves(params))
+    print(f"\n### The update alone on the model's tree ({leaves} leaves, {n / 1e6:.2f}M params): "
+          "flat gradient given, or assembled in the step; clip + adamw\n", flush=True)
+    gtx, otx = OPTIMIZERS["clip+adamw"][0](), OPTIMIZERS["clip+adamw"][1]()
+    flat_step = make_step(gtx, gx.apply_updates)
+
+    def assembled(params, state, grads):
+        return flat_step(params, state, params.layout.flatten(grads))
+
+    fp = gx.flat_params(params)
+    paths = [Path("optax", make_step(otx, optax.apply_updates),
+                  (copy_tree(params), copy_tree(otx.init(params)), grads)),
+             Path("gradxform", make_step(gtx, gx.apply_updates),
+                  (copy_tree(params), gtx.init(params), grads)),
+             Path("flat, given", flat_step,
+                  (copy_tree(fp), gtx.init(fp), fp.layout.flatten(grads))),
+             Path("flat, assembled", assembled, (copy_tree(fp), gtx.init(fp), grads))]
+    interleave(paths, args.reps, args.steps)
+    widths = [16, 9, 8, 10, 12]
+    print(fmt_row(["path", "step ms", "build s", "step/optax", "faults/step"], widths))
+    for path in paths:
+        print(fmt_row([path.name, f"{1e3 * path.median:.2f}", f"{path.build:.2f}",
+                       f"{path.median / paths[0].median:.2f}",
+                       f"{statistics.median(path.faults):.0f}"], widths))
+    print(f"assembling the flat gradient costs "
+          f"{1e3 * (paths[3].median - paths[2].median):.2f} ms a step", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,8 +539,16 @@ def section_profile(args) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-SECTIONS = {"steps": section_steps, "model": section_model, "population": section_population,
-            "memory": section_memory, "profile": section_profile}
+# glibc's malloc returns a block above its mmap threshold (at most 32 MB) to the system when it
+# is freed, so a temporary that large is mapped again, page by page, in every step; blocks from
+# threads' arenas are capped at 64 MB. These settings take every block from the main heap and
+# keep freed memory for reuse, as tcmalloc and jemalloc do.
+KEEP_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                     "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
+
+SECTIONS = {"steps": section_steps, "model": section_model, "assembly": section_assembly,
+            "population": section_population, "memory": section_memory,
+            "profile": section_profile}
 
 
 def main() -> None:
@@ -510,13 +561,24 @@ def main() -> None:
                         default=None, help="the step section's trees, by leaf count")
     parser.add_argument("--reps", type=int, default=None, help="interleaved rounds (median)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round")
+    parser.add_argument("--malloc", choices=["default", "keep"], default="default",
+                        help="keep: run again with glibc's malloc set to keep freed memory "
+                             f"({' '.join(f'{k}={v}' for k, v in KEEP_FREED_MEMORY.items())})")
     args = parser.parse_args()
+    if args.malloc == "keep" and any(os.environ.get(k) != v
+                                     for k, v in KEEP_FREED_MEMORY.items()):
+        # glibc reads these when the process starts: run the script again with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, **KEEP_FREED_MEMORY})
     args.reps = args.reps or (3 if args.quick else 9)
     args.steps = args.steps or (3 if args.quick else 5)
     load = os.getloadavg()
     print(f"jax {jax.__version__}, optax {optax.__version__}, gradxform {gx.__version__}; "
           f"{jax.devices()[0].platform} x {jax.device_count()}, {os.cpu_count()} cores; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the start")
+    settings = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}
+    print("allocator: " + (" ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+                           if settings else "the C library's malloc, default settings"))
     for name in args.only:
         SECTIONS[name](args)
     load = os.getloadavg()
