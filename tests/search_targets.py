@@ -2,6 +2,8 @@
 
 * :func:`branin`: the Branin function (Dixon & Szego 1978), minimum 0.397887 at three points;
   written once for NumPy and once for JAX.
+* :func:`gp_problem`: 11 noisy observations of a smooth function of 3 inputs, standardised,
+  and fixed GP hyperparameters (the GP, qLogEI and acquisition tests).
 * :func:`regression`: a stateful objective, a 6-parameter least-squares problem trained with
   Adam built from the configuration by ``search.build``. The state is
   ``(params, optimizer state, steps trained)`` so tests can see how far each member trained.
@@ -15,8 +17,22 @@ import numpy as np
 
 import gradxform as gx
 from gradxform import search
+from gradxform._src.search import gp
 
 BRANIN_MIN = 0.397887357729739
+
+
+def gp_problem(n=11, d=3, seed=0):
+    """``(x [n, d], y [n], params)``: points in the unit cube, standardised noisy values of
+    ``sin(5 x0) + x1^2 - x2 / 2``, and GP hyperparameters (length scales 0.3, 0.7, 1.4, signal
+    1.3, noise 2e-3) for them."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, d))
+    y = np.sin(5 * x[:, 0]) + x[:, 1] ** 2 - 0.5 * x[:, 2] + 0.05 * rng.standard_normal(n)
+    y = (y - y.mean()) / y.std()
+    params = gp.Params(jnp.asarray(np.log([0.3, 0.7, 1.4])), jnp.asarray(np.log(1.3)),
+                       jnp.asarray(np.log(2e-3)))
+    return x, y, params
 
 
 def branin(config):

@@ -16,6 +16,7 @@ from scipy.stats import multivariate_normal
 from gradxform._src.search import acquisition as acq
 from gradxform._src.search import gp
 from reference import gp_rasmussen2006 as ref
+from search_targets import gp_problem
 
 # Compiled once each: eager dispatch of every small op costs more than the maths here.
 posterior = jax.jit(lambda params, data, xq: gp.predict(gp.condition(params, data), xq))
@@ -31,14 +32,7 @@ def x64():
         yield
 
 
-def problem(n=11, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, d))
-    y = np.sin(5 * x[:, 0]) + x[:, 1] ** 2 - 0.5 * x[:, 2] + 0.05 * rng.standard_normal(n)
-    y = (y - y.mean()) / y.std()
-    params = gp.Params(jnp.asarray(np.log([0.3, 0.7, 1.4])), jnp.asarray(np.log(1.3)),
-                       jnp.asarray(np.log(2e-3)))
-    return x, y, params
+problem = gp_problem
 
 
 def numpy_hyper(params):

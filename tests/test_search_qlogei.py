@@ -21,6 +21,7 @@ from gradxform._src.search import bayes as bayes_module
 from gradxform._src.search import gp, qlogei, trust_region
 from gradxform._src.search.bayes import Bayes
 from reference import gp_rasmussen2006 as ref
+from search_targets import gp_problem
 
 BRANIN = {"x1": search.Float(-5.0, 10.0), "x2": search.Float(0.0, 15.0)}
 
@@ -49,12 +50,7 @@ condition = jax.jit(gp.condition)
 
 @functools.cache
 def problem(n=11, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, d))
-    y = np.sin(5 * x[:, 0]) + x[:, 1] ** 2 - 0.5 * x[:, 2] + 0.05 * rng.standard_normal(n)
-    y = (y - y.mean()) / y.std()
-    params = gp.Params(jnp.asarray(np.log([0.3, 0.7, 1.4])), jnp.asarray(np.log(1.3)),
-                       jnp.asarray(np.log(2e-3)))
+    x, y, params = gp_problem(n, d, seed)
     post = condition(params, gp.make_data(x, y, capacity=16))
     hyper = (np.array([0.3, 0.7, 1.4]), 1.3, gp.NOISE_FLOOR + 2e-3 + gp.JITTER)
     return x, y, post, hyper
