@@ -85,12 +85,7 @@ def _acquire(params, x, y, real, rows, candidates, lower, upper, free, beta, key
     pool of ``candidates`` in its box ``lower``, ``upper``. Returns the ascent's points sorted
     by value."""
     TRACE_COUNTS["acquire"] += 1
-    post = gp.condition(params, gp.Data(x, y, real))
-    # A fantasy takes the posterior mean as its value, which leaves the mean unchanged
-    # everywhere and only lowers the variance: all fantasies can take it from one posterior.
-    y = jnp.where(real, y, jnp.where(rows, gp.predict_mean(post, x), 0.0))
-    post = gp.condition(params, gp.Data(x, y, rows))
-    best = jnp.max(jnp.where(rows, y, -jnp.inf))
+    post, best = gp.condition_with_fantasies(params, x, y, real, rows)
     def maximize(kind, score=None):
         return acq.maximize(post, best, candidates, free, kind=kind, beta=beta, starts=starts,
                             steps=steps, learning_rate=learning_rate, lower=lower, upper=upper,
@@ -125,6 +120,16 @@ def _joint_batch(params, x, y, real, rows, batches, base, lower, upper, free, st
 
 
 _fit_jit = jax.jit(_fit)
+
+
+def _run_fit(data, starts, schedule, floor):
+    """:func:`_fit` compiled, with ``schedule`` = (steps, initial step) and the log length-scale
+    ``floor`` passed as data (no recompiles)."""
+    steps, lr = schedule
+    return _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64),
+                    jnp.asarray(floor, jnp.float64))
+
+
 _joint_batch_jit = jax.jit(_joint_batch, static_argnames=("steps",))
 _acquire_jit = jax.jit(_acquire, static_argnames=("kind", "starts", "steps"))
 _posterior_mean_jit = jax.jit(_posterior_mean)
@@ -640,23 +645,18 @@ class Bayes(Tuner):
     def _fit(self, data: gp.Data, capacity: int, side: float) -> tuple[gp.Params, jax.Array]:
         """The GP fitted to each row of ``data.y`` (one per warping): ``(fits, log
         posteriors)``, stacked on a leading axis; ``side`` is the trust region's base side."""
-        dim = self.space.dim
         warps = data.y.shape[0]
         last = self._params
         if last is not None and np.shape(last.log_signal) != (warps,):
             last = None  # saved by a tuner with another number of warpings
-        stack = lambda a: jnp.broadcast_to(jnp.asarray(a)[None], (warps, *np.shape(a)))  # noqa: E731
         if last is None or capacity != self._fit_capacity or self._fits % self.refit_every == 0:
-            steps, lr = self.full_fit
-            first = jax.tree.map(stack, gp.prior_params(dim)) if last is None else last
-            others = jax.tree.map(stack, gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1))
+            schedule = self.full_fit
+            starts = self._full_starts(warps, last)
             self._fit_capacity = capacity
-            starts = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[:, None], b], 1),
-                                  first, others)
         else:
             # One short run from the last fit: the posterior moves little when one observation
             # is added, and a single start costs a quarter of the full fit's four.
-            steps, lr = self.warm_fit
+            schedule = self.warm_fit
             starts = jax.tree.map(lambda a: jnp.asarray(a)[:, None], last)
         # Length scales below a fraction of the region's side: features the trials in the
         # region cannot resolve (ripples) are left to the noise.
@@ -664,8 +664,7 @@ class Bayes(Tuner):
         if self.trust_region and self.lengthscale_floor > 0:
             floor = max(floor, math.log(trust_region.floor(side, self.lengthscale_floor,
                                                            self.floor_decay)))
-        params, values = _fit_jit(data, starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64),
-                                  jnp.asarray(floor, jnp.float64))
+        params, values = _run_fit(data, starts, schedule, floor)
         self._fits += 1
         self._params = jax.tree.map(np.asarray, params)
         return params, values
@@ -688,21 +687,25 @@ class Bayes(Tuner):
         """The GP of the ``real`` rows of ``data_x`` (targets ``f``, standardised again among
         them) in the box's coordinates, fitted from the prior (the fit of the whole data is
         kept for the next warm start). Returns ``(params, targets)``."""
-        capacity, dim = data_x.shape
+        capacity = data_x.shape[0]
         z = f[real[:len(f)]]
         x_local = np.where(real[:, None], (data_x - shift) / scale, 0.0)
         y_local = np.zeros(capacity)
         y_local[real] = (z - z.mean()) / max(float(z.std()), 1e-12)
-        first = jax.tree.map(lambda a: jnp.asarray(a)[None, None], gp.prior_params(dim))
-        others = jax.tree.map(lambda a: jnp.asarray(a)[None],
-                              gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1))
-        starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 1), first, others)
-        steps, lr = self.full_fit
-        params, _ = _fit_jit(gp.Data(jnp.asarray(x_local), jnp.asarray(y_local[None]),
+        params, _ = _run_fit(gp.Data(jnp.asarray(x_local), jnp.asarray(y_local[None]),
                                      jnp.asarray(real)),
-                             starts, jnp.asarray(steps), jnp.asarray(lr, jnp.float64),
-                             jnp.asarray(math.log(self.local_floor), jnp.float64))
+                             self._full_starts(1), self.full_fit, math.log(self.local_floor))
         return jax.tree.map(lambda a: a[0], params), jnp.asarray(y_local)
+
+    def _full_starts(self, warps: int, first: gp.Params | None = None) -> gp.Params:
+        """The starts of a full fit, stacked [warps, FIT_STARTS, ...]: ``first`` [warps, ...]
+        (default: the prior's mode), then draws from the prior."""
+        dim = self.space.dim
+        stack = lambda a: jnp.broadcast_to(jnp.asarray(a)[None], (warps, *np.shape(a)))  # noqa: E731
+        first = jax.tree.map(stack, gp.prior_params(dim)) if first is None else first
+        others = jax.tree.map(stack, gp.sample_prior_params(self.rng, dim, FIT_STARTS - 1))
+        return jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[:, None], b], 1),
+                            first, others)
 
     # -- saving and resuming ---------------------------------------------------------------
 

@@ -93,6 +93,7 @@ __all__ = [
     "Posterior",
     "capacity_for",
     "condition",
+    "condition_with_fantasies",
     "fit",
     "log_marginal_likelihood",
     "log_marginal_likelihood_and_grad",
@@ -218,6 +219,20 @@ def condition(params: Params, data: Data) -> Posterior:
     z = solve_triangular(chol, data.y, lower=True)
     alpha = solve_triangular(chol.T, z, lower=False)
     return Posterior(params, data, chol, alpha)
+
+
+def condition_with_fantasies(params: Params, x: jax.Array, y: jax.Array, real: jax.Array,
+                             rows: jax.Array) -> tuple[Posterior, jax.Array]:
+    """The posterior given the ``real`` rows of ``x``, ``y`` and the other ``rows`` as
+    fantasies (the *Kriging believer*), and the best value among all of them.
+
+    A fantasy takes the posterior mean given the real rows as its value, which leaves the mean
+    unchanged everywhere and only lowers the variance: all fantasies can take it from one
+    posterior.
+    """
+    post = condition(params, Data(x, y, real))
+    y = jnp.where(real, y, jnp.where(rows, predict_mean(post, x), 0.0))
+    return condition(params, Data(x, y, rows)), jnp.max(jnp.where(rows, y, -jnp.inf))
 
 
 def predict_mean(post: Posterior, xq: jax.Array) -> jax.Array:

@@ -168,10 +168,7 @@ def maximize_batch(params: gp.Params, x: jax.Array, y: jax.Array, real: jax.Arra
 
     Traceable; ``q`` and the number of starts are shapes. Needs float64.
     """
-    post = gp.condition(params, gp.Data(x, y, real))
-    y = jnp.where(real, y, jnp.where(rows, gp.predict_mean(post, x), 0.0))
-    post = gp.condition(params, gp.Data(x, y, rows))
-    best = jnp.max(jnp.where(rows, y, -jnp.inf))
+    post, best = gp.condition_with_fantasies(params, x, y, real, rows)
 
     def score(b):
         return jax.vmap(lambda xq: q_log_expected_improvement(post, xq, best, base))(b)
