@@ -14,9 +14,10 @@ Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (
 annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``), the same with the local
 phase ``local_side=0.1`` (``_local``) and ``batch="qlogei"`` (batches of 4 maximising
 Monte-Carlo qLogEI jointly, ``_qlogei``);
-optuna's TPE and GP samplers and scikit-optimize's ``gp_minimize`` when they are installed
-(``pip install -e .[bench]``; optuna's GP sampler also needs torch). Their versions are
-printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
+optuna's TPE and GP samplers, scikit-optimize's ``gp_minimize`` and the
+``bayesian-optimization`` package's ``BayesianOptimization`` (its defaults: 5 random points,
+then its GP and acquisition) when they are installed (``pip install -e .[bench]``; optuna's GP
+sampler also needs torch). Their versions are printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
 measured on this kind of machine) are printed beside the table with the ratio of gradxform's
 Bayes to them.
 
@@ -180,6 +181,31 @@ def run_skopt(problem, budget, seed):
     return list(map(float, res.func_vals)), times, 0.0
 
 
+def run_bayesopt(problem, budget, seed):
+    """The ``bayesian-optimization`` package with its defaults (5 random points, then its GP
+    and acquisition), maximising the negated function."""
+    from bayes_opt import BayesianOptimization
+
+    f, box, _, _ = PROBLEMS[problem]
+    values, stamps = [], []
+
+    def objective(**config):
+        stamps.append(time.perf_counter())
+        values.append(float(f(np.array([config[f"x{i}"] for i in range(len(box))]))))
+        return -values[-1]
+
+    bounds = {f"x{i}": (lo, hi) for i, (lo, hi) in enumerate(box)}
+    optimizer = BayesianOptimization(f=objective, pbounds=bounds, random_state=seed, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.maximize(init_points=min(5, budget), n_iter=max(budget - 5, 0))
+    # Time of one suggestion (fit and acquisition; the evaluation is negligible) after n
+    # observations: the gap between the n-th and the (n+1)-th evaluation.
+    gaps = np.diff(stamps)
+    times = {n: gaps[n - 1] for n in (20, 100) if n <= len(gaps)}
+    return values[:budget], times, 0.0
+
+
 #: Bayes's options measured, by method suffix: (constructor options, batch sizes).
 BAYES_VARIANTS = {
     "": ({}, (1, 4)),  # the default
@@ -207,6 +233,7 @@ def methods_available(requested):
     have_optuna = importlib.util.find_spec("optuna") is not None
     have_torch = importlib.util.find_spec("torch") is not None
     have_skopt = importlib.util.find_spec("skopt") is not None
+    have_bayesopt = importlib.util.find_spec("bayes_opt") is not None
     table = {
         "random": lambda p, b, s: run_tuner(lambda sp, sd: search.Random(sp, seed=sd), p, b, s),
         "sobol": lambda p, b, s: run_tuner(lambda sp, sd: search.Sobol(sp, seed=sd), p, b, s),
@@ -221,6 +248,8 @@ def methods_available(requested):
             table["optuna_gp"] = lambda p, b, s: run_optuna("gp", p, b, s)
     if have_skopt:
         table["skopt_gp"] = run_skopt
+    if have_bayesopt:
+        table["bayesopt_gp"] = run_bayesopt
     if requested:
         missing = [m for m in requested if m not in table]
         if missing:
@@ -230,12 +259,28 @@ def methods_available(requested):
 
 
 def versions():
+    from importlib import metadata
+
     out = []
-    for mod in ("jax", "optuna", "skopt", "torch"):
+    for mod, dist in (("jax", "jax"), ("optuna", "optuna"), ("skopt", "scikit-optimize"),
+                      ("bayes_opt", "bayesian-optimization"), ("torch", "torch")):
         if importlib.util.find_spec(mod) is not None:
-            m = __import__(mod)
-            out.append(f"{mod} {m.__version__}")
+            out.append(f"{mod} {metadata.version(dist)}")
     return ", ".join(out)
+
+
+def median_interval(values, level=0.95):
+    """A distribution-free confidence interval of the median of ``values``: the order
+    statistics ``(x_(k), x_(n+1-k))`` with the largest ``k`` whose coverage, from the binomial
+    distribution of the number of values below the median, is at least ``level`` (for 10
+    seeds, the 2nd and 9th smallest, 97.9%); ``(min, max)`` when no ``k`` reaches it."""
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, np.float64))
+    n, k = x.size, 1
+    while k < n // 2 and 1.0 - 2.0 * binom.cdf(k, n, 0.5) >= level:
+        k += 1
+    return float(x[k - 1]), float(x[n - k])
 
 
 def fmt(x):
@@ -257,7 +302,7 @@ def main():
                              "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
                              "bayes1_floor, bayes4_floor, bayes1_anneal, bayes4_anneal, "
                              "bayes1_local, bayes4_local, bayes4_qlogei, "
-                             "optuna_tpe, optuna_gp, skopt_gp (default: all available)")
+                             "optuna_tpe, optuna_gp, skopt_gp, bayesopt_gp (default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
     for p in problems:
@@ -275,7 +320,7 @@ def main():
         print(f"\n## {problem} (optimum {optimum:.6g}; anchor at 50 evaluations: {anchor:g})")
         header = f"{'method':<15}" + "".join(f"{'@' + str(c):>11}" for c in checkpoints)
         if 50 in checkpoints:
-            header += f"{'@50/anchor':>12}{'misses':>8}"
+            header += f"{'@50/anchor':>12}{'misses':>8}{'median @50, 95% interval':>27}"
         print(header + f"{'seconds':>9}")
         for name, run in methods.items():
             regrets = {c: [] for c in checkpoints}
@@ -294,7 +339,9 @@ def main():
             row = f"{name:<15}" + "".join(f"{fmt(med[c]):>11}" for c in checkpoints)
             if 50 in checkpoints:  # and how many seeds end above the anchor
                 misses = sum(r > anchor for r in regrets[50])
-                row += f"{fmt(med[50] / anchor):>12}{f'{misses}/{args.seeds}':>8}"
+                low, high = median_interval(regrets[50])
+                row += (f"{fmt(med[50] / anchor):>12}{f'{misses}/{args.seeds}':>8}"
+                        f"{fmt(low) + ' .. ' + fmt(high):>27}")
             print(row + f"{time.perf_counter() - t0:>9.1f}", flush=True)
 
     print("\n## milliseconds per suggestion (median over seeds; Bayes after compilation)")
