@@ -12,14 +12,16 @@ Methods: gradxform ``Random``, ``Sobol``, ``Bayes`` with batches of 1 and of 4 (
 ``_global``), and the options ``acquisition="ts"`` (Thompson sampling, ``_ts``),
 ``acquisition="hedge"`` (GP-Hedge, ``_hedge``), ``lengthscale_floor=0.4`` (``_floor``), the
 annealed floor ``lengthscale_floor=1, floor_decay=1`` (``_anneal``), the same with the local
-phase ``local_side=0.1`` (``_local``) and ``batch="qlogei"`` (batches of 4 maximising
-Monte-Carlo qLogEI jointly, ``_qlogei``);
+phase ``local_side=0.1`` (``_local``), the local phase alone with a box of 4 times the
+region's sides (``_localbox``) and ``batch="qlogei"`` (batches of 4 maximising Monte-Carlo
+qLogEI jointly, ``_qlogei``);
 optuna's TPE and GP samplers, scikit-optimize's ``gp_minimize`` and the
 ``bayesian-optimization`` package's ``BayesianOptimization`` (its defaults: 5 random points,
 then its GP and acquisition) when they are installed (``pip install -e .[bench]``; optuna's GP
-sampler also needs torch). Their versions are printed. The anchors of the issue (median regret at 50 evaluations, best of several libraries,
-measured on this kind of machine) are printed beside the table with the ratio of gradxform's
-Bayes to them.
+sampler also needs torch). Their versions are printed. The anchors of the issue (median
+regret at 50 evaluations, best of several libraries, measured on this kind of machine) are
+printed beside the table with the ratio of gradxform's Bayes to them, and for each median
+after 50 evaluations a distribution-free 95% interval (:func:`median_interval`).
 
 Usage::
 
@@ -222,11 +224,24 @@ BAYES_VARIANTS = {
     # the annealed floor, and a GP of the observations near the incumbent once L <= 0.1
     "_local": ({"lengthscale_floor": 1.0, "floor_decay": 1.0, "local_side": 0.1}, (1, 4)),
     "_qlogei": ({"batch": "qlogei"}, (4,)),  # batches maximising qLogEI jointly
+    # the local phase alone with a larger box of observations (class attributes, set on the
+    # tuner): 4 times the region's sides, length scales at least a tenth of that box
+    "_localbox": ({"local_side": 0.1, "local_factor": 4.0, "local_floor": 0.1}, (1,)),
 }
+#: Options of BAYES_VARIANTS that are attributes of the tuner, not constructor arguments.
+ATTRIBUTES = ("local_factor", "local_floor")
 
 
 def run_bayes(problem, budget, seed, *, options, batch):
-    return run_tuner(lambda sp, sd: Bayes(sp, seed=sd, **options), problem, budget, seed, batch)
+    def make(space, seed):
+        tuner = Bayes(space, seed=seed,
+                      **{k: v for k, v in options.items() if k not in ATTRIBUTES})
+        for k in ATTRIBUTES:
+            if k in options:
+                setattr(tuner, k, options[k])
+        return tuner
+
+    return run_tuner(make, problem, budget, seed, batch)
 
 
 def methods_available(requested):
@@ -301,8 +316,9 @@ def main():
                              "bayes1_global, bayes4_global, bayes1_power, bayes1_auto, "
                              "bayes1_ts, bayes4_ts, bayes1_hedge, bayes4_hedge, "
                              "bayes1_floor, bayes4_floor, bayes1_anneal, bayes4_anneal, "
-                             "bayes1_local, bayes4_local, bayes4_qlogei, "
-                             "optuna_tpe, optuna_gp, skopt_gp, bayesopt_gp (default: all available)")
+                             "bayes1_local, bayes4_local, bayes1_localbox, bayes4_qlogei, "
+                             "optuna_tpe, optuna_gp, skopt_gp, bayesopt_gp "
+                             "(default: all available)")
     args = parser.parse_args()
     problems = [p for p in args.problems.split(",") if p]
     for p in problems:
