@@ -674,9 +674,7 @@ class Bayes(Tuner):
         """The local phase's data: ``(inside, lower, sides)``, the observations [n] in the box
         of :attr:`local_factor` times the region's sides around the incumbent, and that box; or
         ``None`` when it holds fewer than ``dim + 2`` observations."""
-        lo, hi = trust_region.box(x[int(np.argmax(f))], log_lengthscale,
-                                  self.local_factor * side)
-        lo, hi = np.where(self._free, lo, 0.0), np.where(self._free, hi, 1.0)
+        lo, hi = self._region(x, f, log_lengthscale, self.local_factor * side)
         inside = np.all((x >= lo) & (x <= hi), axis=1)
         if int(inside.sum()) < self.space.dim + 2:
             return None

@@ -94,6 +94,7 @@ __all__ = [
     "capacity_for",
     "condition",
     "condition_with_fantasies",
+    "cross_covariance",
     "fit",
     "log_marginal_likelihood",
     "log_marginal_likelihood_and_grad",
@@ -235,16 +236,20 @@ def condition_with_fantasies(params: Params, x: jax.Array, y: jax.Array, real: j
     return condition(params, Data(x, y, rows)), jnp.max(jnp.where(rows, y, -jnp.inf))
 
 
+def cross_covariance(post: Posterior, xq: jax.Array) -> jax.Array:
+    """``k(X, xq)`` [capacity, m] between the buffer's rows and ``xq`` [m, d], the rows
+    outside the posterior's mask at 0."""
+    return jnp.where(post.data.mask[:, None], matern52(post.data.x, xq, post.params), 0.0)
+
+
 def predict_mean(post: Posterior, xq: jax.Array) -> jax.Array:
     """Posterior mean of f at ``xq`` [m, d] (cheaper than :func:`predict`: no variance)."""
-    ks = jnp.where(post.data.mask[:, None], matern52(post.data.x, xq, post.params), 0.0)
-    return ks.T @ post.alpha
+    return cross_covariance(post, xq).T @ post.alpha
 
 
 def predict(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean and variance of the latent f at ``xq`` [m, d] (variance >= 1e-30)."""
-    ks = matern52(post.data.x, xq, post.params)            # [capacity, m]
-    ks = jnp.where(post.data.mask[:, None], ks, 0.0)
+    ks = cross_covariance(post, xq)
     mean = ks.T @ post.alpha
     v = solve_triangular(post.chol, ks, lower=True)
     var = jnp.exp(post.params.log_signal) - jnp.sum(v * v, axis=0)

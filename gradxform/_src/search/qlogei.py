@@ -111,7 +111,7 @@ def base_samples(rng: np.random.Generator, q: int, n: int = SAMPLES) -> np.ndarr
 def joint_posterior(post: gp.Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The posterior mean [q] and the lower Cholesky factor [q, q] of the posterior covariance
     of the latent values at the points ``xq`` [q, d]."""
-    ks = jnp.where(post.data.mask[:, None], gp.matern52(post.data.x, xq, post.params), 0.0)
+    ks = gp.cross_covariance(post, xq)
     mean = ks.T @ post.alpha
     v = solve_triangular(post.chol, ks, lower=True)
     cov = gp.matern52(xq, xq, post.params) - v.T @ v

@@ -100,5 +100,4 @@ def sample(key: jax.Array, post: gp.Posterior, features: int = FEATURES) -> Path
 
 def evaluate(path: Path, post: gp.Posterior, x: jax.Array) -> jax.Array:
     """The sample's values at the rows of ``x`` [m, d]: [m]."""
-    ks = jnp.where(post.data.mask[:, None], gp.matern52(post.data.x, x, post.params), 0.0)
-    return _prior(path, x) + ks.T @ path.update
+    return _prior(path, x) + gp.cross_covariance(post, x).T @ path.update
